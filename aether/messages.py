@@ -1,0 +1,197 @@
+"""Immutable messages that flow between actors over trio memory channels.
+
+Everything here is an ``@attrs.frozen`` value with no I/O and no wire parsing:
+decoders live at the edges (``aether.chain``) and build these. Amounts are
+integer wei (or token base units). Times are trio clock seconds (``seen_at``,
+monotonic, what windows and freshness use) and, where a human reads them,
+wall-clock nanoseconds since the epoch (``*_ns``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import attrs
+
+__all__ = [
+    "GATES",
+    "RISK_ERROR",
+    "SOURCES",
+    "ActorStatistics",
+    "Bundle",
+    "Candidate",
+    "Head",
+    "Hop",
+    "PendingTx",
+    "RiskDecision",
+    "Source",
+    "Verdict",
+]
+
+Source = Literal["mempool_backrun", "block_arb"]
+SOURCES: tuple[Source, ...] = ("mempool_backrun", "block_arb")
+
+#: Every risk gate, in evaluation order. These are the ``reason`` label values of
+#: ``aether_mempool_risk_rejected_total`` and the ``gate`` of each risk decision.
+#: ``risk_error`` is not a gate: it is the reason when evaluation itself failed
+#: (fail closed).
+GATES: tuple[str, ...] = (
+    "gas_price",
+    "eth_balance",
+    "daily_pnl",
+    "consecutive_reverts",
+    "min_profit",
+    "max_tip_share",
+    "victim_freshness",
+    "max_in_flight",
+    "dedup",
+)
+RISK_ERROR = "risk_error"
+
+
+@attrs.frozen
+class Head:
+    """A new block header as the node announced it."""
+
+    number: int
+    hash: str
+    parent_hash: str
+    timestamp: int
+    base_fee: int
+    gas_used: int
+    gas_limit: int
+    seen_at: float = 0.0
+
+
+@attrs.frozen
+class PendingTx:
+    """A signed transaction from the public mempool.
+
+    ``raw`` is the signed envelope re-encoded from the fields; the decoder only
+    builds a ``PendingTx`` when ``keccak(raw) == hash``, so these bytes can go
+    into a bundle as they are.
+    """
+
+    hash: bytes
+    raw: bytes
+    type: int
+    chain_id: int | None
+    nonce: int
+    sender: str
+    to: str | None
+    value: int
+    input: bytes
+    gas: int
+    gas_price: int | None = None
+    max_fee_per_gas: int | None = None
+    max_priority_fee_per_gas: int | None = None
+    seen_at: float = 0.0
+    first_seen_ns: int = 0
+
+    @property
+    def hash_hex(self) -> str:
+        return "0x" + self.hash.hex()
+
+
+@attrs.frozen
+class Hop:
+    """One swap through one pair."""
+
+    dex: str
+    router: str
+    pair: str
+    token_in: str
+    token_out: str
+    amount_in: int
+    amount_out: int
+
+
+@attrs.frozen
+class Candidate:
+    """A sized arbitrage: WETH in on ``route[0]``, WETH out of ``route[-1]``.
+
+    Carries everything the forensic dump needs. ``victim`` is None for the
+    block-driven source.
+    """
+
+    source: Source
+    target_block: int
+    head_number: int
+    victim: PendingTx | None
+    route: tuple[Hop, ...]
+    amount_in: int
+    amount_out: int
+    expected_gross_profit_wei: int
+    gas_estimate: int
+    seen_at: float
+    found_at: float
+    validated: bool = False
+    simulated_gas: tuple[int, ...] = ()
+
+    @property
+    def victim_hash_hex(self) -> str | None:
+        return None if self.victim is None else self.victim.hash_hex
+
+
+@attrs.frozen
+class Bundle:
+    """A signed bundle for one target block: ``envelope[0]`` is the victim (if any)."""
+
+    arb_id: str
+    source: Source
+    candidate: Candidate
+    target_block: int
+    built_at: str
+    envelope: tuple[bytes, ...]
+    our_tx_hashes: tuple[bytes, ...]
+    expected_gross_profit_wei: int
+    expected_net_profit_wei: int
+    tip_share_bps: int
+    gas_used: int
+    base_fee_wei: int
+    priority_fee_wei: int
+    max_fee_per_gas_wei: int
+    signer: str
+    nonces: tuple[int, ...]
+    flashloan_provider: str = "none"
+    flashloan_amount: int = 0
+
+    @property
+    def victim_hash_hex(self) -> str | None:
+        return self.candidate.victim_hash_hex
+
+    @property
+    def gas_price_wei(self) -> int:
+        return self.base_fee_wei + self.priority_fee_wei
+
+
+@attrs.frozen
+class RiskDecision:
+    """One gate's answer for one bundle: the seed's ``risk_decisions`` entry."""
+
+    gate: str
+    passed: bool
+    value: str
+
+
+@attrs.frozen
+class Verdict:
+    """A bundle with the decision of every gate.
+
+    ``passed`` only when every gate passed; ``reason`` is the first failing gate.
+    """
+
+    bundle: Bundle
+    decisions: tuple[RiskDecision, ...]
+    passed: bool
+    reason: str | None = None
+
+
+@attrs.frozen
+class ActorStatistics:
+    """A snapshot of an actor's counters (trio's ``statistics()`` habit)."""
+
+    queued: int = 0
+    processed: int = 0
+    dropped: int = 0
+    rejected: int = 0

@@ -1,0 +1,145 @@
+"""Prometheus metrics, one registry per process (tests make their own).
+
+The seed's three names are a contract and stay exactly as written:
+``aether_mempool_risk_rejected_total{reason}``,
+``aether_executor_bundles_shadow_blocked_total{source}`` and
+``aether_executor_bundles_submitted_total{source}``. Labels take only bounded
+values (gate, source, builder label, actor, reason), never hashes or blocks, and
+every labelled series is created at start-up so ``rate()`` sees the first
+increment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from .messages import GATES, RISK_ERROR, SOURCES
+
+__all__ = ["CANDIDATE_REJECT_REASONS", "INTAKE_REJECT_REASONS", "Metrics"]
+
+#: Why a pending transaction was not turned into a candidate.
+INTAKE_REJECT_REASONS: tuple[str, ...] = (
+    "bad_frame",
+    "bad_fields",
+    "hash_mismatch",
+    "unsupported_type",
+    "wrong_chain",
+    "fetch_failed",
+)
+
+#: Why a decoded swap or a head produced no candidate.
+CANDIDATE_REJECT_REASONS: tuple[str, ...] = (
+    "not_router",
+    "not_swap",
+    "bad_calldata",
+    "fee_on_transfer",
+    "unknown_token",
+    "no_weth_leg",
+    "unknown_pair",
+    "zero_reserves",
+    "victim_reverts",
+    "victim_expired",
+    "no_counter_pool",
+    "unprofitable",
+    "no_inventory",
+    "overflow",
+    "reserves_unavailable",
+    "validation_mismatch",
+    "validation_failed",
+    "build_failed",
+)
+
+RISK_STATES = ("active", "paused", "halted")
+
+
+class Metrics:
+    """Every metric aether exports, on one registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None, *, builders: Iterable[str] = ()) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        r = self.registry
+        # The seed's three names.
+        self.risk_rejected = Counter(
+            "aether_mempool_risk_rejected", "Bundles rejected by a risk gate", ["reason"], registry=r
+        )
+        self.shadow_blocked = Counter(
+            "aether_executor_bundles_shadow_blocked",
+            "Bundles that passed every gate and were not sent because shadow mode is on",
+            ["source"],
+            registry=r,
+        )
+        self.submitted = Counter(
+            "aether_executor_bundles_submitted", "Bundles sent to builders with eth_sendBundle", ["source"], registry=r
+        )
+        # Ours.
+        self.candidates = Counter("aether_candidates", "Sized candidates found", ["source"], registry=r)
+        self.candidate_rejected = Counter(
+            "aether_candidate_rejected", "Opportunities dropped before a bundle", ["source", "reason"], registry=r
+        )
+        self.bundles_built = Counter("aether_bundles_built", "Signed bundles built", ["source"], registry=r)
+        self.dumps_written = Counter("aether_shadow_dumps_written", "Forensic JSON dumps written", ["source"], registry=r)
+        self.dump_errors = Counter("aether_shadow_dump_errors", "Forensic dumps that could not be written", registry=r)
+        self.pending_seen = Counter("aether_mempool_pending_seen", "Pending transactions received", registry=r)
+        self.intake_rejected = Counter(
+            "aether_mempool_intake_rejected", "Pending transactions that could not be decoded", ["reason"], registry=r
+        )
+        self.ws_reconnects = Counter("aether_ws_reconnects", "WebSocket reconnects", ["stream"], registry=r)
+        self.panics = Counter("aether_actor_panics", "Exceptions that escaped an actor", ["actor"], registry=r)
+        self.dropped = Counter("aether_channel_dropped", "Messages dropped under load", ["channel"], registry=r)
+        self.risk_state = Gauge("aether_risk_state", "1 for the current risk state", ["state"], registry=r)
+        self.risk_halt_reason = Gauge("aether_risk_halted", "1 while a HALT latch of this gate is set", ["gate"], registry=r)
+        self.builder_requests = Counter(
+            "aether_builder_requests", "eth_sendBundle requests by builder and outcome", ["builder", "outcome"], registry=r
+        )
+        self.included = Counter("aether_bundles_included", "Submitted bundles that landed", ["source"], registry=r)
+        self.not_included = Counter("aether_bundles_not_included", "Submitted bundles that missed", ["source"], registry=r)
+        self.reverted = Counter("aether_bundles_reverted", "Our transactions that landed reverted", ["source"], registry=r)
+        self.realised_profit = Gauge(
+            "aether_realised_profit_wei", "Sum of realised profit of included bundles in wei (can go negative)",
+            ["source"], registry=r,
+        )
+        self.predicted_profit = Counter(
+            "aether_predicted_profit_wei", "Predicted gross profit of built bundles in wei", ["source"], registry=r
+        )
+        self.head = Gauge("aether_head_block", "Latest head block number seen", registry=r)
+        self.validation_seconds = Histogram(
+            "aether_validation_seconds", "eth_simulateV1 round trip", registry=r,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+        )
+        self.shadow_mode = Gauge("aether_shadow_mode", "1 when shadow mode is on", registry=r)
+        self._init_series(builders)
+
+    def _init_series(self, builders: Iterable[str]) -> None:
+        for reason in (*GATES, RISK_ERROR):
+            self.risk_rejected.labels(reason)
+        for source in SOURCES:
+            for c in (self.shadow_blocked, self.submitted, self.candidates, self.bundles_built, self.dumps_written,
+                      self.included, self.not_included, self.reverted, self.predicted_profit):
+                c.labels(source)
+            for reason in CANDIDATE_REJECT_REASONS:
+                self.candidate_rejected.labels(source, reason)
+        for reason in INTAKE_REJECT_REASONS:
+            self.intake_rejected.labels(reason)
+        for state in RISK_STATES:
+            self.risk_state.labels(state)
+        for gate in GATES:
+            self.risk_halt_reason.labels(gate)
+        for stream in ("newHeads", "newPendingTransactions"):
+            self.ws_reconnects.labels(stream)
+        for b in builders:
+            for outcome in ("ok", "rpc_error", "http_error", "timeout", "unreachable", "bad_json"):
+                self.builder_requests.labels(b, outcome)
+
+    def set_risk_state(self, state: str) -> None:
+        for s in RISK_STATES:
+            self.risk_state.labels(s).set(1 if s == state else 0)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def value(self, name: str, **labels: str) -> float:
+        """Read a sample by full name (``..._total``); 0 when absent. For tests and reports."""
+        v = self.registry.get_sample_value(name, labels or None)
+        return 0.0 if v is None else v

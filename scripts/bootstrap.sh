@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs everything aether needs from a clean clone, idempotently:
+# a Python venv in .venv with aether and its test extras, and the npm packages
+# of the local chain (anvil, cast, Uniswap V2 bytecode, solc) from package-lock.json.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]' 2> >(grep -v 'is ignored: it is neither' >&2 || true)
+# Platform binaries ship inside the registry packages; no postinstall download is needed.
+if [ ! -x node_modules/.bin/anvil ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+    npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+fi

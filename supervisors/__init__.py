@@ -1,0 +1,1 @@
+"""The supervision trees (shadow, live) and the OS service units."""
