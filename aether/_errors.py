@@ -77,8 +77,13 @@ class BadNodeData(NodeError):
 class DecodeError(AetherError):
     """Bytes from outside (a pending transaction, calldata) do not parse.
 
-    Raised by pure decoders; actors turn it into a counted rejection.
+    Raised by pure decoders; actors turn it into a counted rejection under
+    ``reason``, a short bounded label (a metric label value, never data).
     """
+
+    def __init__(self, message: str, reason: str = "bad_fields") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class BuilderError(AetherError):

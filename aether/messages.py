@@ -19,6 +19,7 @@ __all__ = [
     "SOURCES",
     "ActorStatistics",
     "Bundle",
+    "Call",
     "Candidate",
     "Head",
     "Hop",
@@ -107,11 +108,22 @@ class Hop:
 
 
 @attrs.frozen
+class Call:
+    """One transaction we intend to send, before gas, nonce and signature."""
+
+    to: str
+    data: bytes
+    value: int = 0
+
+
+@attrs.frozen
 class Candidate:
     """A sized arbitrage: WETH in on ``route[0]``, WETH out of ``route[-1]``.
 
     Carries everything the forensic dump needs. ``victim`` is None for the
-    block-driven source.
+    block-driven source. ``calls`` are the backrun transactions exactly as they
+    will be signed (validation simulates them; the bundle builder signs them);
+    ``simulated_gas`` holds the gas each used in validation, one per call.
     """
 
     source: Source
@@ -125,6 +137,7 @@ class Candidate:
     gas_estimate: int
     seen_at: float
     found_at: float
+    calls: tuple[Call, ...] = ()
     validated: bool = False
     simulated_gas: tuple[int, ...] = ()
 
