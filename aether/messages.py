@@ -26,6 +26,7 @@ __all__ = [
     "PendingTx",
     "RiskDecision",
     "Source",
+    "Tick",
     "Verdict",
 ]
 
@@ -62,6 +63,20 @@ class Head:
     gas_used: int
     gas_limit: int
     seen_at: float = 0.0
+
+
+@attrs.frozen
+class Tick:
+    """A head plus the searcher's account state at that head, fetched in one batch.
+
+    ``None`` balances mean the fetch failed: risk fails closed on them.
+    """
+
+    head: Head
+    next_base_fee: int
+    eth_balance_wei: int | None
+    weth_balance_wei: int | None
+    pending_nonce: int | None
 
 
 @attrs.frozen

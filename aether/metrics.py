@@ -48,6 +48,7 @@ CANDIDATE_REJECT_REASONS: tuple[str, ...] = (
     "reserves_unavailable",
     "validation_mismatch",
     "validation_failed",
+    "stale_head",
     "build_failed",
 )
 

@@ -1,0 +1,61 @@
+"""Logging: one line per event on stderr, with secrets scrubbed as a last line of defence.
+
+aether never formats a key into a message on purpose; :class:`SecretFilter`
+exists for the accident (a library's repr, a traceback holding a local). Every
+secret loaded at start-up is registered with :func:`register_secret`, and any
+log record whose text (message, arguments or traceback) contains it is
+rewritten with the secret replaced by ``<redacted>``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+__all__ = ["configure_logging", "register_secret"]
+
+_SECRETS: set[str] = set()
+
+
+def register_secret(secret: str) -> None:
+    """Scrub ``secret`` (and its 0x-less / lower / upper forms) from every log line."""
+    s = secret.strip()
+    if s.startswith(("0x", "0X")):
+        s = s[2:]
+    if len(s) < 16:
+        return
+    for form in (s, s.lower(), s.upper()):
+        _SECRETS.add(form)
+
+
+def _scrub(text: str) -> str:
+    for s in _SECRETS:
+        if s in text:
+            text = text.replace(s, "<redacted>")
+    return text
+
+
+class SecretFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not _SECRETS:
+            return True
+        msg = record.getMessage()
+        scrubbed = _scrub(msg)
+        if record.exc_info:
+            formatted = logging.Formatter().formatException(record.exc_info)
+            record.exc_text = _scrub(formatted)
+            record.exc_info = None
+        if scrubbed != msg or record.args:
+            record.msg, record.args = scrubbed, None
+        return True
+
+
+def configure_logging(level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(SecretFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for noisy in ("httpx", "httpcore", "trio-websocket", "trio_websocket"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

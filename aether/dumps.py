@@ -1,0 +1,169 @@
+"""Forensic JSON dumps: one file per built bundle, written atomically.
+
+Path: ``${AETHER_REPORTS_DIR:-reports}/shadow_mempool_<ts>/bundles/<arb_id>.json``
+(``live_mempool_<ts>`` in live mode), ``<ts>`` a sortable UTC stamp fixed at
+start-up. The JSON carries every field of the seed's shape, amounts as decimal
+strings and transaction bytes as 0x-hex, plus a few forensic extras (route,
+verdict, victim age). A dump is written to a temporary file in the same
+directory, flushed, fsynced and renamed, so a reader (or a crash) never sees a
+partial file. Directories are 0700 and files 0600: a dump holds signed
+transactions that anyone could broadcast.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .messages import Bundle, Verdict
+
+__all__ = ["RunDir", "bundle_document", "utc_stamp", "write_json_atomic"]
+
+
+def utc_stamp(now: _dt.datetime | None = None) -> str:
+    """A sortable UTC stamp for run directory names: ``20261124T205012Z``."""
+    now = now or _dt.datetime.now(_dt.UTC)
+    return now.astimezone(_dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def write_json_atomic(path: Path, doc: Any) -> None:
+    """Write ``doc`` as JSON to ``path`` atomically (tmp, fsync, rename, fsync dir).
+
+    Raises:
+        OSError: the directory is not writable or the disk is full. Nothing
+            partial is left behind under ``path``; the temporary file is removed.
+    """
+    data = orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _hex(b: bytes) -> str:
+    return "0x" + b.hex()
+
+
+def _iso_ns(ns: int) -> str | None:
+    if ns <= 0:
+        return None
+    t = _dt.datetime.fromtimestamp(ns // 1_000_000_000, _dt.UTC).replace(microsecond=(ns // 1000) % 1_000_000)
+    return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def bundle_document(verdict: Verdict, *, mode: str, outcome: str) -> dict[str, Any]:
+    """The forensic JSON of one bundle: the seed's fields first, then extras."""
+    b: Bundle = verdict.bundle
+    c = b.candidate
+    victim = c.victim
+    return {
+        # --- the seed's shape (a contract with the operators' tooling)
+        "arb_id": b.arb_id,
+        "source": b.source,
+        "victim_tx_hash": None if victim is None else victim.hash_hex,
+        "target_block": b.target_block,
+        "built_at": b.built_at,
+        "envelope": [_hex(tx) for tx in b.envelope],
+        "expected_gross_profit_wei": str(b.expected_gross_profit_wei),
+        "expected_net_profit_wei": str(b.expected_net_profit_wei),
+        "tip_share_bps": b.tip_share_bps,
+        "gas_used": b.gas_used,
+        "base_fee_wei": str(b.base_fee_wei),
+        "priority_fee_wei": str(b.priority_fee_wei),
+        "flashloan_provider": b.flashloan_provider,
+        "flashloan_amount": str(b.flashloan_amount),
+        "risk_decisions": [{"gate": d.gate, "passed": d.passed, "value": d.value} for d in verdict.decisions],
+        # --- extras for forensics
+        "mode": mode,
+        "outcome": outcome,
+        "rejected_reason": verdict.reason,
+        "head_number": c.head_number,
+        "signer": b.signer,
+        "nonces": list(b.nonces),
+        "our_tx_hashes": [_hex(h) for h in b.our_tx_hashes],
+        "max_fee_per_gas_wei": str(b.max_fee_per_gas_wei),
+        "validated": c.validated,
+        "simulated_gas": list(c.simulated_gas),
+        "amount_in_wei": str(c.amount_in),
+        "amount_out_wei": str(c.amount_out),
+        "route": [
+            {
+                "dex": h.dex,
+                "router": h.router,
+                "pair": h.pair,
+                "token_in": h.token_in,
+                "token_out": h.token_out,
+                "amount_in": str(h.amount_in),
+                "amount_out": str(h.amount_out),
+            }
+            for h in c.route
+        ],
+        "victim_first_seen": None if victim is None else _iso_ns(victim.first_seen_ns),
+        "victim_age_ms_at_gate": _victim_age_ms(verdict),
+    }
+
+
+def _victim_age_ms(verdict: Verdict) -> int | None:
+    for d in verdict.decisions:
+        if d.gate == "victim_freshness":
+            try:
+                return int(d.value)
+            except ValueError:
+                return None
+    return None
+
+
+class RunDir:
+    """One run's directory: ``<reports>/<mode>_mempool_<ts>/`` with ``bundles/`` inside."""
+
+    def __init__(self, reports_dir: Path, *, shadow: bool, stamp: str | None = None) -> None:
+        self.stamp = stamp or utc_stamp()
+        self.mode = "shadow" if shadow else "live"
+        self.path = reports_dir / f"{self.mode}_mempool_{self.stamp}"
+        self.bundles = self.path / "bundles"
+
+    def create(self) -> None:
+        """Create the directories (0700). Raises OSError when not writable."""
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.path.mkdir(mode=0o700, exist_ok=True)
+        self.bundles.mkdir(mode=0o700, exist_ok=True)
+        # Prove we can write here now rather than at the first bundle.
+        probe = self.path / ".write-probe"
+        write_json_atomic(probe, {"ok": True})
+        probe.unlink()
+
+    def bundle_path(self, arb_id: str) -> Path:
+        return self.bundles / f"{arb_id}.json"
+
+    def write_bundle(self, verdict: Verdict, *, outcome: str) -> Path:
+        path = self.bundle_path(verdict.bundle.arb_id)
+        write_json_atomic(path, bundle_document(verdict, mode=self.mode, outcome=outcome))
+        return path
+
+    def write_meta(self, name: str, doc: Any) -> Path:
+        path = self.path / name
+        write_json_atomic(path, doc)
+        return path
