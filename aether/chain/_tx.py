@@ -1,0 +1,283 @@
+"""Pending-transaction codec: node JSON -> :class:`~aether.messages.PendingTx`.
+
+The victim's signed bytes go into our bundle as ``envelope[0]``, so the decoder
+does not trust the node's field soup: it re-encodes the signed envelope from the
+fields (legacy, EIP-2930, EIP-1559) and only builds a ``PendingTx`` when
+``keccak(raw) == hash``. The hash check binds every field, including ``v``/``r``/
+``s``, so the sender is taken from ``from`` instead of being recovered (recovery
+costs an elliptic-curve operation per transaction; intake sees thousands per
+second).
+
+Every failure is a :class:`~aether._errors.DecodeError` with a bounded
+``reason`` (a metric label value): ``bad_fields``, ``unsupported_type``,
+``wrong_chain`` or ``hash_mismatch``. Callers count it; nothing else escapes.
+
+The hex helpers here are strict on purpose: Python's ``int(s, 16)`` accepts
+whitespace, underscores and a missing prefix, and ``bytes.fromhex`` skips
+spaces. A node that sends such things is sending garbage.
+"""
+
+from __future__ import annotations
+
+import binascii
+import re
+from typing import Any
+
+from Crypto.Hash import keccak as _keccak_mod
+from rlp.codec import encode_raw
+
+from .._errors import DecodeError
+from ..messages import PendingTx
+
+__all__ = ["SUPPORTED_TX_TYPES", "decode_pending_tx", "encode_signed_tx", "keccak256"]
+
+#: Typed envelopes this codec can re-encode (0 = legacy).
+SUPPORTED_TX_TYPES: tuple[int, ...] = (0, 1, 2)
+
+# "0x" then 1..64 hex digits. Leading zeros are tolerated (the hash check binds
+# the value, not its spelling); whitespace, signs, underscores are not.
+_QTY_RE = re.compile(r"0x[0-9a-fA-F]{1,64}\Z")
+_ADDR_RE = re.compile(r"0x[0-9a-fA-F]{40}\Z")
+_HASH_RE = re.compile(r"0x[0-9a-fA-F]{64}\Z")
+
+_U64 = 2**64
+_U256 = 2**256
+_SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+
+
+def keccak256(data: bytes) -> bytes:
+    """Keccak-256 (Ethereum's, not NIST SHA3) of ``data``."""
+    return _keccak_mod.new(digest_bits=256, data=data).digest()
+
+
+# --------------------------------------------------------------------------- strict hex
+
+
+def _qty(obj: dict[str, Any], key: str, limit: int = _U256) -> int:
+    value = obj.get(key)
+    if value.__class__ is not str or not _QTY_RE.match(value):
+        raise DecodeError(f"{key}: expected a hex quantity, got {_short(value)}", "bad_fields")
+    n = int(value, 16)
+    if n >= limit:
+        raise DecodeError(f"{key}: {value} out of range", "bad_fields")
+    return n
+
+
+def _opt_qty(obj: dict[str, Any], key: str, limit: int = _U256) -> int | None:
+    return None if obj.get(key) is None else _qty(obj, key, limit)
+
+
+def _data(obj: dict[str, Any], key: str) -> bytes:
+    value = obj.get(key)
+    if value.__class__ is not str or value[:2] != "0x":
+        raise DecodeError(f"{key}: expected 0x-prefixed hex data, got {_short(value)}", "bad_fields")
+    try:
+        # unhexlify, unlike bytes.fromhex, rejects whitespace and odd lengths.
+        return binascii.unhexlify(value[2:])
+    except (binascii.Error, ValueError) as exc:
+        raise DecodeError(f"{key}: not hex data", "bad_fields") from exc
+
+
+def _addr(obj: dict[str, Any], key: str) -> str:
+    value = obj.get(key)
+    if value.__class__ is not str or not _ADDR_RE.match(value):
+        raise DecodeError(f"{key}: expected a 20-byte hex address, got {_short(value)}", "bad_fields")
+    return value.lower()
+
+
+def _hash32(value: object, key: str) -> bytes:
+    if value.__class__ is not str or not _HASH_RE.match(value):  # type: ignore[arg-type]
+        raise DecodeError(f"{key}: expected a 32-byte hex hash, got {_short(value)}", "bad_fields")
+    return bytes.fromhex(value[2:])  # type: ignore[index]
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _be(n: int) -> bytes:
+    """RLP's integer form: big-endian, no leading zeros, 0 is empty."""
+    return n.to_bytes((n.bit_length() + 7) >> 3, "big")
+
+
+def _access_list(obj: dict[str, Any]) -> list[list[Any]]:
+    raw = obj.get("accessList")
+    if raw is None:
+        # Some nodes omit an empty access list; the hash check catches a lie.
+        return []
+    if raw.__class__ is not list:
+        raise DecodeError("accessList: expected a list", "bad_fields")
+    out: list[list[Any]] = []
+    for entry in raw:
+        if entry.__class__ is not dict:
+            raise DecodeError("accessList: expected objects", "bad_fields")
+        keys = entry.get("storageKeys")
+        if keys.__class__ is not list:
+            raise DecodeError("accessList.storageKeys: expected a list", "bad_fields")
+        out.append(
+            [
+                bytes.fromhex(_addr(entry, "address")[2:]),
+                [_hash32(k, "accessList.storageKeys") for k in keys],
+            ]
+        )
+    return out
+
+
+# --------------------------------------------------------------------------- codec
+
+
+def encode_signed_tx(
+    tx_type: int,
+    *,
+    chain_id: int | None,
+    nonce: int,
+    gas: int,
+    to: bytes,
+    value: int,
+    data: bytes,
+    v: int,
+    r: int,
+    s: int,
+    gas_price: int = 0,
+    max_fee_per_gas: int = 0,
+    max_priority_fee_per_gas: int = 0,
+    access_list: list[list[Any]] | None = None,
+) -> bytes:
+    """The signed network encoding of a transaction (what ``eth_sendRawTransaction`` takes).
+
+    Args:
+        tx_type: 0 (legacy), 1 (EIP-2930) or 2 (EIP-1559).
+        to: 20 bytes, or ``b""`` for a contract creation.
+        v: for legacy, the full ``v`` (27/28 or ``chainId*2+35/36``); for typed
+            envelopes, the y parity (0/1).
+        access_list: ``[[address_bytes, [key_bytes, ...]], ...]``.
+    """
+    if tx_type == 2:
+        return b"\x02" + encode_raw(
+            [
+                _be(chain_id or 0), _be(nonce), _be(max_priority_fee_per_gas), _be(max_fee_per_gas), _be(gas),
+                to, _be(value), data, access_list or [], _be(v), _be(r), _be(s),
+            ]
+        )
+    if tx_type == 1:
+        return b"\x01" + encode_raw(
+            [
+                _be(chain_id or 0), _be(nonce), _be(gas_price), _be(gas),
+                to, _be(value), data, access_list or [], _be(v), _be(r), _be(s),
+            ]
+        )
+    if tx_type == 0:
+        return encode_raw([_be(nonce), _be(gas_price), _be(gas), to, _be(value), data, _be(v), _be(r), _be(s)])
+    raise ValueError(f"tx_type {tx_type} is not supported")
+
+
+def decode_pending_tx(
+    obj: dict[str, Any],
+    *,
+    seen_at: float = 0.0,
+    first_seen_ns: int = 0,
+    chain_id: int | None = None,
+) -> PendingTx:
+    """Turn a node's transaction object into a verified :class:`PendingTx`.
+
+    Args:
+        obj: the JSON object of ``eth_getTransactionByHash`` or a full
+            ``newPendingTransactions`` notification.
+        seen_at: trio clock time the frame arrived.
+        first_seen_ns: wall clock (``time.time_ns()``) the frame arrived.
+        chain_id: the chain we are on; a transaction signed for another chain
+            is rejected. ``None`` accepts any. Legacy transactions without
+            EIP-155 replay protection carry no chain id and are accepted.
+
+    Raises:
+        DecodeError: with ``reason`` ``bad_fields`` (missing or ill-typed
+            field), ``unsupported_type`` (blob, 7702, unknown),
+            ``wrong_chain`` or ``hash_mismatch``.
+    """
+    if obj.__class__ is not dict:
+        raise DecodeError(f"transaction: expected an object, got {type(obj).__name__}", "bad_fields")
+    tx_type = 0 if obj.get("type") is None else _qty(obj, "type", 256)
+    if tx_type not in SUPPORTED_TX_TYPES:
+        raise DecodeError(f"transaction type {tx_type} is not supported", "unsupported_type")
+
+    tx_hash = _hash32(obj.get("hash"), "hash")
+    nonce = _qty(obj, "nonce", _U64)
+    gas = _qty(obj, "gas", _U64)
+    value = _qty(obj, "value")
+    data = _data(obj, "input" if "input" in obj else "data")
+    to_raw = obj.get("to")
+    to = None if to_raw is None else _addr(obj, "to")
+    to_bytes = b"" if to is None else bytes.fromhex(to[2:])
+    sender = _addr(obj, "from")
+    r = _qty(obj, "r")
+    s = _qty(obj, "s")
+    if not (0 < r < _SECP256K1_N and 0 < s < _SECP256K1_N):
+        raise DecodeError("r/s: outside the secp256k1 group order", "bad_fields")
+
+    gas_price: int | None = None
+    max_fee: int | None = None
+    max_prio: int | None = None
+    if tx_type == 0:
+        v = _qty(obj, "v")
+        if v in (27, 28):
+            tx_chain: int | None = None
+        elif v >= 35:
+            tx_chain = (v - 35) >> 1
+        else:
+            raise DecodeError(f"v: {v} is neither 27/28 nor EIP-155", "bad_fields")
+        claimed = _opt_qty(obj, "chainId")
+        if claimed is not None and tx_chain is not None and claimed != tx_chain:
+            raise DecodeError("chainId: disagrees with v", "bad_fields")
+        gas_price = _qty(obj, "gasPrice")
+        access: list[list[Any]] = []
+    else:
+        tx_chain = _qty(obj, "chainId", _U64)
+        v = _qty(obj, "yParity" if obj.get("yParity") is not None else "v")
+        if v > 1:
+            raise DecodeError(f"yParity: {v} is not 0 or 1", "bad_fields")
+        access = _access_list(obj)
+        if tx_type == 1:
+            gas_price = _qty(obj, "gasPrice")
+        else:
+            max_fee = _qty(obj, "maxFeePerGas")
+            max_prio = _qty(obj, "maxPriorityFeePerGas")
+
+    if chain_id is not None and tx_chain is not None and tx_chain != chain_id:
+        raise DecodeError(f"chain id {tx_chain}, expected {chain_id}", "wrong_chain")
+
+    raw = encode_signed_tx(
+        tx_type,
+        chain_id=tx_chain,
+        nonce=nonce,
+        gas=gas,
+        to=to_bytes,
+        value=value,
+        data=data,
+        v=v,
+        r=r,
+        s=s,
+        gas_price=gas_price or 0,
+        max_fee_per_gas=max_fee or 0,
+        max_priority_fee_per_gas=max_prio or 0,
+        access_list=access,
+    )
+    if keccak256(raw) != tx_hash:
+        raise DecodeError("re-encoded transaction does not hash to its hash", "hash_mismatch")
+    return PendingTx(
+        hash=tx_hash,
+        raw=raw,
+        type=tx_type,
+        chain_id=tx_chain,
+        nonce=nonce,
+        sender=sender,
+        to=to,
+        value=value,
+        input=data,
+        gas=gas,
+        gas_price=gas_price,
+        max_fee_per_gas=max_fee,
+        max_priority_fee_per_gas=max_prio,
+        seen_at=seen_at,
+        first_seen_ns=first_seen_ns,
+    )

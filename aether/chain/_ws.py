@@ -1,0 +1,473 @@
+"""WebSocket subscriptions (``eth_subscribe``) over trio-websocket, with reconnect.
+
+A :class:`Subscriber` holds one subscription (``newHeads`` or
+``newPendingTransactions``) alive for as long as its ``run`` task lives: any
+drop (closed socket, OS error, failed handshake, a silent connection that no
+longer answers pings) leads to a reconnect with exponential backoff and jitter
+and a fresh subscription. Every reconnect is counted.
+
+What it pushes downstream is a :class:`Frame`: the notification's ``result``
+object as the node sent it, stamped on arrival. Decoding (and its counted
+rejections) is the consumer's job, so this module stays a transport.
+
+Nodes that send only hashes for pending transactions (no ``true`` param, or a
+node that ignores it) are handled by fetching each transaction with
+``eth_getTransactionByHash`` through a bounded pool of workers.
+
+trio-websocket and OS exceptions are translated into :mod:`aether._errors` in
+one place, :func:`_map_ws_errors`; garbage from the node (non-JSON, wrong shape)
+is counted in ``bad_frames`` and skipped, never raised.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import random
+import re
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, Final, Literal
+from urllib.parse import urlsplit
+
+import attrs
+import orjson
+import trio
+from trio_websocket import (
+    ConnectionClosed,
+    ConnectionRejected,
+    ConnectionTimeout,
+    DisconnectionTimeout,
+    HandshakeError,
+    WebSocketConnection,
+    open_websocket_url,
+)
+
+from .._errors import BadNodeData, NodeError, NodeTimeout, NodeUnreachable, RpcError
+from ..metrics import Metrics
+from ._rpc import RpcClient
+
+__all__ = ["HEADS", "PENDING", "Frame", "Subscriber", "SubscriberStatistics", "SubscriptionKind"]
+
+log = logging.getLogger(__name__)
+
+SubscriptionKind = Literal["newHeads", "newPendingTransactions"]
+HEADS: Final = "newHeads"
+PENDING: Final = "newPendingTransactions"
+
+_TX_HASH_RE = re.compile(r"0x[0-9a-fA-F]{64}\Z")
+
+
+@attrs.frozen
+class Frame:
+    """One notification's ``result`` object, stamped when it arrived.
+
+    Attributes:
+        obj: the JSON object (a block header or a transaction) as the node sent it.
+        seen_at: trio clock time of arrival (monotonic; freshness windows use it).
+        first_seen_ns: wall clock of arrival, ``time.time_ns()`` (for humans and dumps).
+    """
+
+    obj: dict[str, Any]
+    seen_at: float
+    first_seen_ns: int
+
+
+@attrs.frozen
+class SubscriberStatistics:
+    """Counters of a :class:`Subscriber` (a snapshot).
+
+    Attributes:
+        frames: well-formed notifications received (objects and hashes).
+        bad_frames: frames that were not JSON or not a notification of our shape.
+        reconnects: connection attempts after a drop or a failed attempt.
+        fetched: transactions fetched by hash and pushed.
+        fetch_failed: hashes whose transaction could not be fetched.
+        dropped: frames (or hashes) dropped because a bounded queue was full.
+        connected: a subscription is live right now.
+    """
+
+    frames: int
+    bad_frames: int
+    reconnects: int
+    fetched: int
+    fetch_failed: int
+    dropped: int
+    connected: bool
+
+
+class _DownstreamClosed(Exception):
+    """Every receiver of our send channel is gone: nobody wants frames any more."""
+
+
+class _BadFrame(Exception):
+    """A frame that is not JSON or not of the expected shape (counted, skipped)."""
+
+
+def _display_url(url: str) -> str:
+    """scheme://host:port only: node URLs often carry an API key in the path."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or "?"
+        return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
+    except ValueError:
+        return "<unparseable url>"
+
+
+@contextlib.contextmanager
+def _map_ws_errors(where: str) -> Iterator[None]:
+    """The one place where trio-websocket / OS / trio errors become ours."""
+    try:
+        yield
+    except ConnectionClosed as exc:
+        reason = exc.reason
+        detail = f"code {reason.code} {reason.name}" if reason is not None else "no close frame"
+        raise NodeUnreachable(f"websocket to {where} closed ({detail})") from exc
+    except (ConnectionTimeout, DisconnectionTimeout) as exc:
+        raise NodeTimeout(f"websocket handshake with {where} timed out") from exc
+    except ConnectionRejected as exc:
+        raise NodeUnreachable(f"{where} rejected the websocket handshake with HTTP {exc.status_code}") from exc
+    except HandshakeError as exc:
+        cause = exc.__cause__ or exc.__context__
+        raise NodeUnreachable(
+            f"websocket handshake with {where} failed: {type(cause or exc).__name__}"
+        ) from exc
+    except trio.TooSlowError as exc:
+        raise NodeTimeout(f"{where} did not answer in time") from exc
+    except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        raise NodeUnreachable(f"websocket to {where} failed: {type(exc).__name__}") from exc
+
+
+class Subscriber:
+    """One ``eth_subscribe`` stream that survives drops.
+
+    Args:
+        ws_url: ``ws://`` or ``wss://`` endpoint of the node.
+        kind: ``"newHeads"`` or ``"newPendingTransactions"``.
+        rpc: used to fetch transactions when the node sends only hashes.
+            Without it, hash-only notifications are counted as ``fetch_failed``.
+        metrics: where reconnects, bad frames, failed fetches and drops are counted.
+        full_txs: ask for full transaction objects (``["newPendingTransactions", true]``).
+            If the node refuses that form, the subscriber falls back to hashes.
+        max_fetch_concurrency: concurrent ``eth_getTransactionByHash`` calls.
+        fetch_queue: hashes waiting for a fetch worker; beyond that they are dropped
+            (a stale transaction is worthless).
+        backoff_initial, backoff_max: reconnect delay bounds in seconds; the delay
+            doubles per failed attempt, with jitter in [d/2, d].
+        idle_timeout: after this many seconds without a frame, the connection is
+            probed with a ping; ``None`` disables the probe.
+        ping_timeout: seconds to wait for the pong before treating the connection
+            as dead and reconnecting.
+        connect_timeout: seconds for TCP + handshake + the subscription reply.
+        clock: the monotonic clock stamped into ``Frame.seen_at``.
+        wall_ns: the wall clock stamped into ``Frame.first_seen_ns``.
+        rng: jitter source (tests pass a seeded one).
+
+    Raises:
+        ValueError: a bad argument, with the argument's name.
+    """
+
+    def __init__(
+        self,
+        ws_url: str,
+        kind: SubscriptionKind,
+        *,
+        rpc: RpcClient | None = None,
+        metrics: Metrics | None = None,
+        full_txs: bool = True,
+        max_fetch_concurrency: int = 16,
+        fetch_queue: int = 1024,
+        backoff_initial: float = 0.05,
+        backoff_max: float = 5.0,
+        idle_timeout: float | None = 30.0,
+        ping_timeout: float = 5.0,
+        connect_timeout: float = 5.0,
+        clock: Callable[[], float] = trio.current_time,
+        wall_ns: Callable[[], int] = time.time_ns,
+        rng: random.Random | None = None,
+    ) -> None:
+        if kind not in (HEADS, PENDING):
+            raise ValueError(f"kind must be 'newHeads' or 'newPendingTransactions', not {kind!r}")
+        if not (ws_url.startswith("ws://") or ws_url.startswith("wss://")):
+            raise ValueError(f"ws_url must be a ws:// or wss:// URL, not {_display_url(ws_url)!r}")
+        if max_fetch_concurrency < 1:
+            raise ValueError(f"max_fetch_concurrency must be >= 1, not {max_fetch_concurrency}")
+        if fetch_queue < 1:
+            raise ValueError(f"fetch_queue must be >= 1, not {fetch_queue}")
+        if not 0 < backoff_initial <= backoff_max:
+            raise ValueError(f"need 0 < backoff_initial <= backoff_max, got {backoff_initial}, {backoff_max}")
+        if idle_timeout is not None and idle_timeout <= 0:
+            raise ValueError(f"idle_timeout must be positive or None, not {idle_timeout}")
+        if ping_timeout <= 0 or connect_timeout <= 0:
+            raise ValueError("ping_timeout and connect_timeout must be positive")
+        self.ws_url = ws_url
+        self.kind: SubscriptionKind = kind
+        self._where = _display_url(ws_url)
+        self._rpc = rpc
+        self._metrics = metrics
+        self._full_param = full_txs and kind == PENDING
+        self._max_fetch = max_fetch_concurrency
+        self._fetch_queue = fetch_queue
+        self._backoff_initial = backoff_initial
+        self._backoff_max = backoff_max
+        self._idle_timeout = idle_timeout
+        self._ping_timeout = ping_timeout
+        self._connect_timeout = connect_timeout
+        self._clock = clock
+        self._wall_ns = wall_ns
+        self._rng = rng if rng is not None else random.Random()
+        self._ids = itertools.count(1)
+        self._attempt = 0
+        self._hash_send: trio.MemorySendChannel[tuple[str, float, int]] | None = None
+        self._frames = 0
+        self._bad_frames = 0
+        self._reconnects = 0
+        self._fetched = 0
+        self._fetch_failed = 0
+        self._dropped = 0
+        self._connected = False
+        if metrics is not None:
+            # Create the series at start-up so rate() sees the first increment.
+            metrics.ws_reconnects.labels(kind)
+            metrics.dropped.labels(self._drop_channel)
+
+    @property
+    def _drop_channel(self) -> str:
+        return "ws_pending" if self.kind == PENDING else "ws_heads"
+
+    def statistics(self) -> SubscriberStatistics:
+        return SubscriberStatistics(
+            frames=self._frames,
+            bad_frames=self._bad_frames,
+            reconnects=self._reconnects,
+            fetched=self._fetched,
+            fetch_failed=self._fetch_failed,
+            dropped=self._dropped,
+            connected=self._connected,
+        )
+
+    # ----------------------------------------------------------------- counting
+
+    def _count_bad_frame(self) -> None:
+        self._bad_frames += 1
+        if self._metrics is not None and self.kind == PENDING:
+            self._metrics.intake_rejected.labels("bad_frame").inc()
+
+    def _count_fetch_failed(self) -> None:
+        self._fetch_failed += 1
+        if self._metrics is not None:
+            self._metrics.intake_rejected.labels("fetch_failed").inc()
+
+    def _count_drop(self) -> None:
+        self._dropped += 1
+        if self._metrics is not None:
+            self._metrics.dropped.labels(self._drop_channel).inc()
+
+    def _count_reconnect(self) -> None:
+        self._reconnects += 1
+        if self._metrics is not None:
+            self._metrics.ws_reconnects.labels(self.kind).inc()
+
+    def _next_delay(self) -> float:
+        base = min(self._backoff_max, self._backoff_initial * (2 ** min(self._attempt, 32)))
+        self._attempt += 1
+        return base * (0.5 + 0.5 * self._rng.random())
+
+    # ----------------------------------------------------------------- run
+
+    async def run(
+        self,
+        send: trio.MemorySendChannel[Frame],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Keep the subscription alive and push a :class:`Frame` per notification.
+
+        Calls ``task_status.started()`` once the first subscription is live, so
+        ``await nursery.start(sub.run, send)`` returns only when frames can flow.
+        Until then it keeps retrying with backoff (wrap it in a deadline if the
+        node may never come up). Returns when every receiver of ``send`` is
+        closed; ``send`` itself is left open (the caller owns it).
+
+        Overload: pending transactions are pushed with ``send_nowait`` and
+        counted in ``dropped`` when the channel is full (a stale transaction is
+        worthless); heads are pushed with a blocking ``send``.
+        """
+        started = False
+
+        def on_subscribed() -> None:
+            nonlocal started
+            if not started:
+                started = True
+                task_status.started()
+
+        async with trio.open_nursery() as nursery:
+            if self.kind == PENDING:
+                hash_send, hash_recv = trio.open_memory_channel[tuple[str, float, int]](self._fetch_queue)
+                self._hash_send = hash_send
+                async with hash_recv:
+                    for _ in range(self._max_fetch):
+                        nursery.start_soon(self._fetch_worker, hash_recv.clone(), send)
+            try:
+                while True:
+                    try:
+                        await self._session(send, on_subscribed)
+                    except NodeError as exc:
+                        log.warning("%s subscription to %s dropped: %s", self.kind, self._where, exc)
+                    self._connected = False
+                    await trio.sleep(self._next_delay())
+                    self._count_reconnect()
+            except _DownstreamClosed:
+                log.info("%s subscription: every receiver is closed, stopping", self.kind)
+            finally:
+                self._connected = False
+                nursery.cancel_scope.cancel()
+
+    async def _session(self, send: trio.MemorySendChannel[Frame], on_subscribed: Callable[[], None]) -> None:
+        """One connection: connect, subscribe, pump frames until something breaks."""
+        with _map_ws_errors(self._where):
+            async with open_websocket_url(
+                self.ws_url,
+                connect_timeout=self._connect_timeout,
+                disconnect_timeout=1.0,
+                message_queue_size=256,
+                max_message_size=4 * 1024 * 1024,
+            ) as ws:
+                sub_id = await self._subscribe(ws)
+                self._connected = True
+                on_subscribed()
+                log.info("%s subscription to %s is live", self.kind, self._where)
+                first = True
+                while True:
+                    message = await self._next_message(ws)
+                    try:
+                        result = self._parse(message, sub_id)
+                    except _BadFrame:
+                        self._count_bad_frame()
+                        continue
+                    self._frames += 1
+                    if first:
+                        # The connection delivers: the next drop starts from the short delay.
+                        self._attempt = 0
+                        first = False
+                    await self._deliver(result, send)
+
+    async def _subscribe(self, ws: WebSocketConnection) -> str:
+        params: list[Any] = [self.kind, True] if self._full_param else [self.kind]
+        req_id = next(self._ids)
+        await ws.send_message(
+            orjson.dumps({"jsonrpc": "2.0", "id": req_id, "method": "eth_subscribe", "params": params}).decode()
+        )
+        with trio.fail_after(self._connect_timeout):
+            while True:
+                message = await ws.get_message()
+                try:
+                    reply = orjson.loads(message)
+                except orjson.JSONDecodeError:
+                    self._count_bad_frame()
+                    continue
+                if reply.__class__ is not dict or reply.get("id") != req_id:
+                    self._count_bad_frame()
+                    continue
+                err = reply.get("error")
+                if err is not None:
+                    code = err.get("code") if isinstance(err, dict) else None
+                    msg = err.get("message", "") if isinstance(err, dict) else str(err)
+                    if self._full_param:
+                        # The node does not take the `true` form: hashes plus fetches will do.
+                        log.warning("%s refused full transaction objects (%s); falling back to hashes",
+                                    self._where, msg)
+                        self._full_param = False
+                        return await self._subscribe(ws)
+                    raise RpcError("eth_subscribe", code if isinstance(code, int) else -1, str(msg))
+                sub_id = reply.get("result")
+                if sub_id.__class__ is not str or not sub_id:
+                    raise BadNodeData(f"eth_subscribe: {self._where} answered without a subscription id")
+                return sub_id  # type: ignore[no-any-return]
+
+    async def _next_message(self, ws: WebSocketConnection) -> str | bytes:
+        if self._idle_timeout is None:
+            return await ws.get_message()
+        while True:
+            with trio.move_on_after(self._idle_timeout):
+                return await ws.get_message()
+            # Quiet for a while: a quiet mempool, or a dead peer? Ask.
+            with trio.move_on_after(self._ping_timeout):
+                await ws.ping()
+                continue
+            raise NodeTimeout(
+                f"{self._where}: no frame for {self._idle_timeout}s and no pong within {self._ping_timeout}s"
+            )
+
+    def _parse(self, message: str | bytes, sub_id: str) -> dict[str, Any] | str:
+        try:
+            obj = orjson.loads(message)
+        except orjson.JSONDecodeError as exc:
+            raise _BadFrame from exc
+        if obj.__class__ is not dict or obj.get("method") != "eth_subscription":
+            raise _BadFrame
+        params = obj.get("params")
+        if params.__class__ is not dict or params.get("subscription") != sub_id:
+            raise _BadFrame
+        result = params.get("result")
+        if result.__class__ is dict:
+            return result  # type: ignore[no-any-return]
+        if self.kind == PENDING and result.__class__ is str and _TX_HASH_RE.match(result):
+            return result  # type: ignore[no-any-return]
+        raise _BadFrame
+
+    async def _deliver(self, result: dict[str, Any] | str, send: trio.MemorySendChannel[Frame]) -> None:
+        seen_at = self._clock()
+        first_seen_ns = self._wall_ns()
+        if self.kind == HEADS:
+            try:
+                await send.send(Frame(result, seen_at, first_seen_ns))  # type: ignore[arg-type]
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                raise _DownstreamClosed from exc
+            return
+        if isinstance(result, dict):
+            self._push_pending(send, Frame(result, seen_at, first_seen_ns))
+            return
+        # A hash only: fetch the object (bounded; overflow is dropped and counted).
+        if self._rpc is None or self._hash_send is None:
+            self._count_fetch_failed()
+            return
+        try:
+            self._hash_send.send_nowait((result, seen_at, first_seen_ns))
+        except trio.WouldBlock:
+            self._count_drop()
+
+    def _push_pending(self, send: trio.MemorySendChannel[Frame], frame: Frame) -> None:
+        try:
+            send.send_nowait(frame)
+        except trio.WouldBlock:
+            self._count_drop()
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise _DownstreamClosed from exc
+
+    async def _fetch_worker(
+        self,
+        hashes: trio.MemoryReceiveChannel[tuple[str, float, int]],
+        send: trio.MemorySendChannel[Frame],
+    ) -> None:
+        async with hashes:
+            async for tx_hash, seen_at, first_seen_ns in hashes:
+                if self._rpc is None:  # pragma: no cover - _deliver never queues without rpc
+                    self._count_fetch_failed()
+                    continue
+                try:
+                    obj = await self._rpc.call("eth_getTransactionByHash", [tx_hash])
+                except NodeError as exc:
+                    log.debug("eth_getTransactionByHash failed: %s", exc)
+                    self._count_fetch_failed()
+                    continue
+                if obj.__class__ is not dict:
+                    # null: mined or evicted since the announcement.
+                    self._count_fetch_failed()
+                    continue
+                self._fetched += 1
+                try:
+                    self._push_pending(send, Frame(obj, seen_at, first_seen_ns))
+                except _DownstreamClosed:
+                    return
