@@ -1,0 +1,222 @@
+"""Candidate -> signed bundle: nonces, EIP-1559 fees, the builder's tip, signatures.
+
+Pure CPU, no I/O: the hot path between a validated candidate and the risk gates.
+The builder is paid through the priority fee, so the tip is chosen as
+``tip_share_bps`` of the gross profit spread over the simulated gas:
+
+    priority = (gross * tip_share_bps // 10000) // gas_used
+    net      = gross - gas_used * (base_fee + priority)
+
+``gas_used`` is the gas the simulation measured (what the chain will charge);
+the signed gas *limit* carries a safety margin on top and never enters the
+money math. Everything is integer wei.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+
+import attrs
+from eth_account.signers.local import LocalAccount
+from eth_hash.auto import keccak
+from eth_utils import to_checksum_address
+
+from .messages import Bundle, Candidate, Head
+
+__all__ = ["BundleBuilder", "NonceStatistics", "NonceTracker", "next_base_fee"]
+
+#: EIP-1559 constants (London).
+_ELASTICITY = 2
+_BASE_FEE_MAX_CHANGE_DENOMINATOR = 8
+#: Signed gas limit = simulated gas * 12 // 10 (+20 %): the simulation already
+#: ran on the post-victim state, the margin covers small state drift.
+_GAS_LIMIT_NUM, _GAS_LIMIT_DEN = 12, 10
+
+
+def next_base_fee(head: Head) -> int:
+    """The base fee of block ``head.number + 1`` by the EIP-1559 integer formula.
+
+    Mirrors go-ethereum's ``CalcBaseFee`` (and alloy's, which anvil uses).
+    """
+    parent_base = head.base_fee
+    target = head.gas_limit // _ELASTICITY
+    if target == 0 or head.gas_used == target:
+        return parent_base
+    if head.gas_used > target:
+        delta = parent_base * (head.gas_used - target) // target // _BASE_FEE_MAX_CHANGE_DENOMINATOR
+        return parent_base + max(delta, 1)
+    delta = parent_base * (target - head.gas_used) // target // _BASE_FEE_MAX_CHANGE_DENOMINATOR
+    return parent_base - delta
+
+
+@attrs.frozen
+class NonceStatistics:
+    pending: int
+    in_flight: int
+    next: int
+
+
+@attrs.define
+class NonceTracker:
+    """The searcher's nonces: the node's pending nonce plus what is in flight.
+
+    Bundles go privately to builders, so the node never sees our transactions
+    before they land; nonces handed to bundles whose target block has not
+    passed yet are "in flight" and the next bundle gets the ones after them.
+    """
+
+    _pending: int = 0
+    _in_flight: set[int] = attrs.field(factory=set)
+
+    def reset(self, pending_nonce: int) -> None:
+        """Take the node's pending nonce (on every head); forget nonces below it (used)."""
+        if pending_nonce < 0:
+            raise ValueError("pending_nonce must be >= 0")
+        self._pending = pending_nonce
+        self._in_flight = {n for n in self._in_flight if n >= pending_nonce}
+
+    def _next(self) -> int:
+        return max(self._pending, max(self._in_flight) + 1) if self._in_flight else self._pending
+
+    def reserve(self, n: int) -> list[int]:
+        """Hand out ``n`` consecutive nonces for one bundle."""
+        if n < 1:
+            raise ValueError("reserve needs n >= 1")
+        start = self._next()
+        out = list(range(start, start + n))
+        self._in_flight.update(out)
+        return out
+
+    def release(self, bundle: Bundle | Iterable[int]) -> None:
+        """Give back a bundle's nonces: its target block passed without it."""
+        nonces = bundle.nonces if isinstance(bundle, Bundle) else tuple(bundle)
+        self._in_flight.difference_update(nonces)
+
+    def statistics(self) -> NonceStatistics:
+        return NonceStatistics(pending=self._pending, in_flight=len(self._in_flight), next=self._next())
+
+
+def arb_id(target_block: int, victim_hash: str | None, route: Sequence[object]) -> str:
+    """A short id, unique and stable for (target block, victim, route and amounts)."""
+    parts = [str(target_block), victim_hash or ""]
+    for hop in route:
+        parts.append(f"{hop.pair}:{hop.token_in}:{hop.amount_in}:{hop.amount_out}")  # type: ignore[attr-defined]
+    return keccak("|".join(parts).encode()).hex()[:16]
+
+
+def _iso_utc(now_ns: int) -> str:
+    secs, rem = divmod(now_ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{rem // 1_000_000:03d}Z"
+
+
+@attrs.define
+class BundleBuilder:
+    """Signs a candidate's calls into a bundle for ``candidate.target_block``.
+
+    Args:
+        signer: the searcher account (its key never leaves eth-account).
+        chain_id: from the node (``eth_chainId``), never assumed.
+        tip_share_bps: share of the gross profit paid to the builder, 0..10000.
+        nonces: the shared nonce tracker (reserve here, release on a miss).
+    """
+
+    signer: LocalAccount = attrs.field(repr=lambda a: f"<account {a.address}>")
+    chain_id: int
+    tip_share_bps: int = attrs.field(kw_only=True)
+    nonces: NonceTracker = attrs.field(kw_only=True)
+    _checksum: dict[str, str] = attrs.field(factory=dict, init=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        if not 0 <= self.tip_share_bps <= 10000:
+            raise ValueError("tip_share_bps must be in 0..10000")
+
+    def _to(self, address: str) -> str:
+        cs = self._checksum.get(address)
+        if cs is None:
+            cs = self._checksum[address] = to_checksum_address(address)
+        return cs
+
+    def build(self, candidate: Candidate, head: Head, *, now_ns: int) -> Bundle:
+        """Sign ``candidate.calls`` for the block after ``head``.
+
+        Raises:
+            ValueError: the candidate cannot be built (no calls, stale target,
+                gas figures that do not match the calls, victim hash mismatch);
+                the caller counts it as ``build_failed``.
+        """
+        calls = candidate.calls
+        if not calls:
+            raise ValueError("candidate has no calls to sign")
+        target = head.number + 1
+        if candidate.target_block != target:
+            raise ValueError(f"candidate targets block {candidate.target_block}, head is {head.number}")
+        victim = candidate.victim
+        if victim is not None and keccak(victim.raw) != victim.hash:
+            raise ValueError("victim raw transaction does not hash to its hash")
+        if candidate.simulated_gas:
+            if len(candidate.simulated_gas) != len(calls):
+                raise ValueError("simulated_gas does not have one entry per call")
+            gas_each = list(candidate.simulated_gas)
+        else:
+            share, extra = divmod(candidate.gas_estimate, len(calls))
+            gas_each = [share + (1 if i < extra else 0) for i in range(len(calls))]
+        gas_used = sum(gas_each)
+        if gas_used <= 0 or any(g <= 0 for g in gas_each):
+            raise ValueError("gas figures must be positive")
+
+        gross = candidate.expected_gross_profit_wei
+        base_fee = next_base_fee(head)
+        priority = (gross * self.tip_share_bps // 10000) // gas_used if gross > 0 else 0
+        max_fee = 2 * base_fee + priority
+        tip = priority * gas_used
+        net = gross - gas_used * (base_fee + priority)
+        tip_bps = tip * 10000 // gross if gross > 0 else 0
+
+        nonces = self.nonces.reserve(len(calls))
+        raws: list[bytes] = []
+        hashes: list[bytes] = []
+        try:
+            for call, gas, nonce in zip(calls, gas_each, nonces, strict=True):
+                signed = self.signer.sign_transaction(
+                    {
+                        "type": 2,
+                        "chainId": self.chain_id,
+                        "nonce": nonce,
+                        "to": self._to(call.to),
+                        "value": call.value,
+                        "data": call.data,
+                        "gas": gas * _GAS_LIMIT_NUM // _GAS_LIMIT_DEN,
+                        "maxFeePerGas": max_fee,
+                        "maxPriorityFeePerGas": priority,
+                        "accessList": [],
+                    }
+                )
+                raws.append(bytes(signed.raw_transaction))
+                hashes.append(bytes(signed.hash))
+        except Exception as exc:
+            self.nonces.release(nonces)
+            # eth-account's messages describe the transaction, never the key.
+            raise ValueError(f"signing failed: {type(exc).__name__}") from None
+
+        envelope = ((victim.raw,) if victim is not None else ()) + tuple(raws)
+        return Bundle(
+            arb_id=arb_id(target, candidate.victim_hash_hex, candidate.route),
+            source=candidate.source,
+            candidate=candidate,
+            target_block=target,
+            built_at=_iso_utc(now_ns),
+            envelope=envelope,
+            our_tx_hashes=tuple(hashes),
+            expected_gross_profit_wei=gross,
+            expected_net_profit_wei=net,
+            tip_share_bps=tip_bps,
+            gas_used=gas_used,
+            base_fee_wei=base_fee,
+            priority_fee_wei=priority,
+            max_fee_per_gas_wei=max_fee,
+            signer=self.signer.address,
+            nonces=tuple(nonces),
+            flashloan_provider="none",
+            flashloan_amount=0,
+        )
