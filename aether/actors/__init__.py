@@ -1,1 +1,25 @@
-"""actors."""
+"""The actors of the pipeline, one module each, each owning its state.
+
+heads + intake (sources) -> strategy -> validate -> build -> risk -> end of line.
+The end of the line is :class:`ShadowSink` in shadow mode; in live mode it is
+the submit actor in ``aether.submit``, which the shadow path never imports.
+"""
+
+from ._build import BuilderActor
+from ._risk import HaltRequest, RiskActor
+from ._shadow import ShadowSink
+from ._sources import HeadsActor, IntakeActor, balance_calls
+from ._strategy import StrategyActor
+from ._validate import ValidatorActor
+
+__all__ = [
+    "BuilderActor",
+    "HaltRequest",
+    "HeadsActor",
+    "IntakeActor",
+    "RiskActor",
+    "ShadowSink",
+    "StrategyActor",
+    "ValidatorActor",
+    "balance_calls",
+]

@@ -1,0 +1,125 @@
+"""The risk actor: every built bundle gets a :class:`Verdict` from every gate.
+
+It owns the :class:`~aether.risk.RiskEngine`, rebuilt from the persisted store
+after a panic, and it is the only path from the builder to the end of the line:
+while it is down nothing passes. Besides ticks and bundles on its main input it
+listens on a feedback channel for inclusion outcomes (live) and for halt
+requests from the sink (reports directory unwritable). A tick whose account
+state could not be fetched makes every bundle fail closed until the next good
+tick.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import attrs
+import trio
+
+from ..messages import RISK_ERROR, ActorStatistics, Bundle, RiskDecision, Tick, Verdict
+from ..metrics import Metrics
+
+__all__ = ["HaltRequest", "RiskActor"]
+
+log = logging.getLogger("aether.actors.risk")
+
+
+@attrs.frozen
+class HaltRequest:
+    """Ask risk to halt (``active=True``) or lift that halt, for a reason outside the gates."""
+
+    reason: str
+    active: bool = True
+
+
+class RiskActor:
+    def __init__(
+        self,
+        *,
+        engine: Any,
+        metrics: Metrics,
+        inbox: trio.MemoryReceiveChannel[Tick | Bundle],
+        feedback: trio.MemoryReceiveChannel[Any] | None,
+        out: trio.MemorySendChannel[Verdict],
+    ) -> None:
+        self.engine = engine
+        self._metrics = metrics
+        self._inbox = inbox
+        self._feedback = feedback
+        self._out = out
+        self._account_known = False
+        self._external_halts: set[str] = set()
+        self._passed = 0
+        self._rejected = 0
+
+    def statistics(self) -> ActorStatistics:
+        return ActorStatistics(queued=self._inbox.statistics().current_buffer_used, processed=self._passed,
+                               rejected=self._rejected)
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            if self._feedback is not None:
+                nursery.start_soon(self._feedback_loop)
+            task_status.started()
+            async for msg in self._inbox:
+                if isinstance(msg, Tick):
+                    self._on_tick(msg)
+                else:
+                    await self._out.send(self.evaluate(msg))
+            nursery.cancel_scope.cancel()
+
+    def _on_tick(self, tick: Tick) -> None:
+        if tick.eth_balance_wei is None:
+            self._account_known = False
+            log.warning("searcher balance unknown at head %d: failing closed", tick.head.number)
+            return
+        self._account_known = True
+        self.engine.on_head(tick.head, tick.eth_balance_wei)
+
+    async def _feedback_loop(self) -> None:
+        assert self._feedback is not None
+        async for msg in self._feedback:
+            if isinstance(msg, HaltRequest):
+                if msg.active and msg.reason not in self._external_halts:
+                    log.error("HALT: %s", msg.reason)
+                    self._external_halts.add(msg.reason)
+                elif not msg.active and msg.reason in self._external_halts:
+                    log.warning("halt lifted: %s", msg.reason)
+                    self._external_halts.discard(msg.reason)
+            else:
+                self.engine.on_outcome(
+                    msg.bundle.source,
+                    included=msg.included,
+                    reverted=msg.reverted,
+                    realised_pnl_wei=msg.realised_profit_wei,
+                )
+
+    def evaluate(self, bundle: Bundle) -> Verdict:
+        """One verdict, failing closed when risk cannot be evaluated."""
+        try:
+            verdict = self.engine.evaluate(bundle)
+        except Exception as exc:  # fail closed; the engine itself should never raise
+            log.error("risk evaluation raised %s: failing closed", type(exc).__name__)
+            verdict = Verdict(bundle, (RiskDecision(RISK_ERROR, False, f"error: {type(exc).__name__}"),), False,
+                              RISK_ERROR)
+            self._metrics.risk_rejected.labels(RISK_ERROR).inc()
+            self._rejected += 1
+            return verdict
+        extra: list[RiskDecision] = []
+        if not self._account_known:
+            extra.append(RiskDecision("account_state", False, "unknown"))
+        for reason in sorted(self._external_halts):
+            extra.append(RiskDecision(reason, False, "halted"))
+        if extra:
+            if verdict.passed:
+                # The gates passed but risk could not vouch for the account or
+                # the sink: fail closed, counted once under risk_error.
+                self._metrics.risk_rejected.labels(RISK_ERROR).inc()
+            verdict = Verdict(bundle, verdict.decisions + tuple(extra), False, verdict.reason or RISK_ERROR)
+        if verdict.passed:
+            self.engine.commit(verdict)
+            self._passed += 1
+        else:
+            self._rejected += 1
+        return verdict

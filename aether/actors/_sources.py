@@ -1,0 +1,176 @@
+"""The two sources of the pipeline: heads and mempool intake.
+
+Both sit on a WebSocket :class:`~aether.chain.Subscriber` (which reconnects and
+resubscribes on its own) and turn its frames into typed messages.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import trio
+
+from .._errors import DecodeError, NodeError, RpcError
+from ..chain import RpcClient, Subscriber, decode_pending_tx, head_from_rpc, next_base_fee
+from ..messages import ActorStatistics, PendingTx, Tick
+from ..metrics import Metrics
+
+__all__ = ["HeadsActor", "IntakeActor", "balance_calls"]
+
+log = logging.getLogger("aether.actors.heads")
+
+_BALANCE_OF = "0x70a08231"
+
+
+def balance_calls(searcher: str, weth: str, block_tag: str) -> list[tuple[str, list[Any]]]:
+    """The account-state calls made once per head, in one batch."""
+    data = _BALANCE_OF + "0" * 24 + searcher.lower().removeprefix("0x")
+    return [
+        ("eth_getBalance", [searcher, block_tag]),
+        ("eth_call", [{"to": weth, "data": data}, block_tag]),
+        ("eth_getTransactionCount", [searcher, "pending"]),
+    ]
+
+
+def _int_or_none(value: object) -> int | None:
+    if isinstance(value, str) and value.startswith("0x"):
+        try:
+            return int(value, 16) if len(value) > 2 else 0
+        except ValueError:
+            return None
+    return None
+
+
+class HeadsActor:
+    """New heads in, :class:`Tick` out to every downstream actor that needs the head.
+
+    Each head costs one batched RPC call for the searcher's ETH and WETH balance
+    and pending nonce. A failed fetch still emits the tick, with ``None``
+    balances, so that risk fails closed instead of acting on stale numbers.
+    """
+
+    def __init__(
+        self,
+        *,
+        ws_url: str,
+        rpc: RpcClient,
+        searcher: str,
+        weth: str,
+        metrics: Metrics,
+        outs: Sequence[trio.MemorySendChannel[Any]],
+    ) -> None:
+        self._ws_url = ws_url
+        self._rpc = rpc
+        self._searcher = searcher
+        self._weth = weth
+        self._metrics = metrics
+        self._outs = outs
+        self._last = -1
+        self._processed = 0
+        self._rejected = 0
+
+    def statistics(self) -> ActorStatistics:
+        return ActorStatistics(processed=self._processed, rejected=self._rejected)
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        send, recv = trio.open_memory_channel[Any](16)
+        sub = Subscriber(self._ws_url, "newHeads", rpc=self._rpc, metrics=self._metrics)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(sub.run, send)
+            task_status.started()
+            async for frame in recv:
+                try:
+                    head = head_from_rpc(frame.obj, seen_at=frame.seen_at)
+                except DecodeError:
+                    self._rejected += 1
+                    continue
+                if head.number < self._last:
+                    continue  # an old head replayed after a reconnect
+                self._last = head.number
+                self._metrics.head.set(head.number)
+                tick = await self._tick(head)
+                self._processed += 1
+                for out in self._outs:
+                    await out.send(tick)
+            nursery.cancel_scope.cancel()
+
+    async def _tick(self, head: Any) -> Tick:
+        nbf = next_base_fee(head.base_fee, head.gas_used, head.gas_limit)
+        try:
+            eth, weth, nonce = await self._rpc.batch(balance_calls(self._searcher, self._weth, hex(head.number)))
+        except NodeError as exc:
+            log.warning("account state at head %d unavailable: %s", head.number, exc)
+            return Tick(head, nbf, None, None, None)
+        vals = [None if isinstance(v, RpcError) else _int_or_none(v) for v in (eth, weth, nonce)]
+        return Tick(head, nbf, vals[0], vals[1], vals[2])
+
+
+class IntakeActor:
+    """Pending transactions in, decoded victims addressed to a known router out.
+
+    The cheap filter (``to`` is a configured router) runs before the decode, so
+    the keccak re-encoding is paid only for candidate victims. Overload policy:
+    the output is never waited on; when it is full the victim is dropped and
+    counted (a stale victim is worthless).
+    """
+
+    def __init__(
+        self,
+        *,
+        ws_url: str,
+        rpc: RpcClient,
+        chain_id: int,
+        routers: set[str],
+        metrics: Metrics,
+        out: trio.MemorySendChannel[PendingTx],
+    ) -> None:
+        self._ws_url = ws_url
+        self._rpc = rpc
+        self._chain_id = chain_id
+        self._routers = {r.lower() for r in routers}
+        self._metrics = metrics
+        self._out = out
+        self._seen = 0
+        self._processed = 0
+        self._dropped = 0
+        self._rejected = 0
+
+    def statistics(self) -> ActorStatistics:
+        return ActorStatistics(processed=self._processed, dropped=self._dropped, rejected=self._rejected)
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        send, recv = trio.open_memory_channel[Any](4096)
+        sub = Subscriber(self._ws_url, "newPendingTransactions", rpc=self._rpc, metrics=self._metrics)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(sub.run, send)
+            task_status.started()
+            async for frame in recv:
+                self.screen(frame)
+            nursery.cancel_scope.cancel()
+
+    def screen(self, frame: Any) -> PendingTx | None:
+        """Screen one frame; returns the victim forwarded, if any. Never raises on bad input."""
+        self._seen += 1
+        self._metrics.pending_seen.inc()
+        obj = frame.obj
+        to = obj.get("to") if isinstance(obj, dict) else None
+        if not isinstance(to, str) or to.lower() not in self._routers:
+            return None
+        try:
+            tx = decode_pending_tx(
+                obj, seen_at=frame.seen_at, first_seen_ns=frame.first_seen_ns, chain_id=self._chain_id
+            )
+        except DecodeError as exc:
+            self._rejected += 1
+            self._metrics.intake_rejected.labels(exc.reason).inc()
+            return None
+        try:
+            self._out.send_nowait(tx)
+        except trio.WouldBlock:
+            self._dropped += 1
+            self._metrics.dropped.labels("victims").inc()
+            return None
+        self._processed += 1
+        return tx

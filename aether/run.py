@@ -1,0 +1,269 @@
+"""``aether run``: start-up checks, the banner, the supervision tree, a clean stop.
+
+Start-up fails fast and closed, each failure one line on stderr:
+exit 2 for configuration (bad variable, unreadable key file, reports directory
+not writable, corrupt risk state, metrics address in use), exit 3 when the node
+cannot be reached. A SIGINT or SIGTERM stops the sources, lets the pipeline
+drain (in-progress dumps complete) and exits 0. An actor that panics past its
+restart intensity makes the process exit 70 for the OS supervisor to restart it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+import trio
+
+from . import __version__
+from ._errors import ConfigError, NodeError
+from ._log import configure_logging, register_secret
+from .chain import open_rpc
+from .config import Settings
+from .dumps import RunDir
+from .messages import GATES, RISK_ERROR, SOURCES
+from .metrics import CANDIDATE_REJECT_REASONS, Metrics
+
+__all__ = ["EXIT_CONFIG", "EXIT_NODE", "EXIT_SUPERVISOR", "run_main", "summarise_metrics"]
+
+log = logging.getLogger("aether.run")
+
+EXIT_CONFIG = 2
+EXIT_NODE = 3
+EXIT_SUPERVISOR = 70
+
+SHADOW_BANNER = """\
+==============================================================
+  SHADOW MODE: ENABLED
+  bundles are built, signed, gated and dumped; none is sent
+  dumps: {run_dir}/bundles
+=============================================================="""
+
+LIVE_BANNER = """\
+##############################################################
+##  LIVE MODE: AETHER_SHADOW=0 -- BUNDLES WILL BE SUBMITTED  ##
+##  builders: {builders}
+##  real money is at risk; Ctrl-C stops cleanly
+##############################################################"""
+
+
+def _fail(code: int, message: str) -> int:
+    print(f"aether: error: {message}", file=sys.stderr)
+    return code
+
+
+def summarise_metrics(m: Metrics) -> dict[str, Any]:
+    """The counters a run summary and the shadow-run script care about."""
+
+    def v(name: str, **labels: str) -> int:
+        return int(m.value(name, **labels))
+
+    per_source = {}
+    for src in SOURCES:
+        per_source[src] = {
+            "candidates": v("aether_candidates_total", source=src),
+            "built": v("aether_bundles_built_total", source=src),
+            "shadow_blocked": v("aether_executor_bundles_shadow_blocked_total", source=src),
+            "submitted": v("aether_executor_bundles_submitted_total", source=src),
+            "dumped": v("aether_shadow_dumps_written_total", source=src),
+            "included": v("aether_bundles_included_total", source=src),
+            "not_included": v("aether_bundles_not_included_total", source=src),
+            "reverted": v("aether_bundles_reverted_total", source=src),
+            "candidate_rejected": {
+                r: n for r in CANDIDATE_REJECT_REASONS
+                if (n := v("aether_candidate_rejected_total", source=src, reason=r))
+            },
+        }
+    panics = 0
+    for metric in m.registry.collect():
+        if metric.name == "aether_actor_panics":
+            panics = int(sum(s.value for s in metric.samples if s.name.endswith("_total")))
+    return {
+        "sources": per_source,
+        "risk_rejected": {g: v("aether_mempool_risk_rejected_total", reason=g) for g in (*GATES, RISK_ERROR)},
+        "panics": panics,
+        "dump_errors": v("aether_shadow_dump_errors_total"),
+        "pending_seen": v("aether_mempool_pending_seen_total"),
+        "ws_reconnects": {
+            s: v("aether_ws_reconnects_total", stream=s) for s in ("newHeads", "newPendingTransactions")
+        },
+        "head": v("aether_head_block"),
+    }
+
+
+def run_main(env: Mapping[str, str] | None = None, *, duration_s: float | None = None) -> int:
+    """The whole of ``aether run``; returns the process exit code."""
+    env = os.environ if env is None else env
+    configure_logging(env.get("AETHER_LOG_LEVEL", "INFO").upper())
+    try:
+        settings = Settings.from_env(env)
+    except ConfigError as exc:
+        return _fail(EXIT_CONFIG, str(exc))
+    for warning in settings.warnings:
+        log.warning(warning)
+
+    from .keys import load_key_file
+
+    if settings.signer_key_file is None:
+        return _fail(EXIT_CONFIG, "AETHER_SIGNER_KEY_FILE is not set: the searcher key is needed to sign bundles "
+                                  "(shadow mode signs too); point it at a file holding the hex key, mode 0600")
+    try:
+        signer = load_key_file(settings.signer_key_file, "AETHER_SIGNER_KEY_FILE")
+    except ConfigError as exc:
+        return _fail(EXIT_CONFIG, str(exc))
+    register_secret(signer.key.hex())
+
+    auth = None
+    if not settings.shadow:
+        if not settings.builders:
+            return _fail(EXIT_CONFIG, "AETHER_SHADOW=0 but AETHER_BUILDER_URLS is empty: nowhere to submit")
+        if not settings.validate:
+            return _fail(EXIT_CONFIG, "AETHER_SHADOW=0 with AETHER_VALIDATE=0: live mode never sends an "
+                                      "unsimulated bundle; set AETHER_VALIDATE=1")
+        if settings.flashbots_auth_key_file is None:
+            return _fail(EXIT_CONFIG, "AETHER_SHADOW=0 but AETHER_FLASHBOTS_AUTH_KEY_FILE is not set: builders "
+                                      "need a signed X-Flashbots-Signature (use a key that holds no funds)")
+        try:
+            auth = load_key_file(settings.flashbots_auth_key_file, "AETHER_FLASHBOTS_AUTH_KEY_FILE")
+        except ConfigError as exc:
+            return _fail(EXIT_CONFIG, str(exc))
+        register_secret(auth.key.hex())
+        if auth.address == signer.address:
+            return _fail(EXIT_CONFIG, "AETHER_FLASHBOTS_AUTH_KEY_FILE holds the searcher key: use a separate "
+                                      "key for builder reputation")
+
+    run_dir = RunDir(settings.reports_dir, shadow=settings.shadow)
+    try:
+        run_dir.create()
+    except OSError as exc:
+        return _fail(EXIT_CONFIG, f"AETHER_REPORTS_DIR={str(settings.reports_dir)!r}: not writable "
+                                  f"({exc.strerror or type(exc).__name__})")
+
+    from .risk import RiskStore
+
+    try:
+        RiskStore(settings.state_file).load()
+    except ConfigError as exc:
+        return _fail(EXIT_CONFIG, str(exc))
+
+    if settings.shadow:
+        print(SHADOW_BANNER.format(run_dir=run_dir.path), flush=True)
+    else:
+        print(LIVE_BANNER.format(builders=", ".join(b.display for b in settings.builders)), flush=True)
+    try:
+        return trio.run(_amain, settings, signer, auth, run_dir, duration_s)
+    except KeyboardInterrupt:  # a second Ctrl-C during the drain
+        return 130
+
+
+async def _amain(settings: Settings, signer: Any, auth: Any, run_dir: RunDir, duration_s: float | None) -> int:
+    from prometheus_client import start_http_server
+
+    from supervisors import Supervisor, SupervisorGaveUp
+    from supervisors._tree import Runtime
+
+    metrics = Metrics(builders=[b.name for b in settings.builders] if not settings.shadow else [])
+    metrics.shadow_mode.set(1 if settings.shadow else 0)
+    host, port = settings.metrics_addr
+    try:
+        server, _thread = start_http_server(port, addr=host, registry=metrics.registry)
+    except OSError as exc:
+        return _fail(EXIT_CONFIG, f"AETHER_METRICS_ADDR={host}:{port}: cannot listen ({exc.strerror})")
+    metrics_url = f"http://{host}:{server.server_port}/metrics"
+    log.info("metrics on %s", metrics_url)
+    started = time.time()
+    try:
+        async with open_rpc(settings.rpc_url, timeout=settings.rpc_timeout_s) as rpc:
+            try:
+                chain_id = int(await rpc.call("eth_chainId"), 16)
+            except (NodeError, TypeError, ValueError) as exc:
+                return _fail(EXIT_NODE, f"AETHER_RPC_URL: {exc}")
+            run_dir.write_meta("run.json", {
+                "version": __version__,
+                "mode": run_dir.mode,
+                "started_at": run_dir.stamp,
+                "chain_id": chain_id,
+                "searcher": signer.address,
+                "metrics_url": metrics_url,
+                "mempool_tracking": settings.mempool_tracking,
+                "block_arb": settings.block_arb,
+                "validate": settings.validate,
+                "limits": {k: str(v) for k, v in attrs.asdict(settings.risk).items()},
+                "tip_share_bps": settings.tip_share_bps,
+                "dexes": [d.name for d in settings.chain.dexes],
+                "pid": os.getpid(),
+            })
+            rt = Runtime(settings=settings, metrics=metrics, rpc=rpc, chain_id=chain_id, signer=signer,
+                         run_dir=run_dir)
+            if settings.shadow:
+                from supervisors.shadow import build_shadow_tree
+
+                specs = build_shadow_tree(rt)
+            else:
+                from supervisors.live import build_live_tree
+
+                specs = build_live_tree(rt, auth=auth)
+            supervisor = Supervisor(metrics)
+            code = 0
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(_stop_on_signal, supervisor, nursery.cancel_scope)
+                    nursery.start_soon(_write_summaries, run_dir, metrics, started)
+                    if duration_s is not None:
+                        nursery.start_soon(_stop_after, supervisor, duration_s)
+                    await supervisor.run(specs)
+                    nursery.cancel_scope.cancel()
+            except* SupervisorGaveUp as group:
+                log.critical("%s; exiting for the OS supervisor to restart us", group.exceptions[0])
+                code = EXIT_SUPERVISOR
+            except* NodeError as group:
+                log.critical("node failure at start-up: %s", group.exceptions[0])
+                code = EXIT_NODE
+            _write_summary(run_dir, metrics, started, final=True, exit_code=code)
+            log.info("stopped cleanly" if code == 0 else "stopped with exit code %d", code)
+            return code
+    finally:
+        server.shutdown()
+
+
+async def _stop_on_signal(supervisor: Any, scope: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        first = True
+        async for signum in signals:
+            if first:
+                first = False
+                log.info("%s: stopping sources and draining the pipeline", signal.Signals(signum).name)
+                await supervisor.stop()
+            else:
+                log.warning("second signal: cancelling now")
+                scope.cancel()
+
+
+async def _stop_after(supervisor: Any, duration_s: float) -> None:
+    await trio.sleep(duration_s)
+    log.info("duration of %.0fs reached: stopping", duration_s)
+    await supervisor.stop()
+
+
+def _write_summary(run_dir: RunDir, metrics: Metrics, started: float, *, final: bool, exit_code: int | None = None) -> None:
+    doc = summarise_metrics(metrics)
+    doc.update({"final": final, "started_unix": int(started), "updated_unix": int(time.time()),
+                "duration_s": int(time.time() - started), "mode": run_dir.mode})
+    if exit_code is not None:
+        doc["exit_code"] = exit_code
+    try:
+        run_dir.write_meta("summary.json", doc)
+    except OSError as exc:
+        log.error("cannot write summary.json: %s", exc.strerror)
+
+
+async def _write_summaries(run_dir: RunDir, metrics: Metrics, started: float) -> None:
+    while True:
+        await trio.sleep(15)
+        await trio.to_thread.run_sync(lambda: _write_summary(run_dir, metrics, started, final=False))

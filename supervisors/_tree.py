@@ -1,0 +1,142 @@
+"""The part of the supervision tree that shadow and live share.
+
+Shadow and live differ only in the last actor of the line (nautilus' habit:
+one code path, only the edge changes). This module wires everything up to and
+including risk and hands the verdict channel to whoever builds the end.
+
+Channel sizes are the overload policy, all bounded (invariant 5):
+
+    heads ──tick──▶ strategy ◀──victim── intake      victims: dropped when full, counted
+                       │ candidates (256, back-pressure)
+                       ▼
+                    validate ──▶ build ──▶ risk ──verdicts──▶ end of line
+                                             ▲                   │
+                                             └──── feedback ─────┘  (halt requests, outcomes)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import trio
+
+from aether.actors import BuilderActor, HeadsActor, IntakeActor, RiskActor, StrategyActor, ValidatorActor
+from aether.chain import RpcClient
+from aether.config import Settings
+from aether.dumps import RunDir
+from aether.metrics import Metrics
+
+from ._supervise import ActorSpec, RestartPolicy
+
+__all__ = ["Pipeline", "Runtime", "build_pipeline"]
+
+VICTIM_QUEUE = 1024
+QUEUE = 256
+
+
+@attrs.frozen
+class Runtime:
+    """What the trees are built from: settings plus the live handles made at start-up."""
+
+    settings: Settings
+    metrics: Metrics
+    rpc: RpcClient
+    chain_id: int
+    signer: Any  # eth_account LocalAccount; never logged
+    run_dir: RunDir
+
+
+@attrs.define
+class Pipeline:
+    """The shared actors plus the open ends the mode-specific tail plugs into."""
+
+    specs: list[ActorSpec]
+    verdicts: trio.MemoryReceiveChannel[Any]
+    feedback: trio.MemorySendChannel[Any]
+    ticks: trio.MemoryReceiveChannel[Any] | None
+
+
+def _channel(size: int) -> tuple[trio.MemorySendChannel[Any], trio.MemoryReceiveChannel[Any]]:
+    return trio.open_memory_channel[Any](size)
+
+
+def build_pipeline(rt: Runtime, *, tail_wants_ticks: bool) -> Pipeline:
+    """Build every actor up to risk. The caller appends the end of the line."""
+    from aether.bundle import BundleBuilder, NonceTracker
+    from aether.risk import RiskEngine, RiskStore
+
+    s = rt.settings
+    searcher = rt.signer.address.lower()
+    strategy_tx, strategy_rx = _channel(VICTIM_QUEUE)
+    validate_tx, validate_rx = _channel(QUEUE)
+    build_tx, build_rx = _channel(QUEUE)
+    risk_tx, risk_rx = _channel(QUEUE)
+    verdict_tx, verdict_rx = _channel(QUEUE)
+    feedback_tx, feedback_rx = _channel(QUEUE)
+    tail_tx, tail_rx = _channel(QUEUE) if tail_wants_ticks else (None, None)
+
+    heads_outs = [strategy_tx.clone(), build_tx.clone(), risk_tx.clone()]
+    if tail_tx is not None:
+        heads_outs.append(tail_tx.clone())
+    intake_out = strategy_tx.clone()
+    validate_out = build_tx.clone()
+    builder_out = risk_tx.clone()
+    for original in (strategy_tx, build_tx, risk_tx, tail_tx):
+        if original is not None:
+            original.close()
+
+    nonces = NonceTracker()
+    builder = BundleBuilder(rt.signer, rt.chain_id, tip_share_bps=s.tip_share_bps, nonces=nonces)
+    store = RiskStore(s.state_file)
+
+    specs: list[ActorSpec] = [
+        ActorSpec(
+            "heads",
+            lambda: HeadsActor(ws_url=s.ws_url, rpc=rt.rpc, searcher=searcher, weth=s.chain.weth, metrics=rt.metrics,
+                               outs=heads_outs),
+            outputs=heads_outs,
+            source=True,
+        ),
+    ]
+    if s.mempool_tracking:
+        routers = {d.router for d in s.chain.dexes}
+        specs.append(
+            ActorSpec(
+                "intake",
+                lambda: IntakeActor(ws_url=s.ws_url, rpc=rt.rpc, chain_id=rt.chain_id, routers=routers,
+                                    metrics=rt.metrics, out=intake_out),
+                outputs=[intake_out],
+                source=True,
+            )
+        )
+    else:
+        intake_out.close()
+    specs += [
+        ActorSpec(
+            "strategy",
+            lambda: StrategyActor(rpc=rt.rpc, chain=s.chain, searcher=searcher, metrics=rt.metrics, inbox=strategy_rx,
+                                  out=validate_tx, block_arb=s.block_arb),
+            outputs=[validate_tx],
+        ),
+        ActorSpec(
+            "validate",
+            lambda: ValidatorActor(rpc=rt.rpc, searcher=searcher, metrics=rt.metrics, inbox=validate_rx,
+                                   out=validate_out, enabled=s.validate),
+            outputs=[validate_out],
+        ),
+        ActorSpec(
+            "build",
+            lambda: BuilderActor(builder=builder, nonces=nonces, metrics=rt.metrics, inbox=build_rx, out=builder_out),
+            outputs=[builder_out],
+        ),
+        ActorSpec(
+            "risk",
+            # A fresh engine reloads the persisted state: a panic cannot reset a loss limit.
+            lambda: RiskActor(engine=RiskEngine(s.risk, store=store, metrics=rt.metrics), metrics=rt.metrics,
+                              inbox=risk_rx, feedback=feedback_rx, out=verdict_tx),
+            outputs=[verdict_tx],
+            policy=RestartPolicy(max_restarts=3, window_s=60.0),
+        ),
+    ]
+    return Pipeline(specs=specs, verdicts=verdict_rx, feedback=feedback_tx, ticks=tail_rx)

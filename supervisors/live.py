@@ -1,0 +1,39 @@
+"""The live supervision tree: the shared pipeline ending in the submit actor.
+
+Only this module imports ``aether.submit``. It refuses to build when shadow
+mode is on, and so does the submitter itself (two independent locks).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aether._errors import ShadowViolation
+
+from ._supervise import ActorSpec
+from ._tree import Runtime, build_pipeline
+
+__all__ = ["build_live_tree"]
+
+
+def build_live_tree(rt: Runtime, *, auth: Any) -> list[ActorSpec]:
+    if rt.settings.shadow:
+        raise ShadowViolation("refusing to build the live tree while AETHER_SHADOW is not 0")
+    from aether.inclusion import InclusionTracker
+    from aether.submit import SubmitActor, Submitter
+
+    s = rt.settings
+    submitter = Submitter(s.builders, auth, shadow=s.shadow, metrics=rt.metrics, timeout_s=s.builder_timeout_s)
+    tracker = InclusionTracker(rt.rpc, searcher=rt.signer.address.lower(), weth=s.chain.weth, metrics=rt.metrics)
+    p = build_pipeline(rt, tail_wants_ticks=True)
+    assert p.ticks is not None
+    feedback = p.feedback
+    p.specs.append(
+        ActorSpec(
+            "submit",
+            lambda: SubmitActor(submitter=submitter, tracker=tracker, run_dir=rt.run_dir, metrics=rt.metrics,
+                                inbox=p.verdicts, ticks=p.ticks, feedback=feedback, deadline_s=s.builder_timeout_s),
+            outputs=[feedback],
+        )
+    )
+    return p.specs
