@@ -1,0 +1,125 @@
+"""One-time preparation of the searcher account: router approvals.
+
+Phase 1 backruns are plain transactions from the searcher account that call a
+Router02 with WETH or a token as input, so every router needs an allowance on
+WETH and on each tradable token. A real searcher grants them once, on purpose;
+``aether run`` never does it silently. This module is that explicit step (the
+devnet calls it for its fresh searcher account).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from eth_abi import decode as abi_decode
+from eth_abi import encode as abi_encode
+from eth_account.signers.local import LocalAccount
+from eth_utils import keccak, to_checksum_address
+
+from ._errors import BadNodeData, RpcError
+from .chain import RpcClient
+from .config import ChainConfig
+
+__all__ = ["MAX_UINT256", "approve_routers"]
+
+MAX_UINT256 = 2**256 - 1
+# An allowance this large is "already in place": max approvals only go down by
+# what is spent, and no account spends 2**255 base units.
+_ENOUGH = 2**255
+_APPROVE = keccak(text="approve(address,uint256)")[:4]
+_ALLOWANCE = keccak(text="allowance(address,address)")[:4]
+_FALLBACK_GAS = 100_000
+_TIP_WEI = 10**9
+
+
+def _hex(b: bytes) -> str:
+    return "0x" + b.hex()
+
+
+async def approve_routers(
+    rpc: RpcClient,
+    account: LocalAccount,
+    chain: ChainConfig,
+    *,
+    tokens: Sequence[str] | None = None,
+) -> list[str]:
+    """Grant every configured router a max allowance on WETH and the tokens.
+
+    Allowances already at (near) the maximum are skipped, so running it twice
+    sends nothing the second time. Transactions are EIP-1559, signed locally
+    and sent with ``eth_sendRawTransaction``; this function does not wait for
+    them to be mined (the caller mines or waits for receipts).
+
+    Args:
+        rpc: the node.
+        account: the searcher account (its key never leaves this process).
+        chain: WETH and the DEXes whose routers get the allowance.
+        tokens: token addresses to approve besides WETH; default: ``chain.tokens``.
+
+    Returns:
+        The hashes (0x-hex) of the approval transactions sent, in nonce order.
+
+    Raises:
+        RpcError: the node refused a transaction.
+        BadNodeData: the node's answers are not of the expected shape.
+    """
+    wanted = [chain.weth, *(t.address for t in chain.tokens)] if tokens is None else [chain.weth, *tokens]
+    assets = list(dict.fromkeys(a.lower() for a in wanted))
+    routers = list(dict.fromkeys(d.router.lower() for d in chain.dexes))
+    owner = account.address
+    pairs = [(asset, router) for asset in assets for router in routers]
+    if not pairs:
+        return []
+    calls: list[tuple[str, Sequence[Any]]] = [
+        ("eth_call", [{"to": asset, "data": _hex(_ALLOWANCE + abi_encode(["address", "address"], [owner, router]))}, "latest"])
+        for asset, router in pairs
+    ]
+    calls += [
+        ("eth_chainId", []),
+        ("eth_getTransactionCount", [owner, "pending"]),
+        ("eth_getBlockByNumber", ["latest", False]),
+    ]
+    replies = await rpc.batch(calls)
+    for r in replies:
+        if isinstance(r, RpcError):
+            raise r
+    try:
+        allowances = [int(abi_decode(["uint256"], bytes.fromhex(r[2:]))[0]) for r in replies[: len(pairs)]]
+        chain_id = int(replies[-3], 16)
+        nonce = int(replies[-2], 16)
+        base_fee = int(replies[-1].get("baseFeePerGas", "0x0"), 16)
+    except (ValueError, TypeError, AttributeError, IndexError) as exc:
+        raise BadNodeData(f"approve_routers: unexpected node answer ({type(exc).__name__})") from exc
+    todo = [p for p, allowance in zip(pairs, allowances, strict=True) if allowance < _ENOUGH]
+    if not todo:
+        return []
+    datas = [_APPROVE + abi_encode(["address", "uint256"], [router, MAX_UINT256]) for _, router in todo]
+    estimates = await rpc.batch(
+        [("eth_estimateGas", [{"from": owner, "to": asset, "data": _hex(data)}]) for (asset, _), data in zip(todo, datas, strict=True)]
+    )
+    raws: list[str] = []
+    for i, ((asset, _), data) in enumerate(zip(todo, datas, strict=True)):
+        est = estimates[i]
+        gas = _FALLBACK_GAS if isinstance(est, RpcError) or not isinstance(est, str) else int(est, 16) * 13 // 10
+        signed = account.sign_transaction(
+            {
+                "type": 2,
+                "chainId": chain_id,
+                "nonce": nonce + i,
+                "to": to_checksum_address(asset),
+                "value": 0,
+                "data": data,
+                "gas": gas,
+                "maxPriorityFeePerGas": _TIP_WEI,
+                "maxFeePerGas": 2 * base_fee + _TIP_WEI,
+            }
+        )
+        raws.append(_hex(signed.raw_transaction))
+    results = await rpc.batch([("eth_sendRawTransaction", [raw]) for raw in raws])
+    hashes: list[str] = []
+    for r in results:
+        if isinstance(r, RpcError):
+            raise r
+        hashes.append(str(r))
+    return hashes
