@@ -1,0 +1,520 @@
+"""The risk engine: ACTIVE / PAUSED(until) / HALTED(reasons), fed by heads and outcomes.
+
+The engine owns the mutable risk state and nothing else; the risk actor calls
+it (it does no I/O of its own except saving to its :class:`RiskStore`). Gates
+are the pure functions of :mod:`._gates`: :meth:`RiskEngine.evaluate` takes one
+snapshot and one ``now`` and runs every gate against them.
+
+State and what moves it:
+
+- **HALT latches**, one per gate that can halt, each with the value that set it:
+  ``gas_price`` while the next block's base fee alone is above the limit (set and
+  released by heads); ``eth_balance`` while the searcher balance is below the
+  minimum *or unknown* (set and released by heads; set at start-up until the
+  first head says otherwise); ``daily_pnl`` when the UTC day's realised P&L goes
+  below ``-daily_loss_limit_wei``, released only when the UTC day rolls.
+- **PAUSE**: ``max_reverts`` reverts within ``revert_window_s`` (trio clock,
+  monotonic, so a wall-clock jump cannot stretch or shrink it) pause for
+  ``pause_s``. A landed, non-reverted bundle resets the streak.
+- **In flight and dedup** per target block, added by :meth:`RiskEngine.commit`
+  and dropped once a head reaches that block.
+
+Clocks: ``clock`` (trio's, monotonic seconds) for every window; ``wall_clock``
+only to know the UTC day and to store times in the file, where monotonic
+readings mean nothing to the next process. A wall clock that moves *back*
+across midnight does not roll the day back (that would forget today's losses).
+
+Fail closed: an exception inside a gate fails that gate (``"error: <Type>"``)
+and the bundle, reason ``risk_error``; anything else failing in
+:meth:`RiskEngine.evaluate` rejects the bundle the same way; a failed save
+marks the engine HALTED (reason ``risk_error``) until a later save succeeds.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import re
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import trio
+
+from .._errors import ConfigError, RiskError
+from ..chain._fees import next_base_fee
+from ..config import RiskLimits
+from ..messages import GATES, RISK_ERROR, Bundle, Head, RiskDecision, Tick, Verdict
+from ..metrics import Metrics
+from ._gates import ACTIVE, GATE_FUNCTIONS, HALTED, PAUSED, RiskSnapshot, dedup_key
+from ._store import RiskStore
+
+__all__ = ["HALT_GATES", "STATE_VERSION", "RiskEngine", "RiskStatistics"]
+
+#: Version of the state file's shape; a file of another version is refused.
+STATE_VERSION = 1
+
+#: The gates that can latch a HALT.
+HALT_GATES: tuple[str, ...] = ("gas_price", "eth_balance", "daily_pnl")
+
+_INT_RE = re.compile(r"^-?[0-9]+$")
+
+
+def _utc_now() -> _dt.datetime:
+    return _dt.datetime.now(_dt.UTC)
+
+
+@attrs.frozen
+class RiskStatistics:
+    """Counters of one engine (trio's ``statistics()`` habit)."""
+
+    status: str
+    evaluated: int
+    passed: int
+    rejected: tuple[tuple[str, int], ...]
+    committed: int
+    heads: int
+    outcomes: int
+    saves: int
+    save_failures: int
+
+    def rejected_for(self, reason: str) -> int:
+        return dict(self.rejected).get(reason, 0)
+
+
+class _Corrupt(Exception):
+    """A field of the state file is missing or ill-typed (mapped to ConfigError)."""
+
+
+class RiskEngine:
+    """Evaluates bundles against every gate and keeps the risk state.
+
+    Args:
+        limits: the thresholds (``Settings.risk``).
+        store: where the state survives restarts; loaded here, saved on every
+            change that matters. None keeps the state in memory only (tests).
+        metrics: updated on every rejection and state change.
+        clock: monotonic seconds (trio's clock); windows and pause use it.
+        wall_clock: an aware ``datetime`` now; only for the UTC day and the file.
+
+    Raises:
+        ConfigError: the store's file exists but is corrupt (fail closed: a
+            loss limit is never silently reset).
+    """
+
+    def __init__(
+        self,
+        limits: RiskLimits,
+        *,
+        store: RiskStore | None = None,
+        metrics: Metrics | None = None,
+        clock: Callable[[], float] = trio.current_time,
+        wall_clock: Callable[[], _dt.datetime] = _utc_now,
+    ) -> None:
+        self.limits = limits
+        self._store = store
+        self._metrics = metrics
+        self._clock = clock
+        self._wall = wall_clock
+
+        self._halts: dict[str, str] = {"eth_balance": "unknown"}
+        self._paused_until: float | None = None
+        self._revert_times: list[float] = []
+        self._day: _dt.date = self._today()
+        self._pnl = 0
+        self._inflight: dict[int, int] = {}
+        self._dedup: dict[int, set[str]] = {}
+        self._balance: int | None = None
+        self._next_base_fee: int | None = None
+        self._last_head: int | None = None
+        self._store_failed = False
+
+        self._evaluated = 0
+        self._passed = 0
+        self._rejected: dict[str, int] = {}
+        self._committed = 0
+        self._heads = 0
+        self._outcomes = 0
+        self._saved_fingerprint: object = None
+        self._published: object = None
+
+        if store is not None:
+            doc = store.load()
+            if doc is not None:
+                try:
+                    self._restore(doc)
+                except _Corrupt as exc:
+                    raise ConfigError(
+                        f"risk state file {str(store.path)!r}: corrupt, {exc}; refusing to start from zero "
+                        "(inspect it, or move it aside to accept losing the saved risk state)"
+                    ) from None
+                self._saved_fingerprint = self._fingerprint()
+        self._roll_day()
+        if metrics is not None:
+            metrics.risk_halt_reason.labels(RISK_ERROR)
+        self._publish()
+
+    # ------------------------------------------------------------------ reading
+
+    @property
+    def state(self) -> RiskSnapshot:
+        """A frozen snapshot now (after a UTC day roll, if one is due)."""
+        self._roll_day()
+        self._publish()
+        return self._snapshot(self._clock())
+
+    def _status(self, now: float) -> str:
+        if self._halts or self._store_failed:
+            return HALTED
+        if self._paused_until is not None and now < self._paused_until:
+            return PAUSED
+        return ACTIVE
+
+    def _snapshot(self, now: float) -> RiskSnapshot:
+        return RiskSnapshot(
+            status=self._status(now),
+            paused_until=self._paused_until,
+            halt_reasons=tuple(g for g in GATES if g in self._halts),
+            halt_values=tuple((g, self._halts[g]) for g in GATES if g in self._halts),
+            daily_pnl_wei=self._pnl,
+            utc_day=self._day.isoformat(),
+            revert_times=tuple(self._revert_times),
+            inflight=tuple(sorted(self._inflight.items())),
+            dedup_keys=frozenset((b, k) for b, keys in self._dedup.items() for k in keys),
+            eth_balance_wei=self._balance,
+            next_base_fee_wei=self._next_base_fee,
+            last_head=self._last_head,
+            store_failed=self._store_failed,
+        )
+
+    def statistics(self) -> RiskStatistics:
+        st = self._store.statistics() if self._store is not None else None
+        return RiskStatistics(
+            status=self._status(self._clock()),
+            evaluated=self._evaluated,
+            passed=self._passed,
+            rejected=tuple(sorted(self._rejected.items())),
+            committed=self._committed,
+            heads=self._heads,
+            outcomes=self._outcomes,
+            saves=0 if st is None else st.saves,
+            save_failures=0 if st is None else st.save_failures,
+        )
+
+    # ------------------------------------------------------------------ gating
+
+    def evaluate(self, bundle: Bundle) -> Verdict:
+        """Run every gate on ``bundle``; never raises.
+
+        Every gate runs (the dump shows all of them), in :data:`GATES` order.
+        The bundle passes only when every gate passes and the engine is ACTIVE.
+        ``reason`` is the first failing gate, or ``risk_error`` when any gate
+        raised or the state could not be read (fail closed). A rejection
+        increments ``aether_mempool_risk_rejected_total{reason}`` exactly once.
+        Nothing is recorded for a passed bundle until :meth:`commit`.
+        """
+        self._evaluated += 1
+        try:
+            now = self._clock()
+            self._roll_day()
+            self._publish()
+            snap = self._snapshot(now)
+        except Exception as exc:
+            decisions = tuple(RiskDecision(g, False, f"error: {type(exc).__name__}") for g in GATES)
+            return self._verdict(bundle, decisions, RISK_ERROR)
+
+        decisions_list: list[RiskDecision] = []
+        errored = False
+        for name, gate in GATE_FUNCTIONS:
+            try:
+                decision = gate(bundle, snap, self.limits, now)
+                if decision.gate != name or decision.passed is not True and decision.passed is not False:
+                    raise TypeError(f"gate {name} answered {decision!r}")
+            except Exception as exc:
+                decision = RiskDecision(name, False, f"error: {type(exc).__name__}")
+                errored = True
+            decisions_list.append(decision)
+        decisions = tuple(decisions_list)
+        reason: str | None
+        if errored:
+            reason = RISK_ERROR
+        else:
+            reason = next((d.gate for d in decisions if not d.passed), None)
+            if reason is None and snap.status != ACTIVE:
+                # Not reachable through the gates (each state has its gate), except
+                # a failed save: still nothing passes.
+                reason = RISK_ERROR
+        return self._verdict(bundle, decisions, reason)
+
+    def _verdict(self, bundle: Bundle, decisions: tuple[RiskDecision, ...], reason: str | None) -> Verdict:
+        if reason is None:
+            self._passed += 1
+            return Verdict(bundle=bundle, decisions=decisions, passed=True, reason=None)
+        self._rejected[reason] = self._rejected.get(reason, 0) + 1
+        if self._metrics is not None:
+            self._metrics.risk_rejected.labels(reason).inc()
+        return Verdict(bundle=bundle, decisions=decisions, passed=False, reason=reason)
+
+    def commit(self, verdict: Verdict) -> bool:
+        """Record a published bundle: its dedup key and one more in flight for its block.
+
+        Call it when a passed bundle goes out (live: submitted; shadow: would
+        have been), before evaluating the next bundle, so a twin cannot slip
+        through between the two. Saved to the store before returning.
+
+        Returns:
+            False when the same (target block, key) was already committed (a
+            twin evaluated before the first was committed); nothing changes then.
+
+        Raises:
+            ValueError: the verdict did not pass.
+            RiskError: the state could not be saved (the engine is HALTED now).
+        """
+        if not verdict.passed:
+            raise ValueError("commit() takes a verdict that passed every gate")
+        bundle = verdict.bundle
+        block = bundle.target_block
+        key = dedup_key(bundle)
+        keys = self._dedup.setdefault(block, set())
+        if key in keys:
+            return False
+        keys.add(key)
+        self._inflight[block] = self._inflight.get(block, 0) + 1
+        self._committed += 1
+        self._persist()
+        return True
+
+    # ------------------------------------------------------------------ inputs
+
+    def on_tick(self, tick: Tick) -> None:
+        """:meth:`on_head` with the head, balance and next base fee of a :class:`Tick`."""
+        self.on_head(tick.head, tick.eth_balance_wei, next_base_fee_wei=tick.next_base_fee)
+
+    def on_head(self, head: Head, eth_balance_wei: int | None, *, next_base_fee_wei: int | None = None) -> None:
+        """A new head: re-check the HALT latches it decides, prune passed blocks, save.
+
+        Args:
+            head: the new head.
+            eth_balance_wei: the searcher's ETH balance at ``head``; None when
+                the fetch failed, which latches the balance HALT (fail closed).
+            next_base_fee_wei: the base fee of block ``head.number + 1``;
+                computed from ``head`` by EIP-1559 when not given.
+
+        Raises:
+            RiskError: the state could not be saved (the engine is HALTED now).
+        """
+        self._heads += 1
+        self._roll_day()
+        nbf = next_base_fee_wei
+        if nbf is None:
+            try:
+                nbf = next_base_fee(head.base_fee, head.gas_used, head.gas_limit)
+            except ValueError:
+                nbf = None
+        self._next_base_fee = nbf
+        if nbf is None or nbf > self.limits.max_gas_price_wei:
+            self._halts["gas_price"] = "unknown" if nbf is None else str(nbf)
+        else:
+            self._halts.pop("gas_price", None)
+
+        bal = eth_balance_wei
+        self._balance = bal
+        if bal is None or bal < self.limits.min_balance_wei:
+            self._halts["eth_balance"] = "unknown" if bal is None else str(bal)
+        else:
+            self._halts.pop("eth_balance", None)
+
+        self._last_head = head.number
+        for block in [b for b in self._inflight if b <= head.number]:
+            del self._inflight[block]
+        for block in [b for b in self._dedup if b <= head.number]:
+            del self._dedup[block]
+        self._persist()
+
+    def on_outcome(self, source: str, included: bool, reverted: bool, realised_pnl_wei: int) -> None:
+        """The fate of one published bundle: daily P&L and the revert streak.
+
+        ``realised_pnl_wei`` counts for the current UTC day (negative for a loss,
+        e.g. the gas of a reverted transaction). Below ``-daily_loss_limit_wei``
+        the P&L HALT latches until the UTC day rolls. A revert joins the streak
+        (reverts older than the window drop out); ``max_reverts`` of them PAUSE
+        until ``now + pause_s`` (extending a running pause). A landed,
+        non-reverted bundle resets the streak; a miss (not included) leaves it.
+
+        Raises:
+            TypeError: ``realised_pnl_wei`` is not an int (money is integer wei).
+            RiskError: the state could not be saved (the engine is HALTED now).
+        """
+        if type(realised_pnl_wei) is not int:
+            raise TypeError(f"realised_pnl_wei must be int wei, got {type(realised_pnl_wei).__name__}")
+        self._outcomes += 1
+        now = self._clock()
+        self._roll_day()
+        self._pnl += realised_pnl_wei
+        if self._pnl < -self.limits.daily_loss_limit_wei:
+            self._halts["daily_pnl"] = str(self._pnl)
+        if reverted:
+            self._revert_times.append(now)
+            self._prune_reverts(now)
+            if len(self._revert_times) >= self.limits.max_reverts:
+                until = now + self.limits.pause_s
+                if self._paused_until is None or until > self._paused_until:
+                    self._paused_until = until
+        elif included:
+            self._revert_times.clear()
+        self._persist()
+
+    # ------------------------------------------------------------------ internals
+
+    def _today(self) -> _dt.date:
+        return self._wall().astimezone(_dt.UTC).date()
+
+    def _roll_day(self) -> None:
+        """Start a new P&L day when the UTC date moved *forward*; backward is ignored."""
+        today = self._today()
+        if today > self._day:
+            self._day = today
+            self._pnl = 0
+            self._halts.pop("daily_pnl", None)
+
+    def _prune_reverts(self, now: float) -> None:
+        window = self.limits.revert_window_s
+        self._revert_times = [t for t in self._revert_times if now - t <= window]
+
+    def _publish(self) -> None:
+        if self._metrics is None:
+            return
+        status = self._status(self._clock())
+        current = (status, tuple(sorted(self._halts)), self._store_failed)
+        if current == self._published:
+            return
+        self._published = current
+        self._metrics.set_risk_state(status)
+        for gate in GATES:
+            self._metrics.risk_halt_reason.labels(gate).set(1 if gate in self._halts else 0)
+        self._metrics.risk_halt_reason.labels(RISK_ERROR).set(1 if self._store_failed else 0)
+
+    def _fingerprint(self) -> object:
+        return (
+            self._day,
+            self._pnl,
+            tuple(sorted(self._halts.items())),
+            tuple(self._revert_times),
+            self._paused_until,
+            self._last_head,
+            tuple(sorted(self._inflight.items())),
+            tuple(sorted((b, tuple(sorted(k))) for b, k in self._dedup.items())),
+        )
+
+    def _persist(self) -> None:
+        """Save when something changed (or the last save failed); publish metrics.
+
+        Raises:
+            RiskError: the save failed; the engine stays HALTED until one succeeds.
+        """
+        try:
+            if self._store is None:
+                return
+            fp = self._fingerprint()
+            if fp == self._saved_fingerprint and not self._store_failed:
+                return
+            try:
+                self._store.save(self._to_doc())
+            except RiskError:
+                self._store_failed = True
+                raise
+            except Exception as exc:  # noqa: BLE001 - anything else is a failed save too
+                self._store_failed = True
+                raise RiskError(f"cannot save risk state: {type(exc).__name__}") from exc
+            self._store_failed = False
+            self._saved_fingerprint = fp
+        finally:
+            self._publish()
+
+    def _to_doc(self) -> dict[str, Any]:
+        now = self._clock()
+        wall = self._wall().timestamp()
+
+        def to_wall(t: float) -> float:
+            return round(wall - (now - t), 6)
+
+        return {
+            "version": STATE_VERSION,
+            "saved_at": round(wall, 6),
+            "utc_day": self._day.isoformat(),
+            "daily_pnl_wei": str(self._pnl),
+            "halts": dict(sorted(self._halts.items())),
+            "revert_times": [to_wall(t) for t in self._revert_times],
+            "paused_until": None if self._paused_until is None else to_wall(self._paused_until),
+            "last_head": self._last_head,
+            "inflight": {str(b): n for b, n in sorted(self._inflight.items())},
+            "dedup": {str(b): sorted(keys) for b, keys in sorted(self._dedup.items())},
+        }
+
+    def _restore(self, doc: dict[str, Any]) -> None:
+        """Load a saved state; wall times become monotonic times relative to now.
+
+        A time saved "in the future" (the wall clock went back between runs)
+        counts as now; a pause never restores longer than ``pause_s``.
+        """
+        if doc.get("version") != STATE_VERSION:
+            raise _Corrupt(f"version {doc.get('version')!r}, expected {STATE_VERSION}")
+        now = self._clock()
+        wall = self._wall().timestamp()
+
+        day_raw = doc.get("utc_day")
+        try:
+            day = _dt.date.fromisoformat(day_raw) if isinstance(day_raw, str) else None
+        except ValueError:
+            day = None
+        if day is None:
+            raise _Corrupt(f"utc_day {day_raw!r} is not an ISO date")
+        pnl_raw = doc.get("daily_pnl_wei")
+        if not isinstance(pnl_raw, str) or not _INT_RE.match(pnl_raw):
+            raise _Corrupt(f"daily_pnl_wei {pnl_raw!r} is not a decimal integer string")
+
+        halts_raw = doc.get("halts")
+        if not isinstance(halts_raw, dict) or not all(
+            k in HALT_GATES and isinstance(v, str) for k, v in halts_raw.items()
+        ):
+            raise _Corrupt(f"halts {halts_raw!r}: expected {{gate: value}} with gates among {HALT_GATES}")
+
+        reverts_raw = doc.get("revert_times")
+        if not isinstance(reverts_raw, list) or not all(_is_time(t) for t in reverts_raw):
+            raise _Corrupt("revert_times: expected a list of epoch seconds")
+        paused_raw = doc.get("paused_until")
+        if paused_raw is not None and not _is_time(paused_raw):
+            raise _Corrupt("paused_until: expected epoch seconds or null")
+        last_head = doc.get("last_head")
+        if last_head is not None and (type(last_head) is not int or last_head < 0):
+            raise _Corrupt("last_head: expected a block number or null")
+
+        inflight_raw = doc.get("inflight")
+        if not isinstance(inflight_raw, dict) or not all(
+            k.isdigit() and type(v) is int and v >= 0 for k, v in inflight_raw.items()
+        ):
+            raise _Corrupt("inflight: expected {block: count}")
+        dedup_raw = doc.get("dedup")
+        if not isinstance(dedup_raw, dict) or not all(
+            k.isdigit() and isinstance(v, list) and all(isinstance(x, str) for x in v) for k, v in dedup_raw.items()
+        ):
+            raise _Corrupt("dedup: expected {block: [key, ...]}")
+
+        def to_mono(t: float) -> float:
+            return now - max(0.0, wall - t)
+
+        self._day = day
+        self._pnl = int(pnl_raw)
+        self._halts = dict(halts_raw)
+        self._halts.setdefault("eth_balance", "unknown")  # unknown until the first head says otherwise
+        self._revert_times = sorted(to_mono(t) for t in reverts_raw)
+        self._prune_reverts(now)
+        if paused_raw is not None and paused_raw - wall > 0:
+            self._paused_until = now + min(paused_raw - wall, float(self.limits.pause_s))
+        self._last_head = last_head
+        self._inflight = {int(k): v for k, v in inflight_raw.items() if v > 0}
+        self._dedup = {int(k): set(v) for k, v in dedup_raw.items() if v}
+
+
+def _is_time(value: object) -> bool:
+    return type(value) in (int, float) and math.isfinite(value)  # type: ignore[arg-type]
