@@ -1,0 +1,263 @@
+"""The pool book: reserves of every pair we care about, one block at a time.
+
+Pair addresses come from CREATE2 locally (:func:`pair_address`), never from the
+node. Reserves are fetched the first time a pair is needed (:meth:`PoolBook.ensure`)
+and then refreshed on every new head for all tracked pairs in one batched
+request (:meth:`PoolBook.refresh`), which also carries the caller's own calls
+(the searcher's balances) so that everything is read at the same block.
+
+A pending victim never touches the book: strategies take a :meth:`PoolBook.view`,
+a copy-on-write overlay, and apply the victim's swaps there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import attrs
+
+from .._errors import RpcError
+from ..config import ChainConfig, DexConfig
+from ._math import UINT112_MAX
+from ._pairs import pair_address, sort_tokens
+
+__all__ = ["BookStatistics", "BookView", "PairInfo", "PoolBook"]
+
+_GET_RESERVES = "0x0902f1ac"
+
+
+@attrs.frozen
+class PairInfo:
+    """What a pair address stands for: its DEX and its sorted tokens."""
+
+    address: str
+    dex: str
+    token0: str
+    token1: str
+
+    def other(self, token: str) -> str:
+        return self.token1 if token == self.token0 else self.token0
+
+
+@attrs.frozen
+class BookStatistics:
+    """A snapshot of the book's counters."""
+
+    tracked: int
+    absent: int
+    block: int | None
+    refreshes: int
+    fetches: int
+    fetch_errors: int
+
+
+def _is_revert(err: RpcError) -> bool:
+    text = f"{err.message} {err.data}".lower()
+    return err.code == 3 or "revert" in text
+
+
+def _parse_reserves(result: Any) -> tuple[int, int] | None:
+    """``getReserves()`` return data -> (reserve0, reserve1); None if it is not one."""
+    if not isinstance(result, str) or not result.startswith("0x"):
+        return None
+    try:
+        raw = bytes.fromhex(result[2:])
+    except ValueError:
+        return None
+    if len(raw) < 64:
+        return None
+    r0 = int.from_bytes(raw[0:32], "big")
+    r1 = int.from_bytes(raw[32:64], "big")
+    if r0 > UINT112_MAX or r1 > UINT112_MAX:
+        return None
+    return r0, r1
+
+
+def _tag(block: int | str) -> str:
+    return hex(block) if isinstance(block, int) else block
+
+
+class PoolBook:
+    """Reserves of the tracked pairs, as of one block.
+
+    Args:
+        rpc: anything with ``batch([(method, params), ...])`` like
+            :class:`aether.chain.RpcClient`.
+        chain: WETH and the DEXes (factory, init-code hash).
+    """
+
+    def __init__(self, rpc: Any, chain: ChainConfig) -> None:
+        self._rpc = rpc
+        self.chain = chain
+        self._dexes: dict[str, DexConfig] = {d.name: d for d in chain.dexes}
+        self._info: dict[str, PairInfo] = {}
+        self._reserves: dict[str, tuple[int, int]] = {}
+        self._absent: set[str] = set()
+        self._block: int | None = None
+        self._refreshes = 0
+        self._fetches = 0
+        self._fetch_errors = 0
+
+    # ------------------------------------------------------------------ addresses
+
+    def dex(self, name: str) -> DexConfig:
+        return self._dexes[name]
+
+    def pair_for(self, dex: str | DexConfig, a: str, b: str) -> str:
+        """The pair of ``a``/``b`` on ``dex`` by CREATE2 (cached); registers its metadata.
+
+        Raises:
+            KeyError: unknown DEX name. ValueError: identical tokens.
+        """
+        d = dex if isinstance(dex, DexConfig) else self._dexes[dex]
+        addr = pair_address(d.factory, d.init_code_hash, a, b)
+        if addr not in self._info:
+            t0, t1 = sort_tokens(a, b)
+            self._info[addr] = PairInfo(addr, d.name, t0, t1)
+        return addr
+
+    def info(self, pair: str) -> PairInfo | None:
+        return self._info.get(pair)
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def block(self) -> int | None:
+        """The block the reserves were last refreshed at (None before the first refresh)."""
+        return self._block
+
+    def is_absent(self, pair: str) -> bool:
+        return pair in self._absent
+
+    def reserves(self, pair: str) -> tuple[int, int] | None:
+        return self._reserves.get(pair)
+
+    def tracked(self) -> dict[str, PairInfo]:
+        """Every pair with known reserves, with its metadata."""
+        return {p: self._info[p] for p in self._reserves}
+
+    def view(self) -> BookView:
+        """A copy-on-write overlay: writes stay in the view, the book never changes."""
+        return BookView(self)
+
+    def statistics(self) -> BookStatistics:
+        return BookStatistics(
+            tracked=len(self._reserves),
+            absent=len(self._absent),
+            block=self._block,
+            refreshes=self._refreshes,
+            fetches=self._fetches,
+            fetch_errors=self._fetch_errors,
+        )
+
+    # ------------------------------------------------------------------ node I/O
+
+    def _reserves_call(self, pair: str, tag: str) -> tuple[str, list[Any]]:
+        return ("eth_call", [{"to": pair, "data": _GET_RESERVES}, tag])
+
+    def _store(self, pair: str, result: Any) -> None:
+        if isinstance(result, RpcError):
+            if _is_revert(result):
+                self._absent.add(pair)
+                self._reserves.pop(pair, None)
+            else:
+                self._fetch_errors += 1
+            return
+        if result == "0x":  # no code at the address: the pair was never created
+            self._absent.add(pair)
+            self._reserves.pop(pair, None)
+            return
+        parsed = _parse_reserves(result)
+        if parsed is None:
+            self._fetch_errors += 1
+            return
+        self._reserves[pair] = parsed
+        self._absent.discard(pair)
+
+    async def ensure(self, pairs: Iterable[str]) -> None:
+        """Fetch reserves, in one batched request, of the pairs not yet known.
+
+        Pairs must have come from :meth:`pair_for`. Reads at the book's block
+        once a refresh has set one (so every pair is of the same block), else at
+        ``latest``. Pairs without code or whose ``getReserves`` reverts are
+        remembered as absent and not asked again.
+
+        Raises:
+            NodeError: the whole request failed (callers count it as
+                ``reserves_unavailable``).
+        """
+        missing = [p for p in dict.fromkeys(pairs) if p not in self._reserves and p not in self._absent]
+        if not missing:
+            return
+        tag = "latest" if self._block is None else hex(self._block)
+        self._fetches += 1
+        results = await self._rpc.batch([self._reserves_call(p, tag) for p in missing])
+        for pair, result in zip(missing, results, strict=True):
+            self._store(pair, result)
+
+    async def refresh(self, block: int | str, extra_calls: Sequence[tuple[str, Sequence[Any]]] = ()) -> list[Any]:
+        """Re-read every tracked pair at ``block``, plus the caller's calls, in one request.
+
+        Args:
+            block: the new head's number (or a tag such as ``latest``).
+            extra_calls: ``(method, params)`` to send in the same batch, for
+                example WETH ``balanceOf(searcher)`` and ``eth_getBalance``.
+
+        Returns:
+            The results of ``extra_calls`` in order (a value or an ``RpcError``).
+
+        Raises:
+            NodeError: the whole request failed; the book keeps its old block.
+        """
+        tag = _tag(block)
+        pairs = list(self._reserves)
+        calls = [self._reserves_call(p, tag) for p in pairs] + [(m, list(p)) for m, p in extra_calls]
+        results = await self._rpc.batch(calls) if calls else []
+        for pair, result in zip(pairs, results[: len(pairs)], strict=True):
+            self._store(pair, result)
+        self._refreshes += 1
+        if isinstance(block, int):
+            self._block = block
+        elif block.startswith("0x"):
+            self._block = int(block, 16)
+        return list(results[len(pairs) :])
+
+
+class BookView:
+    """A copy-on-write overlay of a :class:`PoolBook` that a victim's swaps mutate."""
+
+    def __init__(self, book: PoolBook) -> None:
+        self._book = book
+        self._own: dict[str, tuple[int, int]] = {}
+
+    @property
+    def book(self) -> PoolBook:
+        return self._book
+
+    def reserves(self, pair: str) -> tuple[int, int] | None:
+        own = self._own.get(pair)
+        return own if own is not None else self._book.reserves(pair)
+
+    def oriented(self, pair: str, token_in: str) -> tuple[int, int] | None:
+        """``(reserve_in, reserve_out)`` for a swap of ``token_in`` through ``pair``."""
+        r = self.reserves(pair)
+        info = self._book.info(pair)
+        if r is None or info is None:
+            return None
+        return (r[0], r[1]) if token_in == info.token0 else (r[1], r[0])
+
+    def apply(self, pair: str, token_in: str, amount_in: int, amount_out: int) -> None:
+        """Record a swap: ``amount_in`` of ``token_in`` in, ``amount_out`` of the other out."""
+        r = self.reserves(pair)
+        info = self._book.info(pair)
+        if r is None or info is None:
+            raise KeyError(pair)
+        if token_in == info.token0:
+            self._own[pair] = (r[0] + amount_in, r[1] - amount_out)
+        else:
+            self._own[pair] = (r[0] - amount_out, r[1] + amount_in)
+
+    def changed(self) -> dict[str, tuple[int, int]]:
+        """The pairs this view changed, with their new reserves."""
+        return dict(self._own)

@@ -1,0 +1,329 @@
+"""Backrun sizing: apply a pending victim to a copy of the book, then size the round trip.
+
+Phase 1 trades from the searcher's WETH inventory with two plain Router02 calls
+(no contract): ``swapExactTokensForTokens`` WETH -> X on the DEX where X is
+cheap, then X -> WETH on the DEX where it is dear. Each call's
+``amountOutMin`` is the exact predicted output: the bundle is atomic, so if
+anything differs by one wei it reverts and the bundle is dropped rather than
+trading at a worse price.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+import attrs
+import trio
+
+from .._errors import DecodeError, NodeError
+from ..config import ChainConfig, DexConfig
+from ..dex import (
+    UINT112_MAX,
+    BookView,
+    PoolBook,
+    RoundTrip,
+    SwapCall,
+    best_round_trip,
+    decode_swap,
+    encode_swap_exact_tokens_for_tokens,
+    get_amount_in,
+    get_amount_out,
+)
+from ..messages import Call, Candidate, Head, Hop, PendingTx, Source
+
+__all__ = [
+    "DEADLINE_S",
+    "GAS_PER_SWAP",
+    "BackrunStrategy",
+    "Rejection",
+    "StrategyStatistics",
+    "build_round_trip",
+    "size_best_round_trip",
+]
+
+#: Seconds after the head's timestamp that our calls' ``deadline`` allows: the
+#: bundle targets the next block only, so this is just slack for slow blocks.
+DEADLINE_S = 120
+
+#: Gas of one single-hop ``swapExactTokensForTokens`` through Router02, measured
+#: on the devnet (about 100k with warm pairs; rounded up).
+GAS_PER_SWAP = 120_000
+
+
+@attrs.frozen
+class Rejection:
+    """Why an input produced no candidate: ``reason`` is one of
+    :data:`aether.metrics.CANDIDATE_REJECT_REASONS`; ``detail`` is for logs only."""
+
+    reason: str
+    detail: str = ""
+
+
+@attrs.frozen
+class StrategyStatistics:
+    """Counters of a strategy: candidates found and rejections by reason."""
+
+    seen: int
+    candidates: int
+    rejected: tuple[tuple[str, int], ...]
+
+
+class _Counts:
+    def __init__(self) -> None:
+        self.seen = 0
+        self.candidates = 0
+        self.rejected: Counter[str] = Counter()
+
+    def note(self, result: Candidate | Rejection) -> Candidate | Rejection:
+        if isinstance(result, Rejection):
+            self.rejected[result.reason] += 1
+        else:
+            self.candidates += 1
+        return result
+
+    def snapshot(self) -> StrategyStatistics:
+        return StrategyStatistics(self.seen, self.candidates, tuple(sorted(self.rejected.items())))
+
+
+@attrs.frozen
+class _Sized:
+    buy: DexConfig
+    sell: DexConfig
+    buy_pair: str
+    sell_pair: str
+    token: str
+    rt: RoundTrip
+
+
+def size_best_round_trip(
+    view: BookView,
+    chain: ChainConfig,
+    token: str,
+    dexes: Sequence[tuple[DexConfig, str]],
+    *,
+    cap: int,
+    must_touch: str | None = None,
+) -> _Sized | None:
+    """The best WETH -> ``token`` -> WETH trip over every ordered pair of ``dexes``.
+
+    Args:
+        dexes: ``(dex, pair)`` where ``pair`` is that DEX's WETH/``token`` pair.
+        cap: the most WETH to put in (the searcher's inventory).
+        must_touch: if set, only trips with a leg through this pair.
+    """
+    weth = chain.weth
+    best: _Sized | None = None
+    for buy, buy_pair in dexes:
+        ra = view.oriented(buy_pair, weth)
+        if ra is None or min(ra) == 0:
+            continue
+        for sell, sell_pair in dexes:
+            if sell_pair == buy_pair:
+                continue
+            if must_touch is not None and must_touch not in (buy_pair, sell_pair):
+                continue
+            rb = view.oriented(sell_pair, token)
+            if rb is None or min(rb) == 0:
+                continue
+            rt = best_round_trip(ra[0], ra[1], rb[0], rb[1], buy.fee_bps, sell.fee_bps, cap)
+            if rt.profit > 0 and (best is None or rt.profit > best.rt.profit):
+                best = _Sized(buy, sell, buy_pair, sell_pair, token, rt)
+    return best
+
+
+def build_round_trip(
+    sized: _Sized,
+    chain: ChainConfig,
+    *,
+    source: Source,
+    head: Head,
+    victim: PendingTx | None,
+    searcher: str,
+    gas_per_swap: int,
+) -> Candidate:
+    """Turn a sized trip into a :class:`Candidate` with its two Router02 calls.
+
+    Each call's deadline is ``head.timestamp + DEADLINE_S`` (120 s) and its
+    ``amountOutMin`` the exact predicted output of that call.
+    """
+    weth, x, rt = chain.weth, sized.token, sized.rt
+    deadline = head.timestamp + DEADLINE_S
+    route = (
+        Hop(sized.buy.name, sized.buy.router, sized.buy_pair, weth, x, rt.amount_in, rt.amount_mid),
+        Hop(sized.sell.name, sized.sell.router, sized.sell_pair, x, weth, rt.amount_mid, rt.amount_out),
+    )
+    calls = (
+        Call(
+            to=sized.buy.router,
+            data=encode_swap_exact_tokens_for_tokens(rt.amount_in, rt.amount_mid, [weth, x], searcher, deadline),
+        ),
+        Call(
+            to=sized.sell.router,
+            data=encode_swap_exact_tokens_for_tokens(rt.amount_mid, rt.amount_out, [x, weth], searcher, deadline),
+        ),
+    )
+    return Candidate(
+        source=source,
+        target_block=head.number + 1,
+        head_number=head.number,
+        victim=victim,
+        route=route,
+        amount_in=rt.amount_in,
+        amount_out=rt.amount_out,
+        expected_gross_profit_wei=rt.amount_out - rt.amount_in,
+        gas_estimate=gas_per_swap * len(calls),
+        seen_at=victim.seen_at if victim is not None else head.seen_at,
+        found_at=trio.current_time(),
+        calls=calls,
+    )
+
+
+def _apply_victim(view: BookView, swap: SwapCall, pairs: Sequence[str], fee_bps: int) -> Rejection | None:
+    """Apply every hop of the victim to ``view``, as Router02 and the pairs would.
+
+    Returns a rejection when the victim would revert on chain: its own
+    ``amountOutMin``/``amountInMax`` (or ``msg.value``) not met, an empty
+    pool, a zero output, or a reserve pushed past ``uint112``.
+    """
+    path = swap.path
+    n = len(path) - 1
+    reserves: list[tuple[int, int]] = []
+    for i in range(n):
+        r = view.oriented(pairs[i], path[i])
+        if r is None:
+            return Rejection("unknown_pair", pairs[i])
+        if r[0] == 0 or r[1] == 0:
+            return Rejection("zero_reserves", pairs[i])
+        reserves.append(r)
+    amounts = [0] * (n + 1)
+    if swap.exact_in:
+        amounts[0] = swap.amount_in
+        for i in range(n):
+            out = get_amount_out(amounts[i], reserves[i][0], reserves[i][1], fee_bps)
+            if out is None:
+                return Rejection("overflow" if amounts[i] > UINT112_MAX else "victim_reverts", f"hop {i}")
+            amounts[i + 1] = out
+        if amounts[n] < swap.amount_out:
+            return Rejection("victim_reverts", "INSUFFICIENT_OUTPUT_AMOUNT")
+    else:
+        amounts[n] = swap.amount_out
+        for i in range(n - 1, -1, -1):
+            a_in = get_amount_in(amounts[i + 1], reserves[i][0], reserves[i][1], fee_bps)
+            if a_in is None:
+                return Rejection("overflow" if amounts[i + 1] > UINT112_MAX else "victim_reverts", f"hop {i}")
+            amounts[i] = a_in
+        if amounts[0] > swap.amount_in:
+            return Rejection("victim_reverts", "EXCESSIVE_INPUT_AMOUNT")
+    for i in range(n):
+        # The pair itself: a zero output reverts, and so does a reserve past uint112.
+        # Hops through the same pair twice see the reserves the earlier hop left.
+        r = view.oriented(pairs[i], path[i])
+        assert r is not None
+        if amounts[i + 1] <= 0 or amounts[i + 1] >= r[1]:
+            return Rejection("victim_reverts", f"hop {i}: output {amounts[i + 1]}")
+        if r[0] + amounts[i] > UINT112_MAX:
+            return Rejection("overflow", f"hop {i}: reserve past uint112")
+        view.apply(pairs[i], path[i], amounts[i], amounts[i + 1])
+    return None
+
+
+class BackrunStrategy:
+    """Sizes a backrun for each decoded victim swap.
+
+    Args:
+        chain: WETH, DEXes, tokens.
+        book: the shared pool book (read through views; never mutated here).
+        searcher: the account that trades and receives (lowercase hex).
+        gas_per_swap: gas estimate of one backrun call.
+    """
+
+    source: Source = "mempool_backrun"
+
+    def __init__(self, chain: ChainConfig, book: PoolBook, *, searcher: str, gas_per_swap: int = GAS_PER_SWAP) -> None:
+        self.chain = chain
+        self.book = book
+        self.searcher = searcher.lower()
+        self.gas_per_swap = gas_per_swap
+        self._routers = {d.router.lower(): d for d in chain.dexes}
+        self._known_tokens = {t.address.lower() for t in chain.tokens} | {chain.weth}
+        self._counts = _Counts()
+
+    def statistics(self) -> StrategyStatistics:
+        return self._counts.snapshot()
+
+    async def on_victim(self, tx: PendingTx, head: Head, *, inventory_wei: int) -> Candidate | Rejection:
+        """Size the best backrun of ``tx`` for block ``head.number + 1``.
+
+        Never raises on bad input: malformed calldata, unknown selectors or
+        tokens, missing pools, node failures and victims that would revert are
+        all returned as a :class:`Rejection` with a named reason.
+        """
+        self._counts.seen += 1
+        try:
+            result = await self._on_victim(tx, head, inventory_wei)
+        except NodeError as exc:
+            result = Rejection("reserves_unavailable", type(exc).__name__)
+        return self._counts.note(result)
+
+    async def _on_victim(self, tx: PendingTx, head: Head, inventory_wei: int) -> Candidate | Rejection:
+        dex = self._routers.get((tx.to or "").lower())
+        if dex is None:
+            return Rejection("not_router")
+        try:
+            swap = decode_swap(tx.input, tx.value)
+        except DecodeError as exc:
+            return Rejection(exc.reason, str(exc))
+        weth = self.chain.weth
+        path = swap.path
+        if swap.deadline < head.timestamp + 1:
+            return Rejection("victim_expired", f"deadline {swap.deadline}")
+        if (swap.eth_in and path[0] != weth) or (swap.eth_out and path[-1] != weth):
+            return Rejection("victim_reverts", "INVALID_PATH")
+        if any(path[i] == path[i + 1] for i in range(len(path) - 1)):
+            return Rejection("victim_reverts", "IDENTICAL_ADDRESSES")
+        if self.chain.tokens and any(t not in self._known_tokens for t in path):
+            return Rejection("unknown_token")
+        if weth not in path:
+            return Rejection("no_weth_leg")
+        if inventory_wei <= 0:
+            return Rejection("no_inventory")
+        victim_pairs = [self.book.pair_for(dex, path[i], path[i + 1]) for i in range(len(path) - 1)]
+        # The WETH/X pairs the victim moves, and X's WETH pair on every DEX.
+        moved: list[tuple[str, str]] = []  # (pair, X)
+        for i, pair in enumerate(victim_pairs):
+            a, b = path[i], path[i + 1]
+            if weth in (a, b):
+                moved.append((pair, b if a == weth else a))
+        counters: dict[str, list[tuple[DexConfig, str]]] = {}
+        for _, x in moved:
+            if x not in counters:
+                counters[x] = [(d, self.book.pair_for(d, weth, x)) for d in self.chain.dexes]
+        await self.book.ensure([*victim_pairs, *(p for lst in counters.values() for _, p in lst)])
+        view = self.book.view()
+        rejected = _apply_victim(view, swap, victim_pairs, dex.fee_bps)
+        if rejected is not None:
+            return rejected
+        best: _Sized | None = None
+        any_counter = False
+        for pair, x in moved:
+            present = [(d, p) for d, p in counters[x] if view.reserves(p) is not None]
+            if len(present) < 2:
+                continue
+            any_counter = True
+            sized = size_best_round_trip(view, self.chain, x, present, cap=inventory_wei, must_touch=pair)
+            if sized is not None and (best is None or sized.rt.profit > best.rt.profit):
+                best = sized
+        if not any_counter:
+            return Rejection("no_counter_pool")
+        if best is None:
+            return Rejection("unprofitable")
+        return build_round_trip(
+            best,
+            self.chain,
+            source=self.source,
+            head=head,
+            victim=tx,
+            searcher=self.searcher,
+            gas_per_swap=self.gas_per_swap,
+        )

@@ -1,0 +1,218 @@
+"""Exact validation of a candidate with ``eth_simulateV1`` before it goes on.
+
+One simulated block on top of ``latest`` holds, in order: the victim (as a
+call with its own sender, nonce, gas and fee fields), WETH ``balanceOf``
+the searcher, our backrun calls from the searcher, and ``balanceOf`` again.
+The prediction must hold to the wei: each backrun call's returned
+``uint[] amounts`` equals the route's amounts, and the searcher's WETH delta
+equals the expected gross profit. The block's base fee is overridden to zero
+and ``validation`` is off, so neither fees nor balances for gas can make a call
+fail there: only the swaps themselves are judged.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import attrs
+
+from .._errors import AetherError, DecodeError, NodeError
+from ..dex import decode_amounts
+from ..messages import Candidate
+from ._backrun import Rejection
+
+__all__ = ["Validator", "ValidatorStatistics"]
+
+_BALANCE_OF = bytes.fromhex("70a08231")
+
+#: Gas limit of each of our calls inside the simulation (generous; the real
+#: limit is set by the bundle builder from ``simulated_gas``).
+SIM_GAS = 1_000_000
+
+
+@attrs.frozen
+class ValidatorStatistics:
+    """Validation counters and round-trip latency (wall clock, seconds)."""
+
+    enabled: bool
+    validated: int
+    mismatches: int
+    failures: int
+    skipped: int
+    total_s: float
+    max_s: float
+    last_s: float
+
+    @property
+    def mean_s(self) -> float:
+        n = self.validated + self.mismatches + self.failures
+        return self.total_s / n if n else 0.0
+
+
+def _q(v: int) -> str:
+    return hex(v)
+
+
+def _victim_call(c: Candidate) -> dict[str, Any]:
+    v = c.victim
+    assert v is not None
+    call: dict[str, Any] = {
+        "from": v.sender,
+        "to": v.to,
+        "value": _q(v.value),
+        "input": "0x" + v.input.hex(),
+        "gas": _q(v.gas),
+        "nonce": _q(v.nonce),
+    }
+    if v.max_fee_per_gas is not None:
+        call["maxFeePerGas"] = _q(v.max_fee_per_gas)
+        call["maxPriorityFeePerGas"] = _q(v.max_priority_fee_per_gas or 0)
+    elif v.gas_price is not None:
+        call["gasPrice"] = _q(v.gas_price)
+    return call
+
+
+class Validator:
+    """Simulates ``[victim, backrun calls]`` and confirms the prediction to the wei.
+
+    Args:
+        rpc: an :class:`aether.chain.RpcClient`.
+        searcher: the account our calls come from.
+        weth: the WETH address (the profit currency); by default the first
+            hop's input token of each candidate, which is WETH by construction.
+        enabled: False turns validation into a pass-through (counted as skipped),
+            for measuring what it costs; ``Settings.validate`` drives it.
+    """
+
+    def __init__(self, rpc: Any, *, searcher: str, weth: str | None = None, enabled: bool = True) -> None:
+        self._rpc = rpc
+        self.searcher = searcher.lower()
+        self.weth = None if weth is None else weth.lower()
+        self.enabled = enabled
+        self._validated = 0
+        self._mismatches = 0
+        self._failures = 0
+        self._skipped = 0
+        self._total = 0.0
+        self._max = 0.0
+        self._last = 0.0
+
+    def statistics(self) -> ValidatorStatistics:
+        return ValidatorStatistics(
+            self.enabled,
+            self._validated,
+            self._mismatches,
+            self._failures,
+            self._skipped,
+            self._total,
+            self._max,
+            self._last,
+        )
+
+    def _balance_call(self, weth: str) -> dict[str, Any]:
+        data = _BALANCE_OF + bytes(12) + bytes.fromhex(self.searcher[2:])
+        return {"from": self.searcher, "to": weth, "input": "0x" + data.hex(), "gas": _q(100_000)}
+
+    def simulate_params(self, c: Candidate) -> list[Any]:
+        """The ``eth_simulateV1`` params for ``c`` (public for tests and tools)."""
+        weth = self.weth or c.route[0].token_in
+        calls: list[dict[str, Any]] = []
+        if c.victim is not None:
+            calls.append(_victim_call(c))
+        calls.append(self._balance_call(weth))
+        for call in c.calls:
+            calls.append(
+                {
+                    "from": self.searcher,
+                    "to": call.to,
+                    "value": _q(call.value),
+                    "input": "0x" + call.data.hex(),
+                    "gas": _q(SIM_GAS),
+                }
+            )
+        calls.append(self._balance_call(weth))
+        return [
+            {
+                "blockStateCalls": [{"blockOverrides": {"baseFeePerGas": "0x0"}, "calls": calls}],
+                "validation": False,
+                "traceTransfers": False,
+                "returnFullTransactions": False,
+            },
+            "latest",
+        ]
+
+    async def validate(self, candidate: Candidate) -> Candidate | Rejection:
+        """Confirm ``candidate`` on the node; never raises on node trouble.
+
+        Returns:
+            The candidate with ``validated=True`` and ``simulated_gas`` (gas of
+            each backrun call), or ``Rejection("validation_mismatch")`` when an
+            amount or the WETH delta differs by even one wei, or
+            ``Rejection("validation_failed")`` on a revert or a node error.
+        """
+        if not self.enabled:
+            self._skipped += 1
+            return candidate
+        t0 = time.perf_counter()
+        try:
+            result = await self._validate(candidate)
+        finally:
+            dt = time.perf_counter() - t0
+            self._total += dt
+            self._last = dt
+            self._max = max(self._max, dt)
+        if isinstance(result, Rejection):
+            if result.reason == "validation_mismatch":
+                self._mismatches += 1
+            else:
+                self._failures += 1
+        else:
+            self._validated += 1
+        return result
+
+    async def _validate(self, c: Candidate) -> Candidate | Rejection:
+        try:
+            blocks = await self._rpc.call("eth_simulateV1", self.simulate_params(c))
+        except NodeError as exc:
+            return Rejection("validation_failed", f"{type(exc).__name__}: {str(exc)[:200]}")
+        try:
+            return self._judge(c, blocks)
+        except (AetherError, KeyError, TypeError, ValueError, IndexError) as exc:
+            return Rejection("validation_failed", f"bad simulate answer: {type(exc).__name__}")
+
+    def _judge(self, c: Candidate, blocks: Any) -> Candidate | Rejection:
+        results = blocks[0]["calls"]
+        off = 1 if c.victim is not None else 0
+        n = len(c.calls)
+        if len(results) != off + n + 2:
+            return Rejection("validation_failed", f"{len(results)} call results")
+        for i, r in enumerate(results):
+            if int(r.get("status", "0x0"), 16) != 1:
+                what = "victim" if i < off else f"call {i - off}"
+                err = r.get("error") or {}
+                msg = err.get("message", "") if isinstance(err, dict) else str(err)
+                return Rejection("validation_failed", f"{what} reverted: {msg[:200]}")
+        before = int(results[off]["returnData"], 16)
+        after = int(results[off + n + 1]["returnData"], 16)
+        gas: list[int] = []
+        for k in range(n):
+            r = results[off + 1 + k]
+            gas.append(int(r["gasUsed"], 16))
+            try:
+                amounts = decode_amounts(bytes.fromhex(r["returnData"][2:]))
+            except DecodeError as exc:
+                return Rejection("validation_failed", f"call {k}: {exc}")
+            if k < len(c.route):
+                hop = c.route[k]
+                if amounts != (hop.amount_in, hop.amount_out):
+                    return Rejection(
+                        "validation_mismatch",
+                        f"call {k}: simulated {list(amounts)}, predicted {[hop.amount_in, hop.amount_out]}",
+                    )
+        delta = after - before
+        if delta != c.expected_gross_profit_wei:
+            return Rejection(
+                "validation_mismatch", f"WETH delta {delta}, predicted {c.expected_gross_profit_wei}"
+            )
+        return attrs.evolve(c, validated=True, simulated_gas=tuple(gas))
