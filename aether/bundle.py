@@ -22,32 +22,19 @@ from eth_account.signers.local import LocalAccount
 from eth_hash.auto import keccak
 from eth_utils import to_checksum_address
 
+from .chain import next_base_fee
 from .messages import Bundle, Candidate, Head
 
-__all__ = ["BundleBuilder", "NonceStatistics", "NonceTracker", "next_base_fee"]
+__all__ = ["BundleBuilder", "NonceStatistics", "NonceTracker", "arb_id", "target_base_fee"]
 
-#: EIP-1559 constants (London).
-_ELASTICITY = 2
-_BASE_FEE_MAX_CHANGE_DENOMINATOR = 8
 #: Signed gas limit = simulated gas * 12 // 10 (+20 %): the simulation already
 #: ran on the post-victim state, the margin covers small state drift.
 _GAS_LIMIT_NUM, _GAS_LIMIT_DEN = 12, 10
 
 
-def next_base_fee(head: Head) -> int:
-    """The base fee of block ``head.number + 1`` by the EIP-1559 integer formula.
-
-    Mirrors go-ethereum's ``CalcBaseFee`` (and alloy's, which anvil uses).
-    """
-    parent_base = head.base_fee
-    target = head.gas_limit // _ELASTICITY
-    if target == 0 or head.gas_used == target:
-        return parent_base
-    if head.gas_used > target:
-        delta = parent_base * (head.gas_used - target) // target // _BASE_FEE_MAX_CHANGE_DENOMINATOR
-        return parent_base + max(delta, 1)
-    delta = parent_base * (target - head.gas_used) // target // _BASE_FEE_MAX_CHANGE_DENOMINATOR
-    return parent_base - delta
+def target_base_fee(head: Head) -> int:
+    """The base fee of block ``head.number + 1`` (EIP-1559, :func:`aether.chain.next_base_fee`)."""
+    return next_base_fee(head.base_fee, head.gas_used, head.gas_limit)
 
 
 @attrs.frozen
@@ -166,7 +153,7 @@ class BundleBuilder:
             raise ValueError("gas figures must be positive")
 
         gross = candidate.expected_gross_profit_wei
-        base_fee = next_base_fee(head)
+        base_fee = target_base_fee(head)
         priority = (gross * self.tip_share_bps // 10000) // gas_used if gross > 0 else 0
         max_fee = 2 * base_fee + priority
         tip = priority * gas_used
