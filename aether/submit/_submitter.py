@@ -35,6 +35,22 @@ __all__ = ["OUTCOMES", "Submitter", "SubmitterStatistics", "send_bundle_body"]
 
 log = logging.getLogger(__name__)
 
+class _RedactUrls(logging.Filter):
+    """httpx logs every request's full URL at INFO; builder URLs may carry API keys."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(isinstance(a, httpx.URL) for a in record.args):
+            record.args = tuple(
+                f"{a.scheme}://{a.host}" + (f":{a.port}" if a.port else "") if isinstance(a, httpx.URL) else a
+                for a in record.args
+            )
+        return True
+
+
+_httpx_log = logging.getLogger("httpx")
+if not any(isinstance(f, _RedactUrls) for f in _httpx_log.filters):
+    _httpx_log.addFilter(_RedactUrls())
+
 OUTCOMES: tuple[str, ...] = ("ok", "rpc_error", "http_error", "timeout", "unreachable", "bad_json")
 
 
