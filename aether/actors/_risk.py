@@ -5,8 +5,8 @@ after a panic, and it is the only path from the builder to the end of the line:
 while it is down nothing passes. Besides ticks and bundles on its main input it
 listens on a feedback channel for inclusion outcomes (live) and for halt
 requests from the sink (reports directory unwritable). A tick whose account
-state could not be fetched makes every bundle fail closed until the next good
-tick.
+state could not be fetched latches the engine's balance HALT (fail closed)
+until a good tick.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 import attrs
 import trio
 
+from .._errors import RiskError
 from ..messages import RISK_ERROR, ActorStatistics, Bundle, RiskDecision, Tick, Verdict
 from ..metrics import Metrics
 
@@ -48,7 +49,6 @@ class RiskActor:
         self._inbox = inbox
         self._feedback = feedback
         self._out = out
-        self._account_known = False
         self._external_halts: set[str] = set()
         self._passed = 0
         self._rejected = 0
@@ -71,11 +71,11 @@ class RiskActor:
 
     def _on_tick(self, tick: Tick) -> None:
         if tick.eth_balance_wei is None:
-            self._account_known = False
             log.warning("searcher balance unknown at head %d: failing closed", tick.head.number)
-            return
-        self._account_known = True
-        self.engine.on_head(tick.head, tick.eth_balance_wei)
+        try:
+            self.engine.on_tick(tick)
+        except RiskError as exc:  # the engine halted itself; nothing passes until it can save again
+            log.error("risk state not saved at head %d: %s", tick.head.number, exc)
 
     async def _feedback_loop(self) -> None:
         assert self._feedback is not None
@@ -106,19 +106,23 @@ class RiskActor:
             self._metrics.risk_rejected.labels(RISK_ERROR).inc()
             self._rejected += 1
             return verdict
-        extra: list[RiskDecision] = []
-        if not self._account_known:
-            extra.append(RiskDecision("account_state", False, "unknown"))
-        for reason in sorted(self._external_halts):
-            extra.append(RiskDecision(reason, False, "halted"))
+        extra = [RiskDecision(reason, False, "halted") for reason in sorted(self._external_halts)]
         if extra:
             if verdict.passed:
-                # The gates passed but risk could not vouch for the account or
-                # the sink: fail closed, counted once under risk_error.
+                # The gates passed but the end of the line cannot keep its
+                # record: fail closed, counted once under risk_error.
                 self._metrics.risk_rejected.labels(RISK_ERROR).inc()
             verdict = Verdict(bundle, verdict.decisions + tuple(extra), False, verdict.reason or RISK_ERROR)
         if verdict.passed:
-            self.engine.commit(verdict)
+            try:
+                self.engine.commit(verdict)
+            except RiskError as exc:
+                # Not recorded for dedup/in-flight, so it must not go out.
+                log.error("risk could not record bundle %s: %s; failing closed", bundle.arb_id, exc)
+                self._metrics.risk_rejected.labels(RISK_ERROR).inc()
+                self._rejected += 1
+                return Verdict(bundle, verdict.decisions + (RiskDecision(RISK_ERROR, False, "commit failed"),),
+                               False, RISK_ERROR)
             self._passed += 1
         else:
             self._rejected += 1
