@@ -85,6 +85,7 @@ class SubscriberStatistics:
         fetched: transactions fetched by hash and pushed.
         fetch_failed: hashes whose transaction could not be fetched.
         dropped: frames (or hashes) dropped because a bounded queue was full.
+        subscriptions: successful ``eth_subscribe`` calls (1 + the resubscriptions).
         connected: a subscription is live right now.
     """
 
@@ -94,6 +95,7 @@ class SubscriberStatistics:
     fetched: int
     fetch_failed: int
     dropped: int
+    subscriptions: int
     connected: bool
 
 
@@ -226,6 +228,8 @@ class Subscriber:
         self._fetched = 0
         self._fetch_failed = 0
         self._dropped = 0
+        self._subscriptions = 0
+        self._subscribed = trio.Event()
         self._connected = False
         if metrics is not None:
             # Create the series at start-up so rate() sees the first increment.
@@ -244,8 +248,19 @@ class Subscriber:
             fetched=self._fetched,
             fetch_failed=self._fetch_failed,
             dropped=self._dropped,
+            subscriptions=self._subscriptions,
             connected=self._connected,
         )
+
+    async def wait_subscribed(self, count: int = 1) -> None:
+        """Block until ``count`` subscriptions have been made in total.
+
+        ``wait_subscribed(2)`` returns once the stream is live again after the
+        first drop: a supervisor's health check, and how tests order "cut the
+        connection" before "send the next transaction" without sleeping.
+        """
+        while self._subscriptions < count:
+            await self._subscribed.wait()
 
     # ----------------------------------------------------------------- counting
 
@@ -330,12 +345,15 @@ class Subscriber:
             async with open_websocket_url(
                 self.ws_url,
                 connect_timeout=self._connect_timeout,
-                disconnect_timeout=1.0,
+                disconnect_timeout=0.5,
                 message_queue_size=256,
                 max_message_size=4 * 1024 * 1024,
             ) as ws:
                 sub_id = await self._subscribe(ws)
                 self._connected = True
+                self._subscriptions += 1
+                self._subscribed.set()
+                self._subscribed = trio.Event()
                 on_subscribed()
                 log.info("%s subscription to %s is live", self.kind, self._where)
                 first = True
