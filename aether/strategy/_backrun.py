@@ -307,7 +307,7 @@ class BackrunStrategy:
         best: _Sized | None = None
         any_counter = False
         for pair, x in moved:
-            present = [(d, p) for d, p in counters[x] if view.reserves(p) is not None]
+            present = [(d, p) for d, p in counters[x] if min(view.reserves(p) or (0,)) > 0]
             if len(present) < 2:
                 continue
             any_counter = True
