@@ -1,0 +1,261 @@
+"""RpcClient: httpx errors mapped at the edge, batches in order, and a real anvil."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import socket
+import subprocess
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+import trio
+
+from aether._errors import BadNodeData, NodeTimeout, NodeUnreachable, RpcError
+from aether.chain import RpcClient, open_rpc
+
+ANVIL = Path(__file__).resolve().parents[1] / "node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def local_anvil() -> AsyncIterator[str]:
+    """Stand-in for aether.devnet.run_anvil until it lands: yields the HTTP URL."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = await trio.lowlevel.open_process(
+        [str(ANVIL), "--host", "127.0.0.1", "--port", str(port), "--no-mining", "--silent"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        async with httpx.AsyncClient(timeout=1.0) as client:
+            with trio.fail_after(15):
+                while True:
+                    try:
+                        await client.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId"})
+                        break
+                    except httpx.TransportError:
+                        await trio.sleep(0.02)  # readiness poll of an external process, bounded above
+        yield url
+    finally:
+        with trio.CancelScope(shield=True):
+            proc.terminate()
+            await proc.wait()
+
+
+def mock(handler: Callable[[Any], Any]) -> RpcClient:
+    """A client whose node is ``handler(request_json) -> reply_json`` (or raises an httpx error)."""
+
+    def transport(request: httpx.Request) -> httpx.Response:
+        reply = handler(orjson.loads(request.content))
+        if isinstance(reply, httpx.Response):
+            return reply
+        return httpx.Response(200, content=orjson.dumps(reply))
+
+    return RpcClient("http://node.test", transport=httpx.MockTransport(transport))
+
+
+def ok(req: dict[str, Any], result: Any) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": req["id"], "result": result}
+
+
+# --------------------------------------------------------------------------- call
+
+
+async def test_call_returns_the_result_and_sends_a_jsonrpc_request() -> None:
+    seen: list[Any] = []
+
+    def node(req: Any) -> Any:
+        seen.append(req)
+        return ok(req, "0x7a69")
+
+    rpc = mock(node)
+    assert await rpc.call("eth_chainId") == "0x7a69"
+    assert await rpc.call("eth_getBalance", ["0x" + "00" * 20, "latest"]) == "0x7a69"
+    assert [r["method"] for r in seen] == ["eth_chainId", "eth_getBalance"]
+    assert seen[1]["params"] == ["0x" + "00" * 20, "latest"]
+    assert seen[0]["jsonrpc"] == "2.0" and seen[0]["id"] != seen[1]["id"]
+    assert rpc.statistics().requests == 2
+
+
+async def test_timeout_is_node_timeout() -> None:
+    def node(req: Any) -> Any:
+        raise httpx.ReadTimeout("slow")
+
+    rpc = mock(node)
+    with pytest.raises(NodeTimeout, match="did not answer in time") as info:
+        await rpc.call("eth_blockNumber")
+    assert isinstance(info.value.__cause__, httpx.ReadTimeout)
+    assert rpc.statistics().timeouts == 1
+
+
+async def test_refused_is_node_unreachable() -> None:
+    def node(req: Any) -> Any:
+        raise httpx.ConnectError("connection refused")
+
+    rpc = mock(node)
+    with pytest.raises(NodeUnreachable, match="unreachable: ConnectError") as info:
+        await rpc.call("eth_blockNumber")
+    assert isinstance(info.value.__cause__, httpx.ConnectError)
+    assert rpc.statistics().transport_errors == 1
+
+
+@pytest.mark.parametrize(
+    ("response", "match"),
+    [
+        (httpx.Response(200, content=b"<html>bad gateway</html>"), "non-JSON"),
+        (httpx.Response(502, content=b""), "HTTP 502 with no body"),
+        (httpx.Response(200, content=b"[1, 2]"), "not a JSON object"),
+        (httpx.Response(200, content=b'{"jsonrpc": "2.0", "id": 1}'), "neither result nor error"),
+    ],
+)
+async def test_bad_answers_are_bad_node_data(response: httpx.Response, match: str) -> None:
+    rpc = mock(lambda req: response)
+    with pytest.raises(BadNodeData, match=match):
+        await rpc.call("eth_blockNumber")
+    assert rpc.statistics().bad_data == 1
+
+
+async def test_error_object_is_rpc_error_with_code_message_and_data() -> None:
+    def node(req: Any) -> Any:
+        return {"jsonrpc": "2.0", "id": req["id"],
+                "error": {"code": 3, "message": "execution reverted", "data": "0x08c379a0"}}
+
+    rpc = mock(node)
+    with pytest.raises(RpcError) as info:
+        await rpc.call("eth_call", [{}, "latest"])
+    err = info.value
+    assert (err.method, err.code, err.message, err.data) == ("eth_call", 3, "execution reverted", "0x08c379a0")
+    assert str(err) == "eth_call: error 3: execution reverted"
+    assert rpc.statistics().rpc_errors == 1
+
+
+async def test_error_that_is_not_an_object_is_still_rpc_error() -> None:
+    rpc = mock(lambda req: {"jsonrpc": "2.0", "id": req["id"], "error": "rate limited"})
+    with pytest.raises(RpcError) as info:
+        await rpc.call("eth_blockNumber")
+    assert (info.value.code, info.value.message) == (-1, "rate limited")
+
+
+# --------------------------------------------------------------------------- batch
+
+
+async def test_batch_keeps_call_order_when_the_node_answers_out_of_order() -> None:
+    def node(reqs: Any) -> Any:
+        out = []
+        for r in reqs:
+            if r["method"] == "bad":
+                out.append({"jsonrpc": "2.0", "id": r["id"], "error": {"code": -32601, "message": "no such method"}})
+            else:
+                out.append(ok(r, r["params"][0]))
+        return list(reversed(out))
+
+    rpc = mock(node)
+    results = await rpc.batch([("echo", ["a"]), ("bad", []), ("echo", ["c"])])
+    assert results[0] == "a"
+    assert isinstance(results[1], RpcError) and results[1].code == -32601 and results[1].method == "bad"
+    assert results[2] == "c"
+    assert rpc.statistics().requests == 1
+    assert rpc.statistics().calls == 3
+
+
+async def test_batch_ids_do_not_collide_with_later_calls() -> None:
+    ids: list[int] = []
+
+    def node(req: Any) -> Any:
+        reqs = req if isinstance(req, list) else [req]
+        ids.extend(r["id"] for r in reqs)
+        replies = [ok(r, 1) for r in reqs]
+        return replies if isinstance(req, list) else replies[0]
+
+    rpc = mock(node)
+    await rpc.batch([("a", []), ("b", []), ("c", [])])
+    await rpc.call("d")
+    await rpc.batch([("e", []), ("f", [])])
+    assert len(ids) == len(set(ids)) == 6
+
+
+async def test_empty_batch_sends_nothing() -> None:
+    def node(req: Any) -> Any:
+        raise AssertionError("no request expected")
+
+    rpc = mock(node)
+    assert await rpc.batch([]) == []
+    assert rpc.statistics().requests == 0
+
+
+async def test_batch_answered_with_one_error_object_fails_every_call() -> None:
+    rpc = mock(lambda req: {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": "batch too large"}})
+    results = await rpc.batch([("a", []), ("b", [])])
+    assert all(isinstance(r, RpcError) and r.code == -32600 for r in results)
+
+
+async def test_batch_missing_a_reply_is_bad_node_data() -> None:
+    rpc = mock(lambda reqs: [ok(reqs[0], 1)])
+    with pytest.raises(BadNodeData, match=r"no reply for b"):
+        await rpc.batch([("a", []), ("b", [])])
+
+
+async def test_batch_reply_that_is_not_a_list_is_bad_node_data() -> None:
+    rpc = mock(lambda reqs: ok(reqs[0], 1))
+    with pytest.raises(BadNodeData, match="not a JSON array"):
+        await rpc.batch([("a", []), ("b", [])])
+
+
+async def test_batch_transport_errors_are_mapped() -> None:
+    def node(req: Any) -> Any:
+        raise httpx.ConnectTimeout("slow connect")
+
+    with pytest.raises(NodeTimeout):
+        await mock(node).batch([("a", [])])
+
+
+# --------------------------------------------------------------------------- real sockets
+
+
+async def test_real_refused_port_is_node_unreachable() -> None:
+    async with open_rpc(f"http://127.0.0.1:{free_port()}", timeout=1.0) as rpc:
+        with pytest.raises(NodeUnreachable):
+            await rpc.call("eth_chainId")
+
+
+async def test_real_silent_server_is_node_timeout() -> None:
+    async def silent(stream: trio.SocketStream) -> None:
+        await trio.sleep_forever()
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(functools.partial(trio.serve_tcp, silent, 0, host="127.0.0.1"))
+        port = listeners[0].socket.getsockname()[1]
+        async with open_rpc(f"http://127.0.0.1:{port}", timeout=0.2) as rpc:
+            with pytest.raises(NodeTimeout):
+                await rpc.call("eth_chainId")
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.devnet
+async def test_anvil_call_and_batch() -> None:
+    async with local_anvil() as url, open_rpc(url) as rpc:
+        assert await rpc.call("eth_chainId") == hex(31337)
+        chain_id, block, bad, balance = await rpc.batch(
+            [
+                ("eth_chainId", []),
+                ("eth_blockNumber", []),
+                ("eth_getBalance", ["not-an-address", "latest"]),
+                ("eth_getBalance", ["0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266", "latest"]),
+            ]
+        )
+        with pytest.raises(RpcError) as info:
+            await rpc.call("no_such_method")
+    assert (chain_id, block) == ("0x7a69", "0x0")
+    assert isinstance(bad, RpcError) and bad.method == "eth_getBalance"
+    assert int(balance, 16) == 10_000 * 10**18
+    assert info.value.code == -32601
