@@ -113,3 +113,25 @@ def test_cap_binds_and_no_gap_gives_nothing() -> None:
     rt = best_round_trip(10**21, 2 * 10**24, 10**24, 10**21, cap=10**18)
     assert rt.amount_in == 10**18 or rt.amount_in >= 10**18 - 10
     assert best_round_trip_input(10**21, 10**24, 10**24, 10**21) == (0, 0)  # same price: fees eat it
+
+
+@settings(max_examples=200, deadline=None)
+@given(small, small, small, small, st.integers(1, 3000), st.booleans(), st.integers(1, 3000))
+def test_after_a_random_victim_the_chosen_input_is_never_beaten(
+    w1: int, x1: int, w2: int, x2: int, victim_in: int, victim_buys: bool, cap: int
+) -> None:
+    # the victim trades on pool 1 (buying X with WETH, or selling X), moving it away from pool 2
+    if victim_buys:
+        out = get_amount_out(victim_in, w1, x1)
+        if not out:
+            return
+        w1, x1 = w1 + victim_in, x1 - out
+    else:
+        out = get_amount_out(victim_in, x1, w1)
+        if not out:
+            return
+        w1, x1 = w1 - out, x1 + victim_in
+    for wa, xa, xb, wb in ((w1, x1, x2, w2), (w2, x2, x1, w1)):  # both directions
+        rt = best_round_trip(wa, xa, xb, wb, 30, 30, cap)
+        assert rt.exact
+        assert rt.profit == _brute(wa, xa, xb, wb, 30, 30, cap)
