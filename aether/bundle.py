@@ -48,20 +48,24 @@ class NonceStatistics:
 class NonceTracker:
     """The searcher's nonces: the node's pending nonce plus what is in flight.
 
-    Bundles go privately to builders, so the node never sees our transactions
-    before they land; nonces handed to bundles whose target block has not
-    passed yet are "in flight" and the next bundle gets the ones after them.
+    Every bundle targets the block after the current head, so the nonces in
+    flight all belong to that one target block. Bundles for the same block
+    chain their nonces (a builder may land several of them together; a later
+    one lands only with the earlier ones). At the next head that block has been
+    built: the nonces that landed show in the node's pending nonce and the rest
+    are free again, so :meth:`reset` starts over from the pending nonce. That
+    is also what keeps shadow mode (where nothing ever lands) from drifting.
     """
 
     _pending: int = 0
     _in_flight: set[int] = attrs.field(factory=set)
 
     def reset(self, pending_nonce: int) -> None:
-        """Take the node's pending nonce (on every head); forget nonces below it (used)."""
+        """Take the node's pending nonce at a new head; the previous target block is built."""
         if pending_nonce < 0:
             raise ValueError("pending_nonce must be >= 0")
         self._pending = pending_nonce
-        self._in_flight = {n for n in self._in_flight if n >= pending_nonce}
+        self._in_flight.clear()
 
     def _next(self) -> int:
         return max(self._pending, max(self._in_flight) + 1) if self._in_flight else self._pending

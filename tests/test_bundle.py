@@ -115,11 +115,11 @@ async def test_nonce_tracker_in_flight_and_release() -> None:
     assert n.reserve(1) == [12]
     n.release([12])
     assert n.reserve(1) == [12]
-    n.reset(12)  # 10 and 11 landed
-    assert n.statistics().in_flight == 1
-    assert n.reserve(1) == [13]
-    n.release([12, 13])
+    n.reset(12)  # a new head: 10 and 11 landed, 12 was for a block that is built now
+    assert n.statistics().in_flight == 0
     assert n.reserve(1) == [12]
+    n.reset(12)  # nothing landed (shadow mode): the same nonces again, no drift
+    assert n.reserve(2) == [12, 13]
 
 
 async def test_each_signed_tx_decodes_with_cast() -> None:
