@@ -88,12 +88,15 @@ class RiskActor:
                     log.warning("halt lifted: %s", msg.reason)
                     self._external_halts.discard(msg.reason)
             else:
-                self.engine.on_outcome(
-                    msg.bundle.source,
-                    included=msg.included,
-                    reverted=msg.reverted,
-                    realised_pnl_wei=msg.realised_profit_wei,
-                )
+                try:
+                    self.engine.on_outcome(
+                        msg.bundle.source,
+                        included=msg.included,
+                        reverted=msg.reverted,
+                        realised_pnl_wei=msg.realised_profit_wei,
+                    )
+                except RiskError as exc:  # the engine halted itself until it can save again
+                    log.error("risk state not saved after an outcome: %s", exc)
 
     def evaluate(self, bundle: Bundle) -> Verdict:
         """One verdict, failing closed when risk cannot be evaluated."""
