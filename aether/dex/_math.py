@@ -13,6 +13,7 @@ factor 10, so every floor is the same).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from math import isqrt
 
 import attrs
@@ -21,6 +22,8 @@ __all__ = [
     "UINT112_MAX",
     "UINT256_MAX",
     "RoundTrip",
+    "REFINE_BUDGET",
+    "best_round_trip",
     "best_round_trip_input",
     "get_amount_in",
     "get_amount_out",
@@ -241,7 +244,15 @@ class _Search:
         if r[2] > b.profit or (r[2] == b.profit and b.amount_in and a < b.amount_in):
             self.best = RoundTrip(a, r[0], r[1], r[2], True)
 
-    def walk(self, start_lo: int, start_hi: int, lo_min: int, hi_max: int, bound_le, consider) -> bool:
+    def walk(
+        self,
+        start_lo: int,
+        start_hi: int,
+        lo_min: int,
+        hi_max: int,
+        bound_le: Callable[[int, int], bool],
+        consider: Callable[[int], None],
+    ) -> bool:
         """Walk down from ``start_lo`` and up from ``start_hi`` until the bound stops both.
 
         Both starts lie on their side of the bound's maximum, so the bound only
