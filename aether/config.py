@@ -117,8 +117,10 @@ def _parse_hostport(name: str, raw: str) -> tuple[str, int]:
 
 def _parse_url(name: str, raw: str, schemes: tuple[str, ...]) -> str:
     text = raw.strip()
-    if not any(text.startswith(s + "://") for s in schemes) or len(text) <= len(schemes[0]) + 3:
-        raise ConfigError(f"{name}={_redact_url(raw)!r}: expected a {'/'.join(schemes)} URL")
+    # A host is required: "wss://" or "ws://:8545" would only fail later, at connect time.
+    m = re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://(?:[^@/?#]*@)?([^/?#:]+|\[[0-9a-fA-F:.]+\])", text)
+    if not any(text.startswith(s + "://") for s in schemes) or m is None:
+        raise ConfigError(f"{name}={_redact_url(raw)!r}: expected a {'/'.join(schemes)} URL with a host")
     return text
 
 
@@ -364,6 +366,8 @@ class Settings:
         _D = RiskLimits()
         shadow = _parse_shadow(env.get("AETHER_SHADOW"))
         reports_dir = Path(get("AETHER_REPORTS_DIR") or "reports")
+        if reports_dir.exists() and not reports_dir.is_dir():
+            raise ConfigError(f"AETHER_REPORTS_DIR={str(reports_dir)!r}: exists and is not a directory")
         risk = RiskLimits(
             max_gas_price_wei=wei("AETHER_RISK_MAX_GAS_PRICE_WEI", _D.max_gas_price_wei),
             min_balance_wei=wei("AETHER_RISK_MIN_BALANCE_WEI", _D.min_balance_wei),
