@@ -2,52 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
-import socket
-import subprocess
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-import trio
 from eth_account import Account
 from hypothesis import given
 from hypothesis import strategies as st
 
 from aether._errors import DecodeError
 from aether.chain import head_from_rpc, next_base_fee, open_rpc
+from aether.devnet import run_anvil
 
-ANVIL = Path(__file__).resolve().parents[1] / "node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
 DEV_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"  # anvil's account 0
-
-
-@contextlib.asynccontextmanager
-async def local_anvil(*extra: str) -> AsyncIterator[str]:
-    """Stand-in for aether.devnet.run_anvil until it lands: yields the HTTP URL."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    proc = await trio.lowlevel.open_process(
-        [str(ANVIL), "--host", "127.0.0.1", "--port", str(port), "--no-mining", "--silent", *extra],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        async with httpx.AsyncClient(timeout=1.0) as client:
-            with trio.fail_after(15):
-                while True:
-                    try:
-                        await client.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []})
-                        break
-                    except httpx.TransportError:
-                        await trio.sleep(0.02)  # readiness poll of an external process, bounded above
-        yield url
-    finally:
-        with trio.CancelScope(shield=True):
-            proc.terminate()
-            await proc.wait()
 
 
 # --------------------------------------------------------------------------- next_base_fee
@@ -176,7 +142,7 @@ async def test_next_base_fee_predicts_anvils_blocks() -> None:
     acct = Account.from_key(DEV_KEY)
     to = "0x" + "42" * 20
     txs_per_block = [0, 1, 2, 3, 4, 4, 0, 3]  # 21k each; target is 50k
-    async with local_anvil("--gas-limit", "100000") as url, open_rpc(url) as rpc:
+    async with run_anvil(extra_args=["--gas-limit", "100000"]) as node, open_rpc(node.rpc_url) as rpc:
         chain_id = int(await rpc.call("eth_chainId"), 16)
         gas_price = 50 * 10**9
         nonce = 0

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import socket
-import subprocess
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -17,39 +14,14 @@ import trio
 
 from aether._errors import BadNodeData, NodeTimeout, NodeUnreachable, RpcError
 from aether.chain import RpcClient, open_rpc
+from aether.devnet import run_anvil
 
-ANVIL = Path(__file__).resolve().parents[1] / "node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-@contextlib.asynccontextmanager
-async def local_anvil() -> AsyncIterator[str]:
-    """Stand-in for aether.devnet.run_anvil until it lands: yields the HTTP URL."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = await trio.lowlevel.open_process(
-        [str(ANVIL), "--host", "127.0.0.1", "--port", str(port), "--no-mining", "--silent"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        async with httpx.AsyncClient(timeout=1.0) as client:
-            with trio.fail_after(15):
-                while True:
-                    try:
-                        await client.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId"})
-                        break
-                    except httpx.TransportError:
-                        await trio.sleep(0.02)  # readiness poll of an external process, bounded above
-        yield url
-    finally:
-        with trio.CancelScope(shield=True):
-            proc.terminate()
-            await proc.wait()
 
 
 def mock(handler: Callable[[Any], Any]) -> RpcClient:
@@ -243,7 +215,7 @@ async def test_real_silent_server_is_node_timeout() -> None:
 
 @pytest.mark.devnet
 async def test_anvil_call_and_batch() -> None:
-    async with local_anvil() as url, open_rpc(url) as rpc:
+    async with run_anvil() as node, open_rpc(node.rpc_url) as rpc:
         assert await rpc.call("eth_chainId") == hex(31337)
         chain_id, block, bad, balance = await rpc.batch(
             [

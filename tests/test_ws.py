@@ -6,12 +6,9 @@ import contextlib
 import functools
 import random
 import socket
-import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
-import attrs
 import httpx
 import orjson
 import pytest
@@ -21,9 +18,9 @@ from eth_utils import to_checksum_address
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
 
 from aether.chain import HEADS, PENDING, Frame, RpcClient, Subscriber, decode_pending_tx, head_from_rpc, open_rpc
+from aether.devnet import run_anvil
 from aether.metrics import Metrics
 
-ANVIL = Path(__file__).resolve().parents[1] / "node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
 # anvil's well-known dev accounts 0..2 (public test keys, devnet only)
 DEV_KEYS = [
     "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
@@ -38,39 +35,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-@attrs.frozen
-class Node:
-    rpc_url: str
-    ws_url: str
-    port: int
-
-
-@contextlib.asynccontextmanager
-async def local_anvil(*extra: str) -> AsyncIterator[Node]:
-    """Stand-in for aether.devnet.run_anvil until it lands."""
-    port = free_port()
-    node = Node(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", port)
-    proc = await trio.lowlevel.open_process(
-        [str(ANVIL), "--host", "127.0.0.1", "--port", str(port), "--no-mining", "--silent",
-         "--chain-id", str(CHAIN_ID), *extra],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        async with httpx.AsyncClient(timeout=1.0) as client:
-            with trio.fail_after(FAIL_AFTER):
-                while True:
-                    try:
-                        await client.post(node.rpc_url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId"})
-                        break
-                    except httpx.TransportError:
-                        await trio.sleep(0.02)  # readiness poll of an external process, bounded above
-        yield node
-    finally:
-        with trio.CancelScope(shield=True):
-            proc.terminate()
-            await proc.wait()
 
 
 def victim_txs(n: int) -> list[Any]:
@@ -201,7 +165,7 @@ async def test_full_pending_objects_from_anvil_reencode_to_their_hash() -> None:
     """Every victim (types 0/1/2, three senders) arrives as a full object whose re-encoding hashes right."""
     signed = victim_txs(30)
     metrics = Metrics()
-    async with local_anvil() as node, open_rpc(node.rpc_url) as rpc, trio.open_nursery() as nursery:
+    async with run_anvil(chain_id=CHAIN_ID) as node, open_rpc(node.rpc_url) as rpc, trio.open_nursery() as nursery:
         sub = Subscriber(node.ws_url, PENDING, rpc=rpc, metrics=metrics)
         send, recv = trio.open_memory_channel[Frame](100)
         await nursery.start(sub.run, send)
@@ -226,7 +190,7 @@ async def test_full_pending_objects_from_anvil_reencode_to_their_hash() -> None:
 async def test_hash_only_subscription_fetches_objects() -> None:
     """Subscribed without ``true``, anvil sends hashes; each is fetched with eth_getTransactionByHash."""
     signed = victim_txs(9)
-    async with local_anvil() as node, open_rpc(node.rpc_url) as rpc, trio.open_nursery() as nursery:
+    async with run_anvil(chain_id=CHAIN_ID) as node, open_rpc(node.rpc_url) as rpc, trio.open_nursery() as nursery:
         sub = Subscriber(node.ws_url, PENDING, rpc=rpc, full_txs=False, max_fetch_concurrency=4)
         send, recv = trio.open_memory_channel[Frame](100)
         await nursery.start(sub.run, send)
@@ -245,7 +209,7 @@ async def test_hash_only_subscription_fetches_objects() -> None:
 async def test_cut_connection_reconnects_and_the_stream_resumes() -> None:
     signed = victim_txs(6)
     metrics = Metrics()
-    async with local_anvil() as node, open_rpc(node.rpc_url) as rpc, trio.open_nursery() as nursery:
+    async with run_anvil(chain_id=CHAIN_ID) as node, open_rpc(node.rpc_url) as rpc, trio.open_nursery() as nursery:
         proxy = Proxy(node.port)
         await nursery.start(proxy.serve)
         sub = Subscriber(f"ws://127.0.0.1:{proxy.port}", PENDING, rpc=rpc, metrics=metrics,
@@ -274,7 +238,7 @@ async def test_cut_connection_reconnects_and_the_stream_resumes() -> None:
 
 @pytest.mark.devnet
 async def test_new_heads_from_anvil_decode_to_heads() -> None:
-    async with local_anvil() as node, open_rpc(node.rpc_url) as rpc, trio.open_nursery() as nursery:
+    async with run_anvil(chain_id=CHAIN_ID) as node, open_rpc(node.rpc_url) as rpc, trio.open_nursery() as nursery:
         sub = Subscriber(node.ws_url, HEADS)
         send, recv = trio.open_memory_channel[Frame](0)  # heads block on send: no drops
         await nursery.start(sub.run, send)
