@@ -41,6 +41,7 @@ class ShadowSink:
         inbox: trio.MemoryReceiveChannel[Verdict],
         halt: trio.MemorySendChannel[Any] | None = None,
         backlog_max: int = 10_000,
+        threaded: bool = True,
     ) -> None:
         self._run_dir = run_dir
         self._metrics = metrics
@@ -49,6 +50,7 @@ class ShadowSink:
         self._backlog: collections.deque[Verdict] = collections.deque()
         self._backlog_max = backlog_max
         self._halted = False
+        self._threaded = threaded
         self._written = 0
         self._failed = 0
         self._lost = 0
@@ -79,7 +81,10 @@ class ShadowSink:
                 verdict = self._backlog[0]
                 outcome = "shadow_blocked" if verdict.passed else "rejected"
                 try:
-                    await trio.to_thread.run_sync(lambda: self._run_dir.write_bundle(verdict, outcome=outcome))
+                    if self._threaded:
+                        await trio.to_thread.run_sync(lambda: self._run_dir.write_bundle(verdict, outcome=outcome))
+                    else:  # tests: inline, so trio.testing.wait_all_tasks_blocked() orders it
+                        self._run_dir.write_bundle(verdict, outcome=outcome)
                 except OSError as exc:
                     self._failed += 1
                     self._metrics.dump_errors.inc()
