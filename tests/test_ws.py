@@ -17,7 +17,17 @@ from eth_account import Account
 from eth_utils import to_checksum_address
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
 
-from aether.chain import HEADS, PENDING, Frame, RpcClient, Subscriber, decode_pending_tx, head_from_rpc, open_rpc
+from aether.chain import (
+    HEADS,
+    PENDING,
+    Frame,
+    RpcClient,
+    Subscriber,
+    decode_pending_tx,
+    head_from_rpc,
+    keccak256,
+    open_rpc,
+)
 from aether.devnet import run_anvil
 from aether.metrics import Metrics
 
@@ -491,3 +501,23 @@ def test_bad_arguments_raise_value_error(kwargs: dict[str, Any], message: str) -
         Subscriber(args.pop("ws_url"), args.pop("kind"), **args)
     assert str(info.value).startswith(message)
     assert "key123" not in str(info.value)
+
+
+@pytest.mark.devnet
+async def test_devnet_victim_swaps_arrive_whole_and_every_one_reencodes_to_its_hash(chain: Any) -> None:
+    """The devnet's own victim traffic (Router02 swaps, types 0/1/2): 100% verify."""
+    from aether.devnet import VictimTraffic
+
+    async with open_rpc(chain.rpc_url) as rpc, trio.open_nursery() as nursery:
+        sub = Subscriber(chain.ws_url, PENDING, rpc=rpc)
+        send, recv = trio.open_memory_channel[Frame](200)
+        await nursery.start(sub.run, send)
+        traffic = VictimTraffic(rpc, chain, seed=1234)
+        sent = [await traffic.send_tx() for _ in range(24)]
+        frames = await receive(recv, len(sent))
+        nursery.cancel_scope.cancel()
+    decoded = [decode_pending_tx(f.obj, chain_id=chain.chain_id) for f in frames]  # raises on any failure
+    assert {d.hash for d in decoded} == {s.hash for s in sent}
+    assert all(keccak256(d.raw) == d.hash for d in decoded)
+    assert {d.type for d in decoded} == {s.tx_type for s in sent}
+    assert sub.statistics().fetched == 0
