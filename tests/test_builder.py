@@ -215,7 +215,8 @@ async def live_stack(rpc: RpcClient, record: Path) -> AsyncIterator[tuple[LocalB
 
 
 async def build(world: World, c: Candidate, h: Head, nonces: NonceTracker) -> Bundle:
-    nonces.reset(int(await world.rpc.call("eth_getTransactionCount", [SEARCHER.address, "pending"]), 16))
+    if not nonces.statistics().in_flight:  # the first bundle at this head: take the node's pending nonce
+        nonces.reset(int(await world.rpc.call("eth_getTransactionCount", [SEARCHER.address, "pending"]), 16))
     return BundleBuilder(SEARCHER, world.chain_id, tip_share_bps=5000, nonces=nonces).build(c, h, now_ns=0)
 
 
