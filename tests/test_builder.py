@@ -214,8 +214,8 @@ async def live_stack(rpc: RpcClient, record: Path) -> AsyncIterator[tuple[LocalB
         nursery.cancel_scope.cancel()
 
 
-async def build(world: World, c: Candidate, h: Head, nonces: NonceTracker) -> Bundle:
-    if not nonces.statistics().in_flight:  # the first bundle at this head: take the node's pending nonce
+async def build(world: World, c: Candidate, h: Head, nonces: NonceTracker, *, new_head: bool = True) -> Bundle:
+    if new_head:  # the first bundle at this head: take the node's pending nonce, as the builder actor does
         nonces.reset(int(await world.rpc.call("eth_getTransactionCount", [SEARCHER.address, "pending"]), 16))
     return BundleBuilder(SEARCHER, world.chain_id, tip_share_bps=5000, nonces=nonces).build(c, h, now_ns=0)
 
@@ -233,7 +233,7 @@ async def test_includes_victim_then_backrun_in_order_and_drops_reverting_bundle(
             assert good.candidate.validated and good.expected_gross_profit_wei > 0
             # A second bundle for the same block whose last tx reverts (min out not reachable).
             bad_c = await world.backrun(None, h, amount_in=E18, min_out_last=10**30)
-            bad = await build(world, attrs.evolve(bad_c, validated=True), h, nonces)
+            bad = await build(world, attrs.evolve(bad_c, validated=True), h, nonces, new_head=False)
             assert bad.nonces[0] == good.nonces[-1] + 1
             assert await sub.submit(good) == {"local": "ok"}
             assert await sub.submit(bad) == {"local": "ok"}
