@@ -73,7 +73,7 @@ _P_REVERT_OF_SWAPS = 0.10 / (1 - _P_TRANSFER)
 _SIZE_MEDIAN_ETH = 0.6
 _SIZE_SIGMA = 1.3
 _SIZE_MIN_MICRO = 5_000  # 0.005 ETH, in micro-ETH
-_SIZE_MAX_MICRO = 60_000_000  # 60 ETH
+_SIZE_MAX_MICRO = 25_000_000  # 25 ETH
 # Reversion strength: a pool 2% off its reference price is e^1 times as likely
 # to get the trade that pulls it back as one at the reference.
 _REVERSION_K = 50.0
