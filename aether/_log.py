@@ -39,7 +39,10 @@ class SecretFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not _SECRETS:
             return True
-        msg = record.getMessage()
+        try:
+            msg = record.getMessage()
+        except (TypeError, ValueError):  # a malformed call must not take the caller down
+            msg = f"{record.msg} {record.args!r}"
         scrubbed = _scrub(msg)
         if record.exc_info:
             formatted = logging.Formatter().formatException(record.exc_info)

@@ -213,10 +213,10 @@ async def _amain(settings: Settings, signer: Any, auth: Any, run_dir: RunDir, du
             code = 0
             try:
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(_stop_on_signal, supervisor, nursery.cancel_scope)
+                    nursery.start_soon(_stop_on_signal, supervisor, run_dir, nursery.cancel_scope)
                     nursery.start_soon(_write_summaries, run_dir, metrics, started)
                     if duration_s is not None:
-                        nursery.start_soon(_stop_after, supervisor, duration_s)
+                        nursery.start_soon(_stop_after, supervisor, run_dir, duration_s)
                     await supervisor.run(specs)
                     nursery.cancel_scope.cancel()
             except* SupervisorGaveUp as group:
@@ -226,28 +226,57 @@ async def _amain(settings: Settings, signer: Any, auth: Any, run_dir: RunDir, du
                 log.critical("node failure at start-up: %s", group.exceptions[0])
                 code = EXIT_NODE
             _write_summary(run_dir, metrics, started, final=True, exit_code=code)
-            log.info("stopped cleanly" if code == 0 else "stopped with exit code %d", code)
+            if code == 0:
+                log.info("stopped cleanly")
+            else:
+                log.info("stopped with exit code %d", code)
             return code
     finally:
         server.shutdown()
 
 
-async def _stop_on_signal(supervisor: Any, scope: trio.CancelScope) -> None:
+def task_tree() -> list[str]:
+    """Names of every task in this trio run, depth-first from the root."""
+    names: list[str] = []
+
+    def walk(task: trio.lowlevel.Task) -> None:
+        names.append(task.name)
+        for nursery in task.child_nurseries:
+            for child in nursery.child_tasks:
+                walk(child)
+
+    walk(trio.lowlevel.current_root_task())
+    return names
+
+
+def _record_tasks(run_dir: RunDir) -> None:
+    """Write which tasks ran and whether the submit code was loaded: forensic proof for shadow runs."""
+    doc = {"tasks": task_tree(), "submit_module_loaded": "aether.submit" in sys.modules,
+           "actors": sorted({n.removeprefix("actor:") for n in task_tree() if n.startswith("actor:")})}
+    try:
+        run_dir.write_meta("tasks.json", doc)
+    except OSError as exc:
+        log.error("cannot write tasks.json: %s", exc.strerror)
+
+
+async def _stop_on_signal(supervisor: Any, run_dir: RunDir, scope: trio.CancelScope) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         first = True
         async for signum in signals:
             if first:
                 first = False
                 log.info("%s: stopping sources and draining the pipeline", signal.Signals(signum).name)
+                _record_tasks(run_dir)
                 await supervisor.stop()
             else:
                 log.warning("second signal: cancelling now")
                 scope.cancel()
 
 
-async def _stop_after(supervisor: Any, duration_s: float) -> None:
+async def _stop_after(supervisor: Any, run_dir: RunDir, duration_s: float) -> None:
     await trio.sleep(duration_s)
     log.info("duration of %.0fs reached: stopping", duration_s)
+    _record_tasks(run_dir)
     await supervisor.stop()
 
 

@@ -4,12 +4,14 @@ The shadow supervision tree never imports this package (a test checks
 ``sys.modules``), and :class:`Submitter` refuses to construct in shadow mode.
 """
 
+from ._actor import SubmitActor
 from ._flashbots import HEADER, flashbots_signature, recover_flashbots_signer
 from ._submitter import OUTCOMES, Submitter, SubmitterStatistics, send_bundle_body
 
 __all__ = [
     "HEADER",
     "OUTCOMES",
+    "SubmitActor",
     "Submitter",
     "SubmitterStatistics",
     "flashbots_signature",
