@@ -7,7 +7,6 @@ Uniswap V2 bytecode from the npm packages; nothing is mocked.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess

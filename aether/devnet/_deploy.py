@@ -30,7 +30,6 @@ from typing import Any
 
 import attrs
 import rlp
-from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
@@ -66,7 +65,6 @@ _DEPLOYER_ETH = 10**9 * ETHER
 _MAX_FEE = 200 * 10**9
 _TIP = 10**9
 _MAX_MINE_ROUNDS = 40
-_RESERVES_SLOT = 8  # UniswapV2Pair storage: reserve0, reserve1, blockTimestampLast
 
 
 @attrs.frozen
@@ -549,7 +547,3 @@ async def deploy(
     _atomic_write(info.config_path, chain_toml(info))
     return attrs.evolve(info, deploy_seconds=time.perf_counter() - started)
 
-
-def decode_uint(hex_result: str) -> int:
-    """Decode a single ``uint256`` eth_call result."""
-    return int(abi_decode(["uint256"], bytes.fromhex(hex_result[2:]))[0])

@@ -25,7 +25,6 @@ from __future__ import annotations
 import collections
 import math
 import random
-from collections.abc import Sequence
 from typing import Any
 
 import attrs
