@@ -173,7 +173,8 @@ async def run_anvil(
             if anvil loses the race for it).
         chain_id: the chain id anvil reports; readiness is checked against it.
         extra_args: appended to anvil's argv.
-        log_path: where anvil's stderr goes (default: discarded).
+        log_path: file that receives anvil's output (default: discarded); set
+            ``AETHER_ANVIL_VERBOSE=1`` to make anvil log every request there.
 
     Yields:
         The endpoint, once ``eth_chainId`` answers.

@@ -231,9 +231,9 @@ class _Plan:
 async def _send_and_mine(rpc: RpcClient, plan: _Plan, *, block_gas: int) -> None:
     """Send ``plan`` in chunks that fit one block each, mining each chunk.
 
-    Chunks matter: when anvil's miner skips a transaction that does not fit the
-    block's remaining gas, it also drops the sender's later transactions from
-    the pool instead of keeping them for the next block.
+    Chunks matter (observed with anvil 1.7.1): after a block that could not fit
+    one of the deployer's transactions, that transaction went into the next
+    block but the deployer's later ones vanished from the pool for good.
     """
     budget = block_gas * 9 // 10
     start = 0
