@@ -267,7 +267,6 @@ def check_stage(stage: str, runs: Sequence[RunData]) -> StageCheck:
                 if b["source"] == "mempool_backrun" and int(b["expected_gross_profit_wei"]) > 0:
                     per_day[_parse_time(b["built_at"]).date().isoformat()] += 1
         days = sorted(per_day)
-        good_days = [d for d in days if per_day[d] >= MIN_DAILY_BUILT]
         worst = min(per_day.values()) if per_day else 0
         crit.append(Criterion("mempool backruns built per day with non-zero predicted profit",
                               f"min {worst}/day over {len(days)} day(s): "
@@ -276,8 +275,8 @@ def check_stage(stage: str, runs: Sequence[RunData]) -> StageCheck:
         span = 0
         if days:
             span = (dt.date.fromisoformat(days[-1]) - dt.date.fromisoformat(days[0])).days + 1
-        crit.append(Criterion("shadow runs cover at least a week", f"{span} day(s), {len(good_days)} meeting the "
-                              "daily minimum", f">= {MIN_DAYS} days", span >= MIN_DAYS and len(good_days) >= MIN_DAYS))
+        crit.append(Criterion("shadow runs cover at least a week", f"{len(days)} day(s) with shadow bundles, "
+                              f"spanning {span} calendar day(s)", f">= {MIN_DAYS} days", len(days) >= MIN_DAYS))
         crit.append(Criterion("panics", str(panics), "0", panics == 0 and not missing_summary))
         submitted = sum(int(src.get("submitted") or 0) for r in shadow
                         for src in ((r.summary or {}).get("sources") or {}).values())
