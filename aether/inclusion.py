@@ -2,16 +2,27 @@
 
 After each head, every tracked bundle whose target block is at or below the
 head is settled: the receipts of our transactions (one batch) say whether the
-bundle landed in its target block and whether anything reverted; for bundles
-that landed, the realised profit is the searcher's WETH plus ETH balance at the
-target block minus the same at the block before. Gas and the builder's tip are
-already inside the ETH delta, so realised is compared with
-``expected_net_profit_wei`` (and reported next to the gross).
+bundle landed in its target block and whether anything reverted.
 
-When several of our bundles land in the same block their effects cannot be
-told apart from balances alone: the block's delta is split so that each gets
-its predicted net plus an equal share of the difference (remainder to the
-first), which keeps the sum exact.
+Realised profit comes from the receipts, per bundle: the WETH ``Transfer``
+logs into and out of the searcher's account inside our transactions, minus
+``gasUsed x effectiveGasPrice`` of each (the builder's tip is inside the gas
+price). Phase 1 backruns move no ETH value, so that is the whole of it, and it
+is compared with ``expected_net_profit_wei`` (and reported next to the gross).
+Receipts attribute exactly even when several of our bundles share a block.
+
+The balances are the ground truth all the same: for each block where bundles
+landed, the searcher's WETH plus ETH at the block minus the block before must
+equal the sum the receipts gave. If it does not (someone sent the account
+money, or a transaction moved value the receipts do not show) the difference
+is split over that block's bundles (equal shares, remainder to the first) so
+the sums stay exact, and it is counted as ``unattributed``.
+
+``clean`` says that nothing else touched our pools before our last
+transaction in the target block: no ``Sync``/``Swap`` log on one of the
+route's pairs from a transaction other than the victim and ours, at a lower
+index than our last transaction. A clean bundle ran on exactly the state it
+was sized on, so it must realise its prediction to the wei.
 
 Node failures are not outcomes: the bundles stay tracked and are retried on
 the next head, up to :data:`GIVE_UP_AFTER` blocks past their target, then
@@ -26,6 +37,7 @@ from typing import Any
 
 import attrs
 from eth_abi import encode as abi_encode
+from eth_hash.auto import keccak
 
 from ._errors import NodeError
 from .bundle import NonceTracker
@@ -39,17 +51,25 @@ log = logging.getLogger(__name__)
 
 GIVE_UP_AFTER = 16
 _BALANCE_OF = bytes.fromhex("70a08231")
+_TRANSFER = "0x" + keccak(b"Transfer(address,address,uint256)").hex()
+_SYNC = "0x" + keccak(b"Sync(uint112,uint112)").hex()
+_SWAP = "0x" + keccak(b"Swap(address,uint256,uint256,uint256,uint256,address)").hex()
 
 
 @attrs.frozen
 class Outcome:
-    """What happened to one submitted bundle (feeds the risk state and metrics)."""
+    """What happened to one submitted bundle (feeds the risk state and metrics).
+
+    ``clean`` is only ever true for an included bundle: nothing but the victim
+    and our own transactions touched the route's pools before our last one.
+    """
 
     bundle: Bundle
     included: bool
     reverted: bool
     realised_profit_wei: int
     predicted_profit_wei: int
+    clean: bool = False
 
     @property
     def predicted_gross_wei(self) -> int:
@@ -59,6 +79,29 @@ class Outcome:
     def delta_wei(self) -> int:
         """Realised minus predicted net (0 when the prediction was exact)."""
         return self.realised_profit_wei - self.predicted_profit_wei
+
+    @property
+    def exact(self) -> bool:
+        return self.included and self.delta_wei == 0
+
+    def record(self) -> dict[str, Any]:
+        """One ``inclusions.jsonl`` line: amounts as decimal strings."""
+        b = self.bundle
+        return {
+            "arb_id": b.arb_id,
+            "source": b.source,
+            "target_block": b.target_block,
+            "included": self.included,
+            "reverted": self.reverted,
+            "clean": self.clean,
+            "exact": self.exact,
+            "realised_profit_wei": str(self.realised_profit_wei),
+            "predicted_profit_wei": str(self.predicted_profit_wei),
+            "predicted_gross_wei": str(self.predicted_gross_wei),
+            "delta_wei": str(self.delta_wei),
+            "victim_tx_hash": b.victim_hash_hex,
+            "our_tx_hashes": ["0x" + h.hex() for h in b.our_tx_hashes],
+        }
 
 
 @attrs.frozen
@@ -71,6 +114,13 @@ class InclusionStatistics:
     abandoned: int
     realised_profit_wei: int
     predicted_profit_wei: int
+    exact: int = 0
+    clean: int = 0
+    unattributed_wei: int = 0
+
+
+def _word_address(topic: str) -> str:
+    return "0x" + topic[-40:].lower()
 
 
 class InclusionTracker:
@@ -101,6 +151,9 @@ class InclusionTracker:
         self._abandoned = 0
         self._realised = 0
         self._predicted = 0
+        self._exact = 0
+        self._clean = 0
+        self._unattributed = 0
 
     def statistics(self) -> InclusionStatistics:
         return InclusionStatistics(
@@ -112,6 +165,9 @@ class InclusionTracker:
             abandoned=self._abandoned,
             realised_profit_wei=self._realised,
             predicted_profit_wei=self._predicted,
+            exact=self._exact,
+            clean=self._clean,
+            unattributed_wei=self._unattributed,
         )
 
     def track(self, bundle: Bundle) -> None:
@@ -125,7 +181,7 @@ class InclusionTracker:
             return []
         try:
             outcomes = await self._settle(due)
-        except (NodeError, KeyError, ValueError, TypeError) as exc:
+        except (NodeError, KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
             # Node down, or an answer of the wrong shape: not an outcome, retry later.
             self._errors += 1
             log.warning("inclusion check failed (%s); retrying on the next head", type(exc).__name__)
@@ -148,6 +204,14 @@ class InclusionTracker:
             self._realised += o.realised_profit_wei
             self._predicted += o.predicted_profit_wei
             self._metrics.realised_profit.labels(source).inc(o.realised_profit_wei)
+            self._metrics.inclusion_delta.labels(source).inc(o.delta_wei)
+            self._metrics.included_predicted.labels(source).inc(o.predicted_profit_wei)
+            if o.exact:
+                self._exact += 1
+                self._metrics.included_exact.labels(source).inc()
+            if o.clean:
+                self._clean += 1
+                self._metrics.included_clean.labels(source).inc()
         else:
             self._not_included += 1
             self._metrics.not_included.labels(source).inc()
@@ -156,6 +220,20 @@ class InclusionTracker:
         if o.reverted:
             self._reverted += 1
             self._metrics.reverted.labels(source).inc()
+
+    def _receipt_value(self, r: dict[str, Any]) -> int:
+        """What one of our transactions earned: WETH in minus WETH out minus gas paid."""
+        value = -int(r["gasUsed"], 16) * int(r["effectiveGasPrice"], 16)
+        for lg in r.get("logs") or ():
+            topics = lg.get("topics") or ()
+            if str(lg.get("address", "")).lower() != self._weth or len(topics) != 3 or topics[0] != _TRANSFER:
+                continue
+            amount = int(lg["data"], 16)
+            if _word_address(topics[2]) == self._searcher:
+                value += amount
+            if _word_address(topics[1]) == self._searcher:
+                value -= amount
+        return value
 
     async def _settle(self, due: Sequence[Bundle]) -> list[Outcome]:
         hashes = [h for b in due for h in b.our_tx_hashes]
@@ -167,22 +245,37 @@ class InclusionTracker:
 
         landed: dict[int, list[Bundle]] = {}
         status: dict[int, tuple[bool, bool]] = {}
+        realised: dict[int, int] = {}
+        block_sum: dict[int, int] = {}  # receipts' value of every tx of ours per block
         for b in due:
             rs = [by_hash[h] for h in b.our_tx_hashes]
             included = all(isinstance(r, dict) and int(r["blockNumber"], 16) == b.target_block for r in rs)
             reverted = any(isinstance(r, dict) and r.get("status") == "0x0" for r in rs)
             status[id(b)] = (included, reverted)
+            value = 0
+            for r in rs:
+                if isinstance(r, dict):
+                    v = self._receipt_value(r)
+                    value += v
+                    block = int(r["blockNumber"], 16)
+                    block_sum[block] = block_sum.get(block, 0) + v
+            realised[id(b)] = value
             if included:
                 landed.setdefault(b.target_block, []).append(b)
 
-        deltas = await self._balance_deltas(sorted(landed))
-        realised: dict[int, int] = {}
+        blocks = sorted(landed)
+        deltas, logs = await self._block_facts(blocks, landed)
+        clean: dict[int, bool] = {}
         for block, group in landed.items():
-            delta = deltas[block]
-            surprise = delta - sum(b.expected_net_profit_wei for b in group)
-            share, rem = divmod(surprise, len(group))
-            for i, b in enumerate(group):
-                realised[id(b)] = b.expected_net_profit_wei + share + (rem if i == 0 else 0)
+            surprise = deltas[block] - block_sum.get(block, 0)
+            if surprise:
+                self._unattributed += surprise
+                log.warning("block %d: balance moved %d wei more than our receipts show", block, surprise)
+                share, rem = divmod(surprise, len(group))
+                for i, b in enumerate(group):
+                    realised[id(b)] += share + (rem if i == 0 else 0)
+            for b in group:
+                clean[id(b)] = self._is_clean(b, by_hash, logs[block])
 
         out = []
         for b in due:
@@ -192,26 +285,56 @@ class InclusionTracker:
                     bundle=b,
                     included=included,
                     reverted=reverted,
-                    realised_profit_wei=realised.get(id(b), 0),
+                    # A bundle that missed may still have spent gas on a stray landed tx.
+                    realised_profit_wei=realised[id(b)],
                     predicted_profit_wei=b.expected_net_profit_wei,
+                    clean=clean.get(id(b), False),
                 )
             )
         return out
 
-    async def _balance_deltas(self, blocks: Sequence[int]) -> dict[int, int]:
+    @staticmethod
+    def _is_clean(b: Bundle, by_hash: dict[bytes, Any], logs: Sequence[dict[str, Any]]) -> bool:
+        ours = {"0x" + h.hex() for h in b.our_tx_hashes}
+        allowed = set(ours)
+        if b.victim_hash_hex is not None:
+            allowed.add(b.victim_hash_hex)
+        last = max(int(by_hash[h]["transactionIndex"], 16) for h in b.our_tx_hashes)
+        pairs = {hop.pair.lower() for hop in b.candidate.route}
+        for lg in logs:
+            if str(lg.get("address", "")).lower() not in pairs:
+                continue
+            if str(lg.get("transactionHash", "")).lower() in allowed:
+                continue
+            if int(lg["transactionIndex"], 16) < last:
+                return False
+        return True
+
+    async def _block_facts(
+        self, blocks: Sequence[int], landed: dict[int, list[Bundle]]
+    ) -> tuple[dict[int, int], dict[int, list[dict[str, Any]]]]:
+        """Per block: the searcher's WETH+ETH delta, and the Sync/Swap logs on our pairs."""
         if not blocks:
-            return {}
+            return {}, {}
         calls: list[tuple[str, list[Any]]] = []
         for block in blocks:
             for tag in (hex(block), hex(block - 1)):
                 calls.append(("eth_getBalance", [self._searcher, tag]))
                 calls.append(("eth_call", [{"to": self._weth, "data": self._balance_call}, tag]))
+            pairs = sorted({hop.pair.lower() for b in landed[block] for hop in b.candidate.route})
+            calls.append(("eth_getLogs", [{"fromBlock": hex(block), "toBlock": hex(block), "address": pairs,
+                                           "topics": [[_SYNC, _SWAP]]}]))
         results = await self._rpc.batch(calls)
         for r in results:
             if isinstance(r, Exception):
                 raise r
-        out: dict[int, int] = {}
+        deltas: dict[int, int] = {}
+        logs: dict[int, list[dict[str, Any]]] = {}
         for i, block in enumerate(blocks):
-            eth_at, weth_at, eth_before, weth_before = (int(x, 16) for x in results[4 * i : 4 * i + 4])
-            out[block] = (eth_at + weth_at) - (eth_before + weth_before)
-        return out
+            eth_at, weth_at, eth_before, weth_before = (int(x, 16) for x in results[5 * i : 5 * i + 4])
+            deltas[block] = (eth_at + weth_at) - (eth_before + weth_before)
+            got = results[5 * i + 4]
+            if not isinstance(got, list):
+                raise TypeError("eth_getLogs did not return a list")
+            logs[block] = got
+        return deltas, logs

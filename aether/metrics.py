@@ -101,6 +101,30 @@ class Metrics:
             "aether_realised_profit_wei", "Sum of realised profit of included bundles in wei (can go negative)",
             ["source"], registry=r,
         )
+        self.included_predicted = Gauge(
+            "aether_included_predicted_profit_wei", "Sum of predicted net profit of included bundles in wei",
+            ["source"], registry=r,
+        )
+        self.inclusion_delta = Gauge(
+            "aether_inclusion_delta_wei",
+            "Sum over included bundles of realised minus predicted net profit in wei (0 when every prediction held)",
+            ["source"], registry=r,
+        )
+        self.included_exact = Counter(
+            "aether_bundles_included_exact", "Included bundles that realised their predicted net profit to the wei",
+            ["source"], registry=r,
+        )
+        self.included_clean = Counter(
+            "aether_bundles_included_clean",
+            "Included bundles whose pools nothing but the victim and us touched before our last transaction",
+            ["source"], registry=r,
+        )
+        self.inclusion_records = Counter(
+            "aether_inclusion_records", "Lines written to inclusions.jsonl", registry=r
+        )
+        self.inclusion_record_errors = Counter(
+            "aether_inclusion_record_errors", "Outcomes that could not be written to inclusions.jsonl", registry=r
+        )
         self.predicted_profit = Counter(
             "aether_predicted_profit_wei", "Predicted gross profit of built bundles in wei", ["source"], registry=r
         )
@@ -117,7 +141,9 @@ class Metrics:
             self.risk_rejected.labels(reason)
         for source in SOURCES:
             for c in (self.shadow_blocked, self.submitted, self.candidates, self.bundles_built, self.dumps_written,
-                      self.included, self.not_included, self.reverted, self.predicted_profit):
+                      self.included, self.not_included, self.reverted, self.predicted_profit,
+                      self.included_exact, self.included_clean, self.realised_profit, self.included_predicted,
+                      self.inclusion_delta):
                 c.labels(source)
             for reason in CANDIDATE_REJECT_REASONS:
                 self.candidate_rejected.labels(source, reason)

@@ -4,13 +4,21 @@ Every verdict is dumped (``live_mempool_<ts>/bundles``) exactly as in shadow
 mode. A verdict that passed every gate is sent to every builder unless its
 target block has already been reached or its candidate was never validated
 (never send what was not simulated). After each head the inclusion tracker
-reports what landed; outcomes go back to risk (daily P&L, revert streak).
+reports what landed; outcomes go back to risk (daily P&L, revert streak) and
+each one is appended to ``<run dir>/inclusions.jsonl`` (one JSON object a
+line, flushed and fsynced before the next, file mode 0600), which the rollout
+runbook's Stage C gate reads. Writing happens in a worker thread so a slow
+disk never stalls the event loop; a line that cannot be written is counted
+and asks risk to HALT, like an unwritable dump.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
+
+import orjson
 
 import trio
 
@@ -22,6 +30,9 @@ from ..metrics import Metrics
 __all__ = ["SubmitActor"]
 
 log = logging.getLogger("aether.actors.submit")
+
+#: The HALT reason while outcomes cannot be recorded (lifted by the next good write).
+_RECORD_HALT = "inclusions_writable"
 
 
 class SubmitActor:
@@ -51,21 +62,35 @@ class SubmitActor:
         self._sent = 0
         self._skipped = 0
         self._dump_failed = 0
+        self._records = 0
+        self._record_failed = 0
+        self._record_fd: int | None = None
+        self._halt_for_records = False
 
     def statistics(self) -> ActorStatistics:
-        return ActorStatistics(processed=self._sent, rejected=self._skipped, dropped=self._dump_failed)
+        return ActorStatistics(processed=self._sent, rejected=self._skipped,
+                               dropped=self._dump_failed + self._record_failed)
+
+    @property
+    def inclusions_path(self) -> Any:
+        return self._run_dir.path / "inclusions.jsonl"
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._tick_loop)
-            task_status.started()
-            async for verdict in self._inbox:
-                outcome = self._decide(verdict)
-                await self._dump(verdict, outcome)
-                if outcome == "submitted":
-                    await self._limit.acquire_on_behalf_of(verdict.bundle.arb_id)
-                    nursery.start_soon(self._submit, verdict)
-            nursery.cancel_scope.cancel()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._tick_loop)
+                task_status.started()
+                async for verdict in self._inbox:
+                    outcome = self._decide(verdict)
+                    await self._dump(verdict, outcome)
+                    if outcome == "submitted":
+                        await self._limit.acquire_on_behalf_of(verdict.bundle.arb_id)
+                        nursery.start_soon(self._submit, verdict)
+                nursery.cancel_scope.cancel()
+        finally:
+            fd, self._record_fd = self._record_fd, None
+            if fd is not None:
+                os.close(fd)
 
     def _decide(self, verdict: Verdict) -> str:
         if not verdict.passed:
@@ -102,6 +127,41 @@ class SubmitActor:
         finally:
             self._limit.release_on_behalf_of(bundle.arb_id)
 
+    def _append_line(self, line: bytes) -> None:
+        """Worker thread: append one line, flush and fsync (the file is 0600)."""
+        if self._record_fd is None:
+            self._record_fd = os.open(self.inclusions_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        view = memoryview(line)
+        while view:
+            n = os.write(self._record_fd, view)
+            view = view[n:]
+        os.fsync(self._record_fd)
+
+    async def _record(self, outcome: Any) -> None:
+        line = orjson.dumps(outcome.record()) + b"\n"
+        with trio.CancelScope(shield=True):
+            try:
+                await trio.to_thread.run_sync(self._append_line, line)
+            except OSError as exc:
+                self._record_failed += 1
+                self._metrics.inclusion_record_errors.inc()
+                log.error("cannot append to %s: %s; asking risk to HALT", self.inclusions_path.name,
+                          exc.strerror or type(exc).__name__)
+                self._halt_for_records = True
+                self._ask_risk(HaltRequest(_RECORD_HALT, True))
+                return
+        self._records += 1
+        self._metrics.inclusion_records.inc()
+        if self._halt_for_records:
+            self._halt_for_records = False
+            self._ask_risk(HaltRequest(_RECORD_HALT, False))
+
+    def _ask_risk(self, msg: HaltRequest) -> None:
+        try:
+            self._feedback.send_nowait(msg)
+        except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
+            log.error("could not tell risk: %s active=%s", msg.reason, msg.active)
+
     async def _tick_loop(self) -> None:
         async for tick in self._ticks:
             self._head = tick.head.number
@@ -111,6 +171,7 @@ class SubmitActor:
                 log.warning("inclusion check at head %d failed: %s", tick.head.number, type(exc).__name__)
                 continue
             for outcome in outcomes:
+                await self._record(outcome)
                 try:
                     self._feedback.send_nowait(outcome)
                 except trio.WouldBlock:
