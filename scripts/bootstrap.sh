@@ -8,8 +8,17 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]' 2> >(grep -v 'is ignored: it is neither' >&2 || true)
+EXTRAS=${AETHER_EXTRAS:-test}
+STAMP=".venv/.installed-$EXTRAS"
+if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[$EXTRAS]" >.venv/pip-install.log 2>&1 || {
+        cat .venv/pip-install.log >&2
+        echo "bootstrap: pip install failed (log above, also in .venv/pip-install.log)" >&2
+        exit 1
+    }
+    touch "$STAMP"
+fi
 # Platform binaries ship inside the registry packages; no postinstall download is needed.
 if [ ! -x node_modules/.bin/anvil ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
     npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
