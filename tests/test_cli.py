@@ -38,6 +38,18 @@ def test_run_config_errors_exit_2_with_one_line(tmp_path: Path, env: dict[str, s
     assert len(lines) == 1 and needle in lines[0], res.stderr
 
 
+def test_run_reports_dir_not_writable_exits_2(tmp_path: Path) -> None:
+    key = tmp_path / "k"
+    key.write_text(secrets.token_hex(32))
+    key.chmod(0o600)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    full = {"PATH": "/usr/bin:/bin", "AETHER_REPORTS_DIR": str(blocker / "reports"), "AETHER_SIGNER_KEY_FILE": str(key)}
+    res = subprocess.run([*AETHER, "run"], env=full, capture_output=True, text=True, timeout=30)
+    assert res.returncode == 2
+    assert "AETHER_REPORTS_DIR" in res.stderr and "not writable" in res.stderr
+
+
 def test_run_node_unreachable_exits_3_naming_the_url(tmp_path: Path) -> None:
     key = tmp_path / "k"
     key.write_text(secrets.token_hex(32))
