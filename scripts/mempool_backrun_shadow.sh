@@ -98,9 +98,18 @@ if [ -z "$up" ]; then
     die "aether did not start or its metrics endpoint $METRICS_URL did not answer"
 fi
 if [ -n "${AETHER_PROMETHEUS_URL:-}" ]; then
-    targets=$(curl -sf -m 5 "$AETHER_PROMETHEUS_URL/api/v1/targets" || true)
-    printf '%s' "$targets" | grep -q "\"scrapeUrl\":\"$METRICS_URL\"" && printf '%s' "$targets" | grep -q '"health":"up"' \
-        || die "Prometheus at AETHER_PROMETHEUS_URL does not list $METRICS_URL as up"
+    # Prometheus must list this aether's metrics endpoint among its active targets, healthy.
+    up_in_prom=""
+    for _ in $(seq 1 30); do
+        if curl -sf -m 5 "$AETHER_PROMETHEUS_URL/api/v1/targets" | "$PY" -c '
+import json, sys
+url = sys.argv[1]
+targets = json.load(sys.stdin)["data"]["activeTargets"]
+sys.exit(0 if any(t.get("scrapeUrl") == url and t.get("health") == "up" for t in targets) else 1)
+' "$METRICS_URL"; then up_in_prom=1; break; fi
+        sleep 2
+    done
+    [ -n "$up_in_prom" ] || die "Prometheus at AETHER_PROMETHEUS_URL does not list $METRICS_URL as an up target (add it to its scrape config: docs/observability/prometheus.yml)"
 fi
 RUN_DIR=$(sed -n 's/^  dumps: \(.*\)\/bundles$/\1/p' "$WORK/aether.out" | head -n 1)
 say "run directory: ${RUN_DIR:-<unknown>}"
