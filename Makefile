@@ -17,8 +17,10 @@ run: install
 test: install
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
 
+# The benchmarks (docs/performance.md): about 5 minutes; `$(PY) -m bench --soak` is the 30-minute soak.
 bench: install
-	$(PY) -m bench
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[bench]'
+	$(PY) -m bench $(BENCH_ARGS)
 
 # The 30-minute validation run of the rollout runbook (Stage A evidence).
 shadow-30m: install
