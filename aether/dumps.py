@@ -2,7 +2,8 @@
 
 Path: ``${AETHER_REPORTS_DIR:-reports}/shadow_mempool_<ts>/bundles/<arb_id>.json``
 (``live_mempool_<ts>`` in live mode), ``<ts>`` a sortable UTC stamp fixed at
-start-up. The JSON carries every field of the seed's shape, amounts as decimal
+start-up; a second bundle with the same ``arb_id`` (a re-announced victim built
+again for the same block) goes to ``<arb_id>-2.json`` and so on, never over the first. The JSON carries every field of the seed's shape, amounts as decimal
 strings and transaction bytes as 0x-hex, plus a few forensic extras (route,
 verdict, victim age). A dump is written to a temporary file in the same
 directory, flushed, fsynced and renamed, so a reader (or a crash) never sees a
@@ -159,7 +160,22 @@ class RunDir:
         return self.bundles / f"{arb_id}.json"
 
     def write_bundle(self, verdict: Verdict, *, outcome: str) -> Path:
-        path = self.bundle_path(verdict.bundle.arb_id)
+        """Write one verdict's dump; a twin never overwrites an earlier dump.
+
+        ``arb_id`` is stable for (target block, victim, route, amounts), so a
+        victim the node announces twice (after a WebSocket reconnect) can be
+        built twice into the same id: the second, rejected by the dedup gate, is
+        written as ``<arb_id>-2.json`` rather than over the first (which may be
+        the one that passed). One dump per built bundle, always. There is one
+        writer per run directory (the sink or the submit actor), so checking for
+        the name before the atomic rename is enough.
+        """
+        base = verdict.bundle.arb_id
+        path = self.bundle_path(base)
+        n = 1
+        while path.exists():
+            n += 1
+            path = self.bundles / f"{base}-{n}.json"
         write_json_atomic(path, bundle_document(verdict, mode=self.mode, outcome=outcome))
         return path
 

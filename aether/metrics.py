@@ -156,7 +156,7 @@ class Metrics:
         for stream in ("newHeads", "newPendingTransactions"):
             self.ws_reconnects.labels(stream)
         for b in builders:
-            for outcome in ("ok", "rpc_error", "http_error", "timeout", "unreachable", "bad_json"):
+            for outcome in ("ok", "rpc_error", "http_error", "timeout", "unreachable", "bad_json", "cancelled"):
                 self.builder_requests.labels(b, outcome)
 
     def set_risk_state(self, state: str) -> None:

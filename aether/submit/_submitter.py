@@ -51,7 +51,8 @@ _httpx_log = logging.getLogger("httpx")
 if not any(isinstance(f, _RedactUrls) for f in _httpx_log.filters):
     _httpx_log.addFilter(_RedactUrls())
 
-OUTCOMES: tuple[str, ...] = ("ok", "rpc_error", "http_error", "timeout", "unreachable", "bad_json")
+#: ``cancelled``: the run stopped while the request was in flight (it may or may not have arrived).
+OUTCOMES: tuple[str, ...] = ("ok", "rpc_error", "http_error", "timeout", "unreachable", "bad_json", "cancelled")
 
 
 @attrs.frozen
@@ -194,19 +195,26 @@ class Submitter:
         out: dict[str, str],
         arb_id: str,
     ) -> None:
-        outcome = "timeout"
-        with trio.move_on_at(min(trio.current_time() + self._timeout_s, deadline)):
-            try:
-                resp = await self._client.post(builder.url, content=body, headers=headers)
-                outcome = _classify(resp)
-            except httpx.TimeoutException:
+        outcome: str | None = None
+        try:
+            with trio.move_on_at(min(trio.current_time() + self._timeout_s, deadline)):
+                try:
+                    resp = await self._client.post(builder.url, content=body, headers=headers)
+                    outcome = _classify(resp)
+                except httpx.TimeoutException:
+                    outcome = "timeout"
+                except httpx.TransportError:
+                    outcome = "unreachable"
+                except httpx.HTTPError:
+                    outcome = "unreachable"
+            if outcome is None:
                 outcome = "timeout"
-            except httpx.TransportError:
-                outcome = "unreachable"
-            except httpx.HTTPError:
-                outcome = "unreachable"
-        out[builder.name] = outcome
-        self._outcomes[builder.name][outcome] += 1
-        self._metrics.builder_requests.labels(builder.name, outcome).inc()
-        if outcome != "ok":
-            log.info("builder %s: %s for bundle %s", builder.name, outcome, arb_id)
+        finally:
+            # Every request gets exactly one counted outcome, even when the run stops mid-flight.
+            if outcome is None:
+                outcome = "cancelled"
+            out[builder.name] = outcome
+            self._outcomes[builder.name][outcome] += 1
+            self._metrics.builder_requests.labels(builder.name, outcome).inc()
+            if outcome != "ok":
+                log.info("builder %s: %s for bundle %s", builder.name, outcome, arb_id)

@@ -19,7 +19,7 @@ The public API (stable; ``test_process_faults.py`` imports it):
 ``run_env(devnet_env, reports, ...)``, ``popen_run(env, ...)``, ``run_aether(env, ...)``,
 ``AetherRun`` / ``start_run(env, ...)`` (async, trio), ``find_run_dir(reports)``,
 ``RunCheck`` / ``inspect_run(run_dir)``, ``assert_run_ok(check, ...)``,
-``parse_metrics(text)``, ``metric(samples, name, **labels)``.
+``parse_metrics(text)``, ``metric(samples, name, **labels)``, ``record_figures(fault, **figures)``.
 
 Waiting for an external process is the only place the suite polls: a bounded loop
 on a file or an exit code, never a bare sleep that hopes something happened.
@@ -58,6 +58,7 @@ __all__ = [
     "parse_metrics",
     "popen_run",
     "read_env",
+    "record_figures",
     "run_aether",
     "run_env",
     "start_run",
@@ -453,3 +454,19 @@ def assert_run_ok(
         problems.append(f"the recording builder received {record_after - record_before} bytes in shadow mode")
     if problems:
         raise AssertionError(f"{check.run_dir.name}: " + "; ".join(problems))
+
+
+def record_figures(fault: str, **figures: Any) -> None:
+    """Print one fault's figures and, when ``AETHER_FAULT_FIGURES`` names a file, append them as a JSON line.
+
+    docs/reliability.md is filled from that file after a run of the suite
+    (``AETHER_FAULT_FIGURES=/tmp/figures.jsonl pytest tests/faults -s``). Columns:
+    faults injected, survived, bundles built, bundles accounted for, dumps partial,
+    bytes to the builder in shadow, plus anything fault-specific.
+    """
+    line = json.dumps({"fault": fault, **figures}, sort_keys=True, default=str)
+    print(f"\n[fault figures] {line}")
+    target = os.environ.get("AETHER_FAULT_FIGURES")
+    if target:
+        with open(target, "a") as f:
+            f.write(line + "\n")
