@@ -81,9 +81,14 @@ def summarise_metrics(m: Metrics) -> dict[str, Any]:
             },
         }
     panics = 0
+    builders: dict[str, dict[str, int]] = {}
     for metric in m.registry.collect():
         if metric.name == "aether_actor_panics":
             panics = int(sum(s.value for s in metric.samples if s.name.endswith("_total")))
+        elif metric.name == "aether_builder_requests":
+            for s in metric.samples:
+                if s.name.endswith("_total"):
+                    builders.setdefault(s.labels["builder"], {})[s.labels["outcome"]] = int(s.value)
     return {
         "sources": per_source,
         "risk_rejected": {g: v("aether_mempool_risk_rejected_total", reason=g) for g in (*GATES, RISK_ERROR)},
@@ -94,6 +99,8 @@ def summarise_metrics(m: Metrics) -> dict[str, Any]:
             s: v("aether_ws_reconnects_total", stream=s) for s in ("newHeads", "newPendingTransactions")
         },
         "head": v("aether_head_block"),
+        # Live only: eth_sendBundle requests per builder label and outcome (empty in shadow).
+        "builder_requests": builders,
     }
 
 
