@@ -152,10 +152,12 @@ def run_main(env: Mapping[str, str] | None = None, *, duration_s: float | None =
         return _fail(EXIT_CONFIG, f"AETHER_REPORTS_DIR={str(settings.reports_dir)!r}: not writable "
                                   f"({exc.strerror or type(exc).__name__})")
 
-    from .risk import RiskStore
+    from .risk import RiskEngine, RiskStore
 
     try:
-        RiskStore(settings.state_file).load()
+        # Restore it the way the risk actor will (not just parse it): a file with a
+        # wrong version or an ill-typed field must stop start-up here, with one line.
+        RiskEngine(settings.risk, store=RiskStore(settings.state_file), clock=time.monotonic)
     except ConfigError as exc:
         return _fail(EXIT_CONFIG, str(exc))
 

@@ -89,6 +89,7 @@ def build_pipeline(rt: Runtime, *, tail_wants_ticks: bool) -> Pipeline:
     nonces = NonceTracker()
     builder = BundleBuilder(rt.signer, rt.chain_id, tip_share_bps=s.tip_share_bps, nonces=nonces)
     store = RiskStore(s.state_file)
+    external_halts: set[str] = set()  # halts from the tail; must survive a risk restart
 
     specs: list[ActorSpec] = [
         ActorSpec(
@@ -134,7 +135,7 @@ def build_pipeline(rt: Runtime, *, tail_wants_ticks: bool) -> Pipeline:
             "risk",
             # A fresh engine reloads the persisted state: a panic cannot reset a loss limit.
             lambda: RiskActor(engine=RiskEngine(s.risk, store=store, metrics=rt.metrics), metrics=rt.metrics,
-                              inbox=risk_rx, feedback=feedback_rx, out=verdict_tx),
+                              inbox=risk_rx, feedback=feedback_rx, out=verdict_tx, halts=external_halts),
             outputs=[verdict_tx],
             policy=RestartPolicy(max_restarts=3, window_s=60.0),
         ),

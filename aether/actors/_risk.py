@@ -7,6 +7,11 @@ listens on a feedback channel for inclusion outcomes (live) and for halt
 requests from the sink (reports directory unwritable). A tick whose account
 state could not be fetched latches the engine's balance HALT (fail closed)
 until a good tick.
+
+A halt asked for from outside the gates lives in a set the supervision tree
+owns (``halts``), so a risk panic and restart cannot forget it (the sink asks
+only once); while one is set ``aether_risk_state`` says ``halted`` and
+``aether_risk_halted{gate=<reason>}`` is 1.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from ..metrics import Metrics
 __all__ = ["HaltRequest", "RiskActor"]
 
 log = logging.getLogger("aether.actors.risk")
+
+_REPORTS_HALT = "reports_dir_writable"
 
 
 @attrs.frozen
@@ -43,13 +50,17 @@ class RiskActor:
         inbox: trio.MemoryReceiveChannel[Tick | Bundle],
         feedback: trio.MemoryReceiveChannel[Any] | None,
         out: trio.MemorySendChannel[Verdict],
+        halts: set[str] | None = None,
     ) -> None:
         self.engine = engine
         self._metrics = metrics
         self._inbox = inbox
         self._feedback = feedback
         self._out = out
-        self._external_halts: set[str] = set()
+        # Shared with the tree (outlives this actor) when given.
+        self._external_halts: set[str] = set() if halts is None else halts
+        metrics.risk_halt_reason.labels(_REPORTS_HALT)  # the series exists before its first halt
+        self._publish_external()
         self._passed = 0
         self._rejected = 0
 
@@ -65,8 +76,11 @@ class RiskActor:
             async for msg in self._inbox:
                 if isinstance(msg, Tick):
                     self._on_tick(msg)
+                    self._publish_external()
                 else:
-                    await self._out.send(self.evaluate(msg))
+                    verdict = self.evaluate(msg)
+                    self._publish_external()
+                    await self._out.send(verdict)
             nursery.cancel_scope.cancel()
 
     def _on_tick(self, tick: Tick) -> None:
@@ -84,9 +98,11 @@ class RiskActor:
                 if msg.active and msg.reason not in self._external_halts:
                     log.error("HALT: %s", msg.reason)
                     self._external_halts.add(msg.reason)
+                    self._publish_external(lifted=None)
                 elif not msg.active and msg.reason in self._external_halts:
                     log.warning("halt lifted: %s", msg.reason)
                     self._external_halts.discard(msg.reason)
+                    self._publish_external(lifted=msg.reason)
             else:
                 try:
                     self.engine.on_outcome(
@@ -97,6 +113,21 @@ class RiskActor:
                     )
                 except RiskError as exc:  # the engine halted itself until it can save again
                     log.error("risk state not saved after an outcome: %s", exc)
+                self._publish_external()
+
+    def _publish_external(self, lifted: str | None = None) -> None:
+        """Show halts from outside the gates in the metrics the engine publishes its own state to."""
+        for reason in self._external_halts:
+            self._metrics.risk_halt_reason.labels(reason).set(1)
+        if lifted is not None:
+            self._metrics.risk_halt_reason.labels(lifted).set(0)
+        if self._external_halts:
+            self._metrics.set_risk_state("halted")
+        elif lifted is not None:
+            try:
+                self._metrics.set_risk_state(self.engine.state.status)
+            except Exception:  # noqa: BLE001 - the engine's own publish corrects it at its next change
+                self._metrics.set_risk_state("halted")
 
     def evaluate(self, bundle: Bundle) -> Verdict:
         """One verdict, failing closed when risk cannot be evaluated."""

@@ -9,7 +9,9 @@ rename means a hard kill leaves none partial either).
 When a write fails (directory gone, read-only, disk full) the sink asks risk to
 HALT, keeps the verdict in a bounded backlog and retries it before the next
 one; when writes succeed again the halt is lifted. Nothing is lost silently: a
-verdict that does not fit in the backlog is counted and logged as lost.
+verdict that does not fit in the backlog, or is still in it when the run stops,
+is counted in ``aether_channel_dropped_total{channel="shadow_dumps"}`` and
+logged as lost by its arb id.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ __all__ = ["ShadowSink"]
 log = logging.getLogger("aether.actors.shadow")
 
 _HALT_REASON = "reports_dir_writable"
+#: ``aether_channel_dropped_total{channel}`` label for verdicts whose dump was given up.
+_LOST_CHANNEL = "shadow_dumps"
 
 
 class ShadowSink:
@@ -55,6 +59,7 @@ class ShadowSink:
         self._failed = 0
         self._lost = 0
         self.blocked = 0
+        metrics.dropped.labels(_LOST_CHANNEL)
 
     def statistics(self) -> ActorStatistics:
         return ActorStatistics(queued=len(self._backlog), processed=self._written, dropped=self._lost,
@@ -70,10 +75,22 @@ class ShadowSink:
             self._backlog.append(verdict)
             if len(self._backlog) > self._backlog_max:
                 lost = self._backlog.popleft()
-                self._lost += 1
+                self._count_lost(1)
                 log.error("dump backlog full: bundle %s lost", lost.bundle.arb_id)
             await self._flush()
         await self._flush()
+        if self._backlog:
+            # Stopping while the reports directory is still unwritable: say so, loudly and with the count.
+            n = len(self._backlog)
+            self._count_lost(n)
+            ids = [v.bundle.arb_id for v in self._backlog]
+            log.error("stopping with %d bundle dumps not written (reports directory still unwritable): %s%s", n,
+                      ", ".join(ids[:50]), ", ..." if n > 50 else "")
+            self._backlog.clear()
+
+    def _count_lost(self, n: int) -> None:
+        self._lost += n
+        self._metrics.dropped.labels(_LOST_CHANNEL).inc(n)
 
     async def _flush(self) -> None:
         with trio.CancelScope(shield=True):
