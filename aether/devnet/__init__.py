@@ -20,6 +20,7 @@ from ._deploy import (
     pair_init_code_hash,
     victim_account,
 )
+from ._replay import CandidateReplayer, ReplayHarness, ReplayOutcome, ReplayReport, replay_main, run_replay
 from ._run import ENV_KEYS, DevnetReady, devnet_main, env_file_text, run_devnet
 from ._traffic import KINDS, SWAP_KINDS, SentTx, TrafficStatistics, VictimTraffic
 
@@ -29,9 +30,13 @@ __all__ = [
     "SWAP_KINDS",
     "AnvilEndpoint",
     "AnvilProcess",
+    "CandidateReplayer",
     "DevnetInfo",
     "DevnetReady",
     "PairInfo",
+    "ReplayHarness",
+    "ReplayOutcome",
+    "ReplayReport",
     "SentTx",
     "TrafficStatistics",
     "VictimTraffic",
@@ -45,6 +50,8 @@ __all__ = [
     "load_artifact",
     "mine_until_included",
     "pair_init_code_hash",
+    "replay_main",
+    "run_replay",
     "run_anvil",
     "run_devnet",
     "victim_account",
