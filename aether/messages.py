@@ -155,6 +155,10 @@ class Candidate:
     calls: tuple[Call, ...] = ()
     validated: bool = False
     simulated_gas: tuple[int, ...] = ()
+    #: The head's timestamp (0: unknown). Validation simulates the target block
+    #: one second later, as a real next block is: a V2 pair's first swap in a
+    #: block pays for the price accumulators only when time has passed.
+    head_timestamp: int = 0
 
     @property
     def victim_hash_hex(self) -> str | None:

@@ -5,25 +5,39 @@ like Flashbots does, holds bundles per target block and, when the devnet's
 miner is about to mine that block, includes each bundle atomically and in
 order, or drops it whole.
 
-How inclusion works on anvil. anvil has no bundle primitive, so the builder
-uses what it has. The miner holds a lock that stops victim traffic and calls
+How inclusion works on anvil. A real builder puts a winning bundle at the top
+of its block, ahead of public mempool transactions, so ``[victim, backrun]``
+runs on the parent block's state: the state the searcher sized it on. anvil
+has no bundle primitive, so the builder rebuilds that order with what it has.
+The miner holds a lock that stops victim traffic and calls
 :meth:`LocalBuilder.before_mine`. For each bundle held for that block, in
 arrival order:
 
 1. One batch looks up every bundle transaction (``eth_getTransactionByHash``)
    and each sender's pending nonce. A transaction already mined means the
-   bundle is stale; one already pending (the victim, normally) stays where it
-   is; the others must continue their sender's nonce sequence exactly.
-2. ``eth_simulateV1`` on the ``pending`` block tag runs the not-yet-pending
-   transactions on top of anvil's pending state, which is latest plus every
-   ready pool transaction in the pool's own order (checked: a transfer funded
-   only by a pending transaction succeeds on ``pending`` and fails on
-   ``latest``). Any failure or revert drops the bundle whole.
-3. The remaining transactions go in with ``eth_sendRawTransaction`` one after
-   the other. The node runs ``--order fifo``, so they are mined after
-   everything already pending (the victim) and in the order sent. If the node
-   refuses one midway, the ones already sent are taken back with
-   ``anvil_dropTransaction`` so a bundle never lands in part.
+   bundle is stale; one already pending (the victim, normally) must be ready
+   and come before the ones not yet sent, which must continue their sender's
+   nonce sequence exactly.
+2. The ready pool in mining order is read from the ``pending`` block. Every
+   transaction in it that is not one of the bundles already placed is taken
+   out (``anvil_dropTransaction``; raw bytes kept from
+   ``eth_getRawTransactionByHash``), so the pool holds only the top of the
+   block. The victim's sender's lower nonces, if pending, go first (the victim
+   cannot run without them, on a real chain as here).
+3. ``eth_simulateV1`` on ``pending`` (now: parent plus the bundles placed so
+   far) runs those prerequisites, the victim and our transactions. A bundle
+   transaction that fails or reverts drops the bundle whole. So does one whose
+   result (status, return data, gas) differs from what the bundle alone does
+   on the parent block (an earlier bundle or a prerequisite touched its pools):
+   the searcher sized it for the top of the block, and this builder includes it
+   only where it behaves as sized (counted as ``conflicts``). A real builder
+   may include it anyway, with a realised profit the searcher did not predict.
+4. They go in with ``eth_sendRawTransaction`` in that order (the node runs
+   ``--order fifo``). If the node refuses one midway, the ones already sent
+   are taken back, so a bundle never lands in part.
+5. Whatever was taken out is put back in its original order (one batch; anvil
+   answers a batch in order, checked), behind the bundle. A transaction the
+   node refuses on the way back is counted as ``lost``.
 
 Every request is recorded to ``record_path`` as one JSON line (raw bytes in
 base64) before it is handled, so tests can prove exactly what reached a
@@ -71,6 +85,8 @@ class BuilderStatistics:
     included: int
     dropped: int
     expired: int
+    lost: int = 0
+    conflicts: int = 0
 
 
 @attrs.frozen
@@ -126,6 +142,11 @@ def _decode_tx(raw: bytes) -> _Tx:
     return _Tx(raw=raw, hash=keccak(raw), sender=sender.lower(), nonce=_int(nonce), call=call)
 
 
+def _effect(call: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """What a simulated call did, as far as a bundle's sender can tell."""
+    return call.get("status"), call.get("returnData"), call.get("gasUsed")
+
+
 def _recover_signer(header: bytes | None, body: bytes) -> str | None:
     """Flashbots' check: ``address:sig``, EIP-191 over the text 0x+keccak(body) hex."""
     if not header:
@@ -174,6 +195,8 @@ class LocalBuilder:
         self._included = 0
         self._dropped = 0
         self._expired = 0
+        self._lost = 0
+        self._conflicts = 0
         self._record = None
 
     def statistics(self) -> BuilderStatistics:
@@ -188,6 +211,8 @@ class LocalBuilder:
             included=self._included,
             dropped=self._dropped,
             expired=self._expired,
+            lost=self._lost,
+            conflicts=self._conflicts,
         )
 
     # ------------------------------------------------------------------ HTTP
@@ -377,16 +402,17 @@ class LocalBuilder:
     # ------------------------------------------------------------------ inclusion
 
     async def before_mine(self, target_block: int) -> None:
-        """Put every bundle held for ``target_block`` into the pool, or drop it.
+        """Put every bundle held for ``target_block`` at the top of the block, or drop it.
 
         Called by the devnet miner right before it mines ``target_block``,
         while victim traffic is stopped. Bundles for earlier blocks expire.
         """
         for block in [b for b in self._held if b < target_block]:
             self._expired += len(self._held.pop(block))
+        placed: set[str] = set()
         for held in self._held.pop(target_block, []):
             try:
-                ok = await self._include(held)
+                ok = await self._include(held, placed)
             except NodeError as exc:
                 log.warning("bundle %s dropped: node error %s", held.bundle_hash, type(exc).__name__)
                 ok = False
@@ -395,7 +421,8 @@ class LocalBuilder:
             else:
                 self._dropped += 1
 
-    async def _include(self, held: _Held) -> bool:
+    async def _include(self, held: _Held, placed: set[str]) -> bool:
+        """Place one bundle right after the bundles already placed (``placed``, updated)."""
         senders = sorted({t.sender for t in held.txs})
         lookups = await self._rpc.batch(
             [("eth_getTransactionByHash", ["0x" + t.hash.hex()]) for t in held.txs]
@@ -405,6 +432,7 @@ class LocalBuilder:
             return False
         found, counts = lookups[: len(held.txs)], lookups[len(held.txs) :]
         next_nonce = {s: int(c, 16) for s, c in zip(senders, counts, strict=True)}
+        in_pool: list[_Tx] = []
         to_send: list[_Tx] = []
         for t, f in zip(held.txs, found, strict=True):
             if f is not None:
@@ -414,34 +442,106 @@ class LocalBuilder:
                 if to_send:
                     # A pending tx after one of ours would land before it: order broken.
                     return False
+                in_pool.append(t)
                 continue
             if t.nonce != next_nonce[t.sender]:
                 log.info("bundle %s dropped: nonce gap for %s", held.bundle_hash, t.sender)
                 return False
             next_nonce[t.sender] += 1
             to_send.append(t)
-        if to_send:
+        if not to_send:
+            return True  # everything is already pending (nothing of ours to place)
+
+        # The ready pool in mining order, minus what earlier bundles put on top.
+        block = await self._rpc.call("eth_getBlockByNumber", ["pending", True])
+        try:
+            pool = [(str(x["hash"]).lower(), str(x["from"]).lower(), int(x["nonce"], 16))
+                    for x in block["transactions"]]
+        except (KeyError, TypeError, ValueError):
+            return False
+        rest = [x for x in pool if x[0] not in placed]
+        bundle_hashes = {"0x" + t.hash.hex() for t in in_pool}
+        if not bundle_hashes <= {x[0] for x in rest}:
+            log.info("bundle %s dropped: its pending transaction is not ready", held.bundle_hash)
+            return False
+        # What must run before the bundle's pending txs: their senders' lower nonces.
+        first = {}
+        for t in in_pool:
+            first[t.sender] = min(first.get(t.sender, t.nonce), t.nonce)
+        prereq = [x for x in rest if x[0] not in bundle_hashes and x[1] in first and x[2] < first[x[1]]]
+        raws: dict[str, str] = {}
+        if rest:
+            got = await self._rpc.batch([("eth_getRawTransactionByHash", [x[0]]) for x in rest])
+            for x, r in zip(rest, got, strict=True):
+                if not isinstance(r, str):
+                    return False
+                raws[x[0]] = r
+        try:
+            pre_txs = [_decode_tx(bytes.fromhex(raws[x[0]].removeprefix("0x"))) for x in prereq]
+        except Exception:  # noqa: BLE001 - the node gave us something we cannot decode
+            return False
+        top = [*pre_txs, *in_pool]
+
+        await self._drop([x[0] for x in reversed(rest)])
+        sent: list[str] = []
+        ok = False
+        try:
             sim = await self._rpc.call(
                 "eth_simulateV1",
-                [{"blockStateCalls": [{"calls": [t.call for t in to_send]}], "validation": False}, "pending"],
+                [{"blockStateCalls": [{"calls": [t.call for t in (*top, *to_send)]}], "validation": False},
+                 "pending"],
             )
             try:
                 statuses = [c.get("status") for c in sim[0]["calls"]]
             except (KeyError, IndexError, TypeError, AttributeError):
                 return False
-            if len(statuses) != len(to_send) or any(s != "0x1" for s in statuses):
+            if len(statuses) != len(top) + len(to_send) or any(s != "0x1" for s in statuses[len(pre_txs):]):
                 log.info("bundle %s dropped: a transaction would revert", held.bundle_hash)
                 return False
-        sent: list[_Tx] = []
-        try:
-            for t in to_send:
-                await self._rpc.call("eth_sendRawTransaction", ["0x" + t.raw.hex()])
-                sent.append(t)
-        except NodeError:
-            for t in sent:
+            if placed or pre_txs:
+                # Below other transactions: it must do exactly what it does at the top.
+                alone = await self._rpc.call(
+                    "eth_simulateV1",
+                    [{"blockStateCalls": [{"calls": [t.call for t in (*in_pool, *to_send)]}], "validation": False},
+                     "latest"],
+                )
                 try:
-                    await self._rpc.call("anvil_dropTransaction", ["0x" + t.hash.hex()])
-                except NodeError:
-                    log.warning("could not take back %s from the pool", "0x" + t.hash.hex())
-            return False
-        return True
+                    here = [_effect(c) for c in sim[0]["calls"][len(pre_txs):]]
+                    there = [_effect(c) for c in alone[0]["calls"]]
+                except (KeyError, IndexError, TypeError, AttributeError):
+                    return False
+                if here != there:
+                    self._conflicts += 1
+                    log.info("bundle %s dropped: its result depends on what runs before it", held.bundle_hash)
+                    return False
+            for t in (*top, *to_send):
+                h = "0x" + t.hash.hex()
+                await self._rpc.call("eth_sendRawTransaction", ["0x" + t.raw.hex()])
+                sent.append(h)
+            ok = True
+            placed.update(sent)
+            return True
+        finally:
+            if not ok:
+                await self._drop(list(reversed(sent)))
+                sent = []
+            back = [x[0] for x in rest if x[0] not in set(sent)]
+            await self._resend([raws[h] for h in back])
+
+    async def _drop(self, hashes: Sequence[str]) -> None:
+        if not hashes:
+            return
+        res = await self._rpc.batch([("anvil_dropTransaction", [h]) for h in hashes])
+        for h, r in zip(hashes, res, strict=True):
+            if isinstance(r, Exception):
+                log.warning("could not take %s out of the pool", h)
+
+    async def _resend(self, raws: Sequence[str]) -> None:
+        """Put transactions back into the pool in the given order (a batch runs in order on anvil)."""
+        if not raws:
+            return
+        res = await self._rpc.batch([("eth_sendRawTransaction", [r]) for r in raws])
+        lost = sum(isinstance(r, Exception) for r in res)
+        if lost:
+            self._lost += lost
+            log.warning("%d pool transaction(s) could not be put back after a bundle", lost)

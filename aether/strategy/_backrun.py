@@ -177,6 +177,7 @@ def build_round_trip(
         seen_at=victim.seen_at if victim is not None else head.seen_at,
         found_at=trio.current_time(),
         calls=calls,
+        head_timestamp=head.timestamp,
     )
 
 

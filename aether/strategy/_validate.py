@@ -132,9 +132,14 @@ class Validator:
                 }
             )
         calls.append(self._balance_call(weth))
+        overrides = {"baseFeePerGas": "0x0"}
+        if c.head_timestamp:
+            # anvil's default time is the parent's own: a pair touched in the head
+            # block would then skip its accumulator writes (10,416 gas too little).
+            overrides["time"] = _q(c.head_timestamp + 1)
         return [
             {
-                "blockStateCalls": [{"blockOverrides": {"baseFeePerGas": "0x0"}, "calls": calls}],
+                "blockStateCalls": [{"blockOverrides": overrides, "calls": calls}],
                 "validation": False,
                 "traceTransfers": False,
                 "returnFullTransactions": False,
