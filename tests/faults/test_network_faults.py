@@ -67,15 +67,25 @@ def _wall(iso: str) -> float:
 
 @devnet_test
 async def test_ws_drops_reconnect_within_a_second_and_never_duplicate_a_bundle(devnet: Devnet, tmp_path: Path) -> None:
+    await _ws_drops(devnet, tmp_path, cuts=4, duration=10, name="ws_drop")
+
+
+@devnet_test
+@pytest.mark.soak
+async def test_soak_ws_drops(devnet: Devnet, tmp_path: Path) -> None:
+    """The same guarantees over a long run with many cuts (``pytest -m soak tests/faults``)."""
+    await _ws_drops(devnet, tmp_path, cuts=120, duration=150, name="ws_drop_soak")
+
+
+async def _ws_drops(devnet: Devnet, tmp_path: Path, *, cuts: int, duration: int, name: str) -> None:
     proxy = TcpProxy.for_url(devnet.env["AETHER_WS_URL"], replay=12)
     before = devnet.record_size()
     rng = random.Random(20261124)
-    cuts = 4
     latencies: list[float] = []
     async with trio.open_nursery() as nursery:
         await nursery.start(proxy.serve)
         env = run_env(devnet.env, tmp_path / "reports", AETHER_WS_URL=proxy.url("ws"))
-        run = await start_run(env, duration=10, log_dir=tmp_path / "log")
+        run = await start_run(env, duration=duration, log_dir=tmp_path / "log")
         try:
             await run.wait_for_file("run.json")
             with trio.fail_after(10):  # both subscriptions (heads, pending) are up and flowing
@@ -95,7 +105,7 @@ async def test_ws_drops_reconnect_within_a_second_and_never_duplicate_a_bundle(d
             with trio.fail_after(5):  # resubscribed: notifications flow again after the last cut
                 while proxy.relayed_notifications < flowing + 10:
                     await trio.sleep(0.05)
-            code = await run.wait(timeout=40)
+            code = await run.wait(timeout=duration + 30)
         finally:
             await run.aclose()
             nursery.cancel_scope.cancel()
@@ -108,7 +118,7 @@ async def test_ws_drops_reconnect_within_a_second_and_never_duplicate_a_bundle(d
     dumps = _dumps(check.run_dir)
     dedup_rejected = sum(1 for d in dumps if d["rejected_reason"] == "dedup")
     record_figures(
-        "ws_drop", injected=cuts, survived=cuts if code == 0 else 0, built=check.built, accounted=check.accounted,
+        name, injected=cuts, survived=cuts if code == 0 else 0, built=check.built, accounted=check.accounted,
         partial_dumps=len(check.partial_dumps), shadow_builder_bytes=after - before,
         max_reconnect_s=round(max(latencies), 3), reconnects=reconnects, replayed=proxy.replayed,
         dedup_rejected=dedup_rejected, duplicates=len(check.duplicates),
