@@ -20,6 +20,7 @@ the twin, so at most one of them is ever sent (or would have been, in shadow).
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import random
@@ -28,8 +29,13 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import attrs
 import pytest
 import trio
+from test_risk_state import make_bundle
+
+from aether.dumps import RunDir
+from aether.messages import GATES, RiskDecision, Verdict
 
 from ._harness import (
     Devnet,
@@ -42,11 +48,6 @@ from ._harness import (
     start_run,
 )
 from ._proxy import HttpFaultProxy, TcpProxy
-
-import attrs
-from aether.dumps import RunDir
-from aether.messages import GATES, RiskDecision, Verdict
-from test_risk_state import make_bundle
 
 devnet_test = pytest.mark.devnet
 
@@ -211,7 +212,7 @@ async def test_builders_429_500_hang_reset_are_counted_per_builder_and_the_good_
     check = inspect_run(run.run_dir())
     summary = check.summary or {}
     per_builder = summary.get("builder_requests", {})
-    good = [r for r in devnet.record_lines(before) if b'"eth_sendBundle"' in __import__("base64").b64decode(r["body_b64"])]
+    good = [r for r in devnet.record_lines(before) if b'"eth_sendBundle"' in base64.b64decode(r["body_b64"])]
     submitted = check.submitted
 
     def target_blocks(proxy: HttpFaultProxy) -> Counter[str]:
