@@ -4,13 +4,18 @@ aether never formats a key into a message on purpose; :class:`SecretFilter`
 exists for the accident (a library's repr, a traceback holding a local). Every
 secret loaded at start-up is registered with :func:`register_secret`, and any
 log record whose text (message, arguments or traceback) contains it is
-rewritten with the secret replaced by ``<redacted>``.
+rewritten with the secret replaced by ``<redacted>``. An exception that escapes
+everything (the interpreter's or a thread's last-resort traceback) goes through
+the same filter: :func:`configure_logging` routes ``sys.excepthook`` and
+``threading.excepthook`` to the log.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import threading
+import types
 
 __all__ = ["configure_logging", "register_secret"]
 
@@ -62,3 +67,22 @@ def configure_logging(level: str = "INFO") -> None:
     root.setLevel(level)
     for noisy in ("httpx", "httpcore", "trio-websocket", "trio_websocket"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # The default hooks print tracebacks straight to stderr, past the filter.
+    sys.excepthook = _log_uncaught
+    threading.excepthook = _log_thread_uncaught
+
+
+def _log_uncaught(
+    exc_type: type[BaseException], exc: BaseException, tb: types.TracebackType | None
+) -> None:
+    logging.getLogger("aether").critical("uncaught exception", exc_info=(exc_type, exc, tb))
+
+
+def _log_thread_uncaught(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit:
+        return
+    name = args.thread.name if args.thread is not None else "?"
+    logging.getLogger("aether").critical(
+        "uncaught exception in thread %s", name,
+        exc_info=(args.exc_type, args.exc_value or args.exc_type(), args.exc_traceback),
+    )

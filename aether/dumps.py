@@ -22,7 +22,25 @@ import orjson
 
 from .messages import Bundle, Verdict
 
-__all__ = ["RunDir", "bundle_document", "utc_stamp", "write_json_atomic"]
+__all__ = ["RunDir", "bundle_document", "make_private_dirs", "utc_stamp", "write_json_atomic"]
+
+
+def make_private_dirs(path: Path) -> None:
+    """``mkdir -p`` where every level created is 0700.
+
+    ``Path.mkdir(parents=True, mode=...)`` applies ``mode`` to the last level
+    only; the parents get the umask's default (0777 under ``umask 000``).
+    """
+    missing = []
+    p = path
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        try:
+            d.mkdir(mode=0o700)
+        except FileExistsError:
+            pass
 
 
 def utc_stamp(now: _dt.datetime | None = None) -> str:
@@ -148,7 +166,7 @@ class RunDir:
 
     def create(self) -> None:
         """Create the directories (0700). Raises OSError when not writable."""
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_private_dirs(self.path.parent)
         self.path.mkdir(mode=0o700, exist_ok=True)
         self.bundles.mkdir(mode=0o700, exist_ok=True)
         # Prove we can write here now rather than at the first bundle.

@@ -111,7 +111,9 @@ class RiskStore:
     def _write(self, data: bytes) -> None:
         parent = self.path.parent
         if not parent.exists():
-            parent.mkdir(parents=True, mode=0o700, exist_ok=True)
+            from ..dumps import make_private_dirs  # every level 0700, not just the last
+
+            make_private_dirs(parent)
         tmp = parent / f".{self.path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
