@@ -1,0 +1,262 @@
+"""``python -m bench``: every figure of docs/performance.md, with its target and whether it is met.
+
+    python -m bench                 # everything, about 5 minutes (a 3-minute soak)
+    python -m bench --soak          # only the 30-minute soak at 1,000 frames/s
+    python -m bench --soak-minutes 5 --no-write
+
+Figures are medians over repeated runs; every target that is a ratio is taken
+against its baseline in the same repetition (these machines are shared and noisy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from . import _inproc, _wsbench
+from ._gen import make_market, make_stream
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "performance.md"
+
+
+def machine() -> dict[str, str]:
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+        commit += " (+ uncommitted changes)" if dirty else ""
+    except (OSError, subprocess.CalledProcessError):
+        commit = "?"
+    return {
+        "nproc": str(os.cpu_count()),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "commit": commit,
+        "load_start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+    }
+
+
+Row = tuple[str, str, str, str]  # figure, value, target, met
+
+
+def _met(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("**yes**" if ok else "**NO**")
+
+
+def _fmt_rate(x: float) -> str:
+    return f"{x:,.0f}/s"
+
+
+def run_all(args: argparse.Namespace) -> tuple[list[Row], dict[str, Any]]:
+    rows: list[Row] = []
+    extra: dict[str, Any] = {}
+
+    def say(msg: str) -> None:
+        print(msg, flush=True)
+
+    say("generating the market and the frame stream ...")
+    market = make_market(seed=1)
+    stream = make_stream(market, args.frames, seed=2)
+    n_swaps = len(stream.swaps)
+    sizes = sorted(len(f) for f in stream.frames)
+    extra["stream"] = (f"{len(stream.frames):,} frames, {n_swaps:,} Router02 swaps ({n_swaps / len(stream.frames):.1%}) "
+                       f"over {2 * len(market.chain.tokens)} WETH pairs on 2 DEXes; frame size median "
+                       f"{sizes[len(sizes) // 2]:,} B, p99 {sizes[int(0.99 * len(sizes))]:,} B")
+    say("  " + extra["stream"])
+
+    # ---------------------------------------------------------------- in-process
+    say("screening throughput (in-process) ...")
+    scr = trio.run(_inproc.screening, market, stream, args.reps)
+    rows.append(("Screening throughput, in-process (parse + IntakeActor.screen)",
+                 f"{_fmt_rate(scr['screen_rate'])} = {scr['ratio']:.2f} x orjson.loads ({_fmt_rate(scr['orjson_rate'])})",
+                 ">= 0.25 x orjson", _met(scr["ratio"] >= 0.25)))
+    say(f"  {rows[-1]}")
+
+    say("frame -> bundle signed and gated (in-process) ...")
+    lat = trio.run(_inproc.latency, market, stream, max(1, args.reps // 2))
+    gated_frames = lat.pop("gated_frames")
+    extra["latency_outcomes"] = lat["outcomes"]
+    rows.append((f"Latency frame -> bundle signed + gated, p50 ({lat['gated']} gated bundles a pass)",
+                 f"{lat['p50_us']:.0f} us", "<= 200 us", _met(lat["p50_us"] <= 200)))
+    rows.append(("Latency frame -> bundle signed + gated, p99", f"{lat['p99_us']:.0f} us", "<= 1,000 us",
+                 _met(lat["p99_us"] <= 1000)))
+    rows.append(("Floor: parse + the two signatures alone, p50 / p99",
+                 f"{lat['floor_p50_us']:.0f} / {lat['floor_p99_us']:.0f} us", "(reference)", "n/a"))
+    say(f"  p50 {lat['p50_us']:.0f} us, p99 {lat['p99_us']:.0f} us, floor {lat['floor_p50_us']:.0f} us")
+
+    wi = trio.run(lambda: _inproc.latency(market, stream, 1, what_if_budget=8))
+    wi.pop("gated_frames")
+    rows.append(("What-if: same latency with the sizing walk's budget at 8 (dex/_math.py, not changed), p50 / p99",
+                 f"{wi['p50_us']:.0f} / {wi['p99_us']:.0f} us", "(diagnosis)", "n/a"))
+    say(f"  what-if budget 8: p50 {wi['p50_us']:.0f} us, p99 {wi['p99_us']:.0f} us")
+
+    if not args.skip_devnet:
+        say("simulation round trip on the devnet ...")
+        try:
+            from ._devnet import simulate_round_trip
+
+            sim = simulate_round_trip(50)
+            rows.append(("Simulation round trip on the devnet (eth_simulateV1 over HTTP, anvil), p50 / p99",
+                         f"{sim['p50_us']:.0f} / {sim['p99_us']:.0f} us", "(reported separately)", "n/a"))
+        except Exception as exc:  # the devnet needs node_modules; the rest of the bench does not
+            rows.append(("Simulation round trip on the devnet", f"not measured: {type(exc).__name__}: {exc}",
+                         "(reported separately)", "n/a"))
+        say(f"  {rows[-1]}")
+
+    say("aether against the idiomatic web3.py path ...")
+    vs = trio.run(_inproc.versus_web3, market, gated_frames[: args.web3_frames], max(1, args.reps // 2))
+    rows.append((f"Candidate path vs idiomatic web3.py, p50 ({vs['frames']} candidate frames)",
+                 f"aether {vs['aether_p50_us']:.0f} us, web3 {vs['web3_p50_us']:.0f} us = {vs['ratio']:.1f}x",
+                 ">= 10x", _met(vs["ratio"] >= 10)))
+    say(f"  {rows[-1]}")
+
+    # ---------------------------------------------------------------- loopback WS
+    say("over loopback WebSocket (feeder in another process) ...")
+    bare: list[float] = []
+    pipe: list[dict[str, Any]] = []
+    ratios: list[float] = []
+    with _wsbench.feeder(stream.frames, count=args.ws_frames) as url:
+        for _ in range(args.ws_reps):
+            b = trio.run(_wsbench.bare_client, url, args.ws_frames)
+            p = trio.run(lambda: _wsbench.pipeline_run(market, url, args.ws_frames))
+            bare.append(b)
+            pipe.append(p)
+            ratios.append(p["rate"] / b)
+            say(f"  bare {b:,.0f}/s, pipeline {p['rate']:,.0f}/s, dropped {p['dropped']}, bundles {p['bundles']}")
+    med = sorted(pipe, key=lambda p: p["rate"])[len(pipe) // 2]
+    ratio = sorted(ratios)[len(ratios) // 2]
+    dropped = sum(p["dropped"] for p in pipe)
+    bare_med = sorted(bare)[len(bare) // 2]
+    rows.append((f"Whole pipeline over loopback WS ({args.ws_frames:,} frames a pass)",
+                 f"{_fmt_rate(med['rate'])} = {ratio:.2f} x bare trio-websocket client ({_fmt_rate(bare_med)})",
+                 ">= 0.50 x bare client", _met(ratio >= 0.5)))
+    rows.append(("Whole pipeline over loopback WS, absolute", _fmt_rate(med["rate"]), ">= 20,000/s",
+                 _met(med["rate"] >= 20_000)))
+    rows.append(("Frames dropped in those passes", f"{dropped}", "0", _met(dropped == 0)))
+
+    # ---------------------------------------------------------------- soak
+    rows += soak_rows(market, stream, args.soak_minutes, say, extra)
+    extra["load_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return rows, extra
+
+
+def soak_rows(market: Any, stream: Any, minutes: float, say: Any, extra: dict[str, Any]) -> list[Row]:
+    say(f"soak: {minutes:g} min at 1,000 frames/s through the whole pipeline ...")
+
+    def progress(t: float, rss: float, seen: int) -> None:
+        if int(t) % 60 < 5:
+            say(f"  t={t:5.0f}s rss={rss:6.1f} MB frames={seen:,}")
+
+    with _wsbench.feeder(stream.frames, count=int(minutes * 60 * 1000) + 10_000, rate=1000.0) as url:
+        s = trio.run(lambda: _wsbench.soak_run(market, url, minutes * 60, rate=1000.0,
+                                               warmup_s=min(30.0, minutes * 60 / 4), progress=progress))
+    extra["soak"] = {k: v for k, v in s.items() if k != "samples"}
+    full = minutes >= 30
+    growth = s["rss_growth_mb"] if full else s["rss_growth_30min_mb"]
+    label = "measured over 30 min" if full else f"slope {s['rss_slope_mb_per_min']:+.2f} MB/min over {minutes:g} min, x 30 min"
+    pruned = s["risk_inflight_blocks"] <= 2 and s["risk_dedup_blocks"] <= 2
+    return [
+        (f"Soak {minutes:g} min at 1,000 frames/s: RSS growth ({label})",
+         f"{growth:+.1f} MB (RSS {s['rss_start_mb']:.0f} -> {s['rss_end_mb']:.0f} MB)", "<= 20 MB",
+         _met(growth <= 20)),
+        ("Soak: frames, dropped", f"{s['frames']:,} frames ({s['rate']:,.0f}/s), {s['dropped']} dropped", "0 dropped",
+         _met(s["dropped"] == 0 and s["rate"] >= 950)),
+        ("Soak: per-block state pruned (risk in-flight/dedup blocks held, max)",
+         f"{s['risk_inflight_blocks']} / {s['risk_dedup_blocks']} blocks over {s['heads']} heads", "<= 2 / <= 2",
+         _met(pruned)),
+    ]
+
+
+def render(m: dict[str, str], rows: list[Row], extra: dict[str, Any]) -> str:
+    out = [
+        "# Performance",
+        "",
+        "Generated by `make bench` (`python -m bench`); do not edit the table by hand, rerun it.",
+        "",
+        f"- Machine: {m['nproc']} CPUs, {m['cpu']}; Python {m['python']}; {m['platform']}",
+        f"- Commit: {m['commit']}; run at {m['date']}",
+        f"- Load average at start / end: {m['load_start']} / {extra.get('load_end', '?')} "
+        "(the machine is shared: other test runs were going on)",
+        f"- Stream: {extra.get('stream', '?')}",
+        "",
+        "| figure | value | target | met? |",
+        "| --- | --- | --- | --- |",
+    ]
+    out += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    if "latency_outcomes" in extra:
+        out += ["", "Outcomes of the swap frames in one latency pass: "
+                + ", ".join(f"{k} {v}" for k, v in sorted(extra["latency_outcomes"].items())) + "."]
+    if "soak" in extra:
+        out += ["", "Soak details: " + ", ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}"
+                                                 for k, v in extra["soak"].items()) + "."]
+    notes = ROOT / "bench" / "NOTES.md"
+    if notes.exists():
+        out += ["", notes.read_text().rstrip()]
+    return "\n".join(out) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--soak", action="store_true", help="only the full 30-minute soak")
+    ap.add_argument("--soak-minutes", type=float, default=None, help="soak length (default 3, or 30 with --soak)")
+    ap.add_argument("--frames", type=int, default=20_000, help="distinct generated frames")
+    ap.add_argument("--reps", type=int, default=7, help="repetitions of the in-process figures")
+    ap.add_argument("--ws-frames", type=int, default=40_000, help="frames per loopback pass")
+    ap.add_argument("--ws-reps", type=int, default=3)
+    ap.add_argument("--web3-frames", type=int, default=150)
+    ap.add_argument("--skip-devnet", action="store_true")
+    ap.add_argument("--no-write", action="store_true", help="print the table only")
+    ap.add_argument("--out", type=Path, default=DOC)
+    args = ap.parse_args()
+    if args.soak_minutes is None:
+        args.soak_minutes = 30.0 if args.soak else 3.0
+    sys.path.insert(0, str(ROOT))
+    os.chdir(ROOT)
+    m = machine()
+    if args.soak:
+        market = make_market(seed=1)
+        stream = make_stream(market, args.frames, seed=2)
+        extra: dict[str, Any] = {}
+        rows = soak_rows(market, stream, args.soak_minutes, lambda s: print(s, flush=True), extra)
+        extra["load_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    else:
+        rows, extra = run_all(args)
+    width = max(len(r[0]) for r in rows)
+    print()
+    print(f"machine: {m['nproc']} CPUs, {m['cpu']}, Python {m['python']}, commit {m['commit']}, "
+          f"load {m['load_start']} -> {extra.get('load_end')}")
+    for a, b, c, d in rows:
+        print(f"{a:<{width}}  {b}  [target {c}: {d.strip('*')}]")
+    if not args.no_write:
+        if args.soak:
+            out = args.out.with_name("performance-soak.md")
+        else:
+            out = args.out
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(render(m, rows, extra))
+        print(f"\nwritten to {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
+
+
+if __name__ == "__main__":
+    main()
