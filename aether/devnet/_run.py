@@ -81,13 +81,17 @@ async def _miner(rpc: RpcClient, lock: trio.Lock, builder: object | None, block_
         next_at = max(next_at + block_time, trio.current_time())
         async with lock:
             try:
-                target = int(await rpc.call("eth_blockNumber"), 16) + 1
+                latest = await rpc.call("eth_getBlockByNumber", ["latest", False])
+                target = int(latest["number"], 16) + 1
                 if builder is not None:
                     try:
                         await builder.before_mine(target)  # type: ignore[attr-defined]
                     except AetherError as exc:
                         print(f"aether devnet: local builder failed before block {target}: {exc}", file=err, flush=True)
-                await rpc.call("evm_mine", [])
+                # Strictly later than the parent, as on a real chain: anvil's own clock
+                # sometimes repeats the parent's second, and a Uniswap V2 pair's first
+                # swap of a block then skips its accumulator writes (10,416 gas less).
+                await rpc.call("evm_mine", [{"timestamp": max(int(time.time()), int(latest["timestamp"], 16) + 1)}])
             except NodeError as exc:
                 print(f"aether devnet: mining failed: {exc}", file=err, flush=True)
 
