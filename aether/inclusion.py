@@ -40,7 +40,6 @@ from eth_abi import encode as abi_encode
 from eth_hash.auto import keccak
 
 from ._errors import NodeError
-from .bundle import NonceTracker
 from .chain import RpcClient
 from .messages import Bundle, Head
 from .metrics import Metrics
@@ -131,17 +130,15 @@ class InclusionTracker:
         searcher: the searcher's address (the bundle signer).
         weth: the WETH token address (the inventory).
         metrics: the process's metrics.
-        nonces: if given, the nonces of bundles that missed are released.
     """
 
     def __init__(
-        self, rpc: RpcClient, *, searcher: str, weth: str, metrics: Metrics, nonces: NonceTracker | None = None
+        self, rpc: RpcClient, *, searcher: str, weth: str, metrics: Metrics
     ) -> None:
         self._rpc = rpc
         self._searcher = searcher.lower()
         self._weth = weth.lower()
         self._metrics = metrics
-        self._nonces = nonces
         self._balance_call = "0x" + (_BALANCE_OF + abi_encode(["address"], [self._searcher])).hex()
         self._pending: list[Bundle] = []
         self._included = 0
@@ -215,8 +212,6 @@ class InclusionTracker:
         else:
             self._not_included += 1
             self._metrics.not_included.labels(source).inc()
-            if self._nonces is not None:
-                self._nonces.release(o.bundle)
         if o.reverted:
             self._reverted += 1
             self._metrics.reverted.labels(source).inc()

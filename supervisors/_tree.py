@@ -55,8 +55,6 @@ class Pipeline:
     verdicts: trio.MemoryReceiveChannel[Any]
     feedback: trio.MemorySendChannel[Any]
     ticks: trio.MemoryReceiveChannel[Any] | None
-    #: The searcher's nonce tracker: the live tail gives back the nonces of bundles it never sends.
-    nonces: Any = None
 
 
 def _channel(size: int) -> tuple[trio.MemorySendChannel[Any], trio.MemoryReceiveChannel[Any]]:
@@ -142,4 +140,4 @@ def build_pipeline(rt: Runtime, *, tail_wants_ticks: bool) -> Pipeline:
             policy=RestartPolicy(max_restarts=3, window_s=60.0),
         ),
     ]
-    return Pipeline(specs=specs, verdicts=verdict_rx, feedback=feedback_tx, ticks=tail_rx, nonces=nonces)
+    return Pipeline(specs=specs, verdicts=verdict_rx, feedback=feedback_tx, ticks=tail_rx)

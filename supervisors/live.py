@@ -32,8 +32,7 @@ def build_live_tree(rt: Runtime, *, auth: Any) -> list[ActorSpec]:
         ActorSpec(
             "submit",
             lambda: SubmitActor(submitter=submitter, tracker=tracker, run_dir=rt.run_dir, metrics=rt.metrics,
-                                inbox=p.verdicts, ticks=p.ticks, feedback=feedback, deadline_s=s.builder_timeout_s,
-                                nonces=p.nonces),
+                                inbox=p.verdicts, ticks=p.ticks, feedback=feedback, deadline_s=s.builder_timeout_s),
             outputs=[feedback],
         )
     )

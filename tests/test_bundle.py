@@ -11,7 +11,7 @@ import pytest
 from eth_abi import encode
 from eth_account import Account
 
-from aether.bundle import BundleBuilder, NonceTracker, target_base_fee
+from aether.bundle import BundleBuilder, NonceStatistics, NonceTracker, target_base_fee
 from aether.chain import next_base_fee
 from aether.messages import Call, Candidate, Head, Hop, PendingTx
 
@@ -108,16 +108,15 @@ async def test_rejects_stale_and_tampered() -> None:
         builder().build(candidate(victim=bad), HEAD, now_ns=0)
 
 
-async def test_nonce_tracker_in_flight_and_release() -> None:
+async def test_nonce_tracker_bundles_of_a_block_are_alternatives() -> None:
     n = NonceTracker()
     n.reset(10)
     assert n.reserve(2) == [10, 11]
+    assert n.reserve(2) == [10, 11]  # a second bundle for the same block competes, never chains
+    assert n.reserve(1) == [10]
+    n.reset(12)  # a new head: one bundle's 10 and 11 landed
     assert n.reserve(1) == [12]
-    n.release([12])
-    assert n.reserve(1) == [12]
-    n.reset(12)  # a new head: 10 and 11 landed, 12 was for a block that is built now
-    assert n.statistics().in_flight == 0
-    assert n.reserve(1) == [12]
+    assert n.statistics() == NonceStatistics(pending=12, reserved=4)
     n.reset(12)  # nothing landed (shadow mode): the same nonces again, no drift
     assert n.reserve(2) == [12, 13]
 

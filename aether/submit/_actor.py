@@ -48,7 +48,6 @@ class SubmitActor:
         feedback: trio.MemorySendChannel[Any],
         deadline_s: float,
         max_concurrent: int = 8,
-        nonces: Any = None,
     ) -> None:
         self._submitter = submitter
         self._tracker = tracker
@@ -59,7 +58,6 @@ class SubmitActor:
         self._feedback = feedback
         self._deadline_s = deadline_s
         self._limit = trio.CapacityLimiter(max_concurrent)
-        self._nonces = nonces
         self._head = -1
         self._sent = 0
         self._skipped = 0
@@ -84,12 +82,6 @@ class SubmitActor:
                 task_status.started()
                 async for verdict in self._inbox:
                     outcome = self._decide(verdict)
-                    if outcome in ("rejected", "not_validated") and self._nonces is not None \
-                            and verdict.bundle.target_block > self._head:
-                        # Never sent: its nonces are free for the next bundle of this block
-                        # (bundles of one block chain their nonces; a hole strands the rest).
-                        # Not for a passed block: the tracker has started over since.
-                        self._nonces.release(verdict.bundle)
                     await self._dump(verdict, outcome)
                     if outcome == "submitted":
                         await self._limit.acquire_on_behalf_of(verdict.bundle.arb_id)
