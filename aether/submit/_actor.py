@@ -1,9 +1,11 @@
 """The submit actor: the end of the line in live mode, and inclusion tracking.
 
 Every verdict is dumped (``live_mempool_<ts>/bundles``) exactly as in shadow
-mode. A verdict that passed every gate is sent to every builder unless its
-target block has already been reached or its candidate was never validated
-(never send what was not simulated). After each head the inclusion tracker
+mode, through the same :class:`~aether.actors._dumping.DumpWriter`. A verdict
+that passed every gate is sent to every builder unless its target block has
+already been reached, its candidate was never validated (never send what was
+not simulated), or its dump could not be written (never send what we cannot
+account for: outcome ``not_recorded``, while risk is asked to HALT). After each head the inclusion tracker
 reports what landed; outcomes go back to risk (daily P&L, revert streak) and
 each one is appended to ``<run dir>/inclusions.jsonl`` (one JSON object a
 line, flushed and fsynced before the next, file mode 0600), which the rollout
@@ -23,6 +25,7 @@ import orjson
 import trio
 
 from ..actors import HaltRequest
+from ..actors._dumping import DumpWriter
 from ..dumps import RunDir
 from ..messages import ActorStatistics, Tick, Verdict
 from ..metrics import Metrics
@@ -61,7 +64,7 @@ class SubmitActor:
         self._head = -1
         self._sent = 0
         self._skipped = 0
-        self._dump_failed = 0
+        self._writer = DumpWriter(run_dir, metrics, feedback, lost_channel="live_dumps")
         self._records = 0
         self._record_failed = 0
         self._record_fd: int | None = None
@@ -69,7 +72,7 @@ class SubmitActor:
 
     def statistics(self) -> ActorStatistics:
         return ActorStatistics(processed=self._sent, rejected=self._skipped,
-                               dropped=self._dump_failed + self._record_failed)
+                               dropped=self._writer.lost + self._record_failed)
 
     @property
     def inclusions_path(self) -> Any:
@@ -82,10 +85,18 @@ class SubmitActor:
                 task_status.started()
                 async for verdict in self._inbox:
                     outcome = self._decide(verdict)
-                    await self._dump(verdict, outcome)
+                    if outcome == "submitted" and self._writer.halted:
+                        outcome = "not_recorded"  # fail closed: never send what we cannot record
+                    on_disk = await self._writer.write(verdict, outcome)
+                    if outcome == "submitted" and not on_disk:
+                        self._writer.relabel(verdict, "not_recorded")
+                        outcome = "not_recorded"
                     if outcome == "submitted":
                         await self._limit.acquire_on_behalf_of(verdict.bundle.arb_id)
                         nursery.start_soon(self._submit, verdict)
+                    else:
+                        self._skipped += 1
+                await self._writer.close()
                 nursery.cancel_scope.cancel()
         finally:
             fd, self._record_fd = self._record_fd, None
@@ -102,20 +113,6 @@ class SubmitActor:
         if self._head >= bundle.target_block:
             return "stale"
         return "submitted"
-
-    async def _dump(self, verdict: Verdict, outcome: str) -> None:
-        with trio.CancelScope(shield=True):
-            try:
-                await trio.to_thread.run_sync(lambda: self._run_dir.write_bundle(verdict, outcome=outcome))
-            except OSError as exc:
-                self._dump_failed += 1
-                self._metrics.dump_errors.inc()
-                log.error("cannot write dump %s: %s; asking risk to HALT", verdict.bundle.arb_id,
-                          exc.strerror or type(exc).__name__)
-                try:
-                    self._feedback.send_nowait(HaltRequest("reports_dir_writable", True))
-                except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
-                    pass
 
     async def _submit(self, verdict: Verdict) -> None:
         bundle = verdict.bundle
