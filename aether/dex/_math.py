@@ -302,6 +302,20 @@ def _refine_a(
         # K a / (D + E a) - a <= best  <=>  K a <= (best + a)(D + E a)
         return k * a <= (best + a) * (d + e * a)
 
+    # The upward walk stops at the first input whose bound F is no higher than
+    # the best integer profit in hand. Past the real top F falls at most by
+    # K D E t^2 / (D + E a0)^3 over a distance t (|F''|/2 is largest at a0), so
+    # if F(a0) - best exceeds that for t = budget + 3, F is still above best
+    # where the budget runs out: the walk is hopeless (a deep pool's flat top).
+    # Then skip it and return the best of the neighbourhood, flagged inexact
+    # (within a couple of wei of the optimum), as the exhausted walk would have
+    # been too, without spending the whole budget on the hot path.
+    t = budget + 3
+    near = d + e * a0
+    # F(a0) - best = gap_num / near, exactly (a rational; often a fraction of a wei)
+    gap_num = k * a0 - (a0 + s.best.profit) * near
+    if a0 + t <= cap and gap_num > 0 and gap_num * near * near > k * d * e * t * t:
+        return s.result(False)
     exact = s.walk(a0 - 2, a0 + 3, 1, cap, bound_le, s.consider_input)
     return s.result(exact)
 
