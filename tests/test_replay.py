@@ -51,6 +51,21 @@ async def test_every_replayed_candidate_realises_its_predicted_gross_to_the_wei(
     assert json.loads(report.to_json())["summary"]["realised_gross_wei"] == s["realised_gross_wei"]
 
 
+async def test_without_validation_the_estimated_gas_limit_lands_every_candidate(chain: DevnetInfo) -> None:
+    """Validation off: the bundle's gas limit comes from ``GAS_PER_SWAP``, not a simulation.
+
+    The first blocks after deployment are the worst case (pairs whose price
+    accumulators are still zero); with the old 120,000 estimate the replays
+    here ran out of gas.
+    """
+    async with open_rpc(chain.rpc_url, timeout=30.0) as rpc:
+        harness = ReplayHarness(rpc, chain, seed=1, txs_per_block=10, validate=False)
+        report = await harness.run(duration_s=60.0, max_blocks=4)
+    s = report.summary
+    assert s["replayed"] >= 10 and s["latency"]["validation"]["n"] == 0
+    assert s["not_exact"] == 0, s["first_mismatches"]
+
+
 async def test_a_wrong_prediction_is_reported_not_exact_with_the_difference(chain: DevnetInfo) -> None:
     """The replay can fail: a candidate that claims one wei more than the chain pays is caught."""
     async with open_rpc(chain.rpc_url, timeout=30.0) as rpc:

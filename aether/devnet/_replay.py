@@ -100,6 +100,10 @@ def _ms(seconds: float) -> float:
     return round(seconds * 1e3, 3)
 
 
+def _mine_params(timestamp: int | None) -> list[Any]:
+    return [] if timestamp is None else [{"timestamp": timestamp, "blocks": 1}]
+
+
 def _percentiles(values_s: Sequence[float]) -> dict[str, float | int]:
     """``n``, p50, p90 and max in milliseconds (nearest rank); zeros when empty."""
     if not values_s:
@@ -150,8 +154,13 @@ class CandidateReplayer:
     def searcher(self) -> str:
         return self.builder.signer.address.lower()
 
-    async def replay(self, candidate: Candidate, head: Head, *, searcher_nonce: int) -> ReplayOutcome:
+    async def replay(
+        self, candidate: Candidate, head: Head, *, searcher_nonce: int, timestamp: int | None = None
+    ) -> ReplayOutcome:
         """Replay ``candidate`` on top of ``head`` (the latest block) and undo it.
+
+        ``timestamp`` is the replay block's (None: anvil's choice); the harness
+        gives it the timestamp the next real block will get.
 
         The pool is emptied first and is empty afterwards (``evm_revert`` does not
         bring dropped transactions back): the caller puts back what it needs.
@@ -164,7 +173,7 @@ class CandidateReplayer:
         t0 = time.perf_counter()
         snapshot = await self.rpc.call("evm_snapshot", [])
         try:
-            outcome = await self._replay(candidate, head, searcher_nonce)
+            outcome = await self._replay(candidate, head, searcher_nonce, timestamp)
         except (NodeError, ValueError, KeyError, TypeError) as exc:
             outcome = ReplayOutcome(False, None, f"replay error: {type(exc).__name__}: {str(exc)[:200]}")
         finally:
@@ -173,7 +182,7 @@ class CandidateReplayer:
                     raise NodeError(f"evm_revert({snapshot}) failed: the chain is left in the replayed state")
         return attrs.evolve(outcome, seconds=time.perf_counter() - t0)
 
-    async def _replay(self, c: Candidate, head: Head, searcher_nonce: int) -> ReplayOutcome:
+    async def _replay(self, c: Candidate, head: Head, searcher_nonce: int, timestamp: int | None) -> ReplayOutcome:
         latest = _int(await self.rpc.call("eth_blockNumber", []))
         if latest != head.number:
             return ReplayOutcome(False, None, f"chain is at {latest}, candidate was sized on {head.number}")
@@ -205,7 +214,7 @@ class CandidateReplayer:
             if str(sent).lower() != "0x" + h.hex():
                 return ReplayOutcome(False, None, f"backrun hash {sent} != 0x{h.hex()}", nonce_ahead)
             expected.append("0x" + h.hex())
-        await self.rpc.call("evm_mine", [])
+        await self.rpc.call("evm_mine", _mine_params(timestamp))
         target = hex(c.target_block)
         checks: list[tuple[str, list[Any]]] = [
             ("eth_getBlockByNumber", [target, False]),
@@ -316,6 +325,11 @@ class ReplayHarness:
         validate: run the real :class:`Validator` before each replay (its
             latency is what validation costs on the hot path).
         tip_share_bps: the bundle builder's tip share.
+        chain_block_time_s: each block's timestamp is its parent's plus this
+            (mainnet's 12 by default), for the replay blocks and the real ones
+            alike, so that every block moves the pairs' price accumulators as
+            on a live chain; 0 leaves timestamps to anvil (wall clock, and
+            blocks mined within one second share it).
     """
 
     rpc: RpcClient
@@ -324,6 +338,7 @@ class ReplayHarness:
     txs_per_block: int = 10
     validate: bool = True
     tip_share_bps: int = DEFAULT_TIP_SHARE_BPS
+    chain_block_time_s: int = 12
 
     _book: PoolBook = attrs.field(init=False)
     _backrun: BackrunStrategy = attrs.field(init=False)
@@ -345,6 +360,8 @@ class ReplayHarness:
     def __attrs_post_init__(self) -> None:
         if self.txs_per_block < 0:
             raise ValueError(f"txs_per_block must be >= 0, got {self.txs_per_block!r}")
+        if self.chain_block_time_s < 0:
+            raise ValueError(f"chain_block_time_s must be >= 0, got {self.chain_block_time_s!r}")
         chain = self.info.chain_config
         searcher = self.info.searcher_address
         self._book = PoolBook(self.rpc, chain)
@@ -455,6 +472,9 @@ class ReplayHarness:
             await self._check(result, head, searcher_nonce, kind=kind)
         await self._mine_batch(raws, head, dirty=dirty)
 
+    def _next_timestamp(self, head: Head) -> int | None:
+        return head.timestamp + self.chain_block_time_s if self.chain_block_time_s else None
+
     async def _mine_batch(self, raws: list[bytes], head: Head, *, dirty: bool) -> None:
         """Put the batch back in the pool (in its order) if a replay emptied it, and mine it."""
         if dirty:
@@ -464,7 +484,7 @@ class ReplayHarness:
                     await self.rpc.call("eth_sendRawTransaction", ["0x" + raw.hex()])
                 except RpcError:
                     self._c["batch_resend_refused"] += 1
-        await self.rpc.call("evm_mine", [])
+        await self.rpc.call("evm_mine", _mine_params(self._next_timestamp(head)))
         block = await self.rpc.call("eth_getBlockByNumber", [hex(head.number + 1), False])
         if block is None:
             raise NodeError(f"replay: block {head.number + 1} was not mined")
@@ -490,7 +510,7 @@ class ReplayHarness:
                 c, verdict = checked, "passed"
             else:
                 verdict, vdetail = checked.reason, checked.detail
-        out = await self._replayer.replay(c, head, searcher_nonce=searcher_nonce)
+        out = await self._replayer.replay(c, head, searcher_nonce=searcher_nonce, timestamp=self._next_timestamp(head))
         self._replay_s.append(out.seconds)
         self._c["replayed"] += 1
         self._c[f"{src}:replayed"] += 1
@@ -549,6 +569,7 @@ class ReplayHarness:
             "validation": self.validate,
             "txs_per_block": self.txs_per_block,
             "tip_share_bps": self.tip_share_bps,
+            "chain_block_time_s": self.chain_block_time_s,
             "seconds": round(seconds, 3),
             "blocks": c["blocks"],
             "victim_txs_sent": c["victim_txs_sent"],
@@ -595,6 +616,7 @@ async def run_replay(
     txs_per_block: int = 10,
     block_time_s: float = 0.0,
     validate: bool = True,
+    chain_block_time_s: int = 12,
     max_blocks: int | None = None,
     workdir: Path | None = None,
     progress: TextIO | None = None,
@@ -611,7 +633,8 @@ async def run_replay(
         wd.mkdir(parents=True, exist_ok=True)
         async with run_anvil(log_path=wd / "anvil.log") as node, open_rpc(node.rpc_url, timeout=30.0) as rpc:
             info = await deploy(rpc, wd, seed=seed, ws_url=node.ws_url)
-            harness = ReplayHarness(rpc, info, seed=seed, txs_per_block=txs_per_block, validate=validate)
+            harness = ReplayHarness(rpc, info, seed=seed, txs_per_block=txs_per_block, validate=validate,
+                                    chain_block_time_s=chain_block_time_s)
             return await harness.run(duration_s=duration_s, block_time_s=block_time_s, max_blocks=max_blocks,
                                      progress=progress)
 
@@ -630,6 +653,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--txs-per-block", type=int, default=10, help="victim transactions per block (default 10)")
     p.add_argument("--block-time", type=float, default=1.0, metavar="SECONDS",
                    help="start a block at most this often (default 1; 0: as fast as the work allows)")
+    p.add_argument("--chain-block-time", type=int, default=12, metavar="SECONDS",
+                   help="timestamp step between blocks on the chain (default 12; 0: anvil's wall clock)")
     p.add_argument("--max-blocks", type=int, default=None, help="stop after this many blocks")
     p.add_argument("--no-validate", action="store_true", help="skip the validator (measure the run without it)")
     p.add_argument("--out", type=Path, default=None,
@@ -647,8 +672,9 @@ def replay_main(argv: list[str] | None = None, *, out: TextIO | None = None) -> 
     """
     args = _parser().parse_args(argv)
     out = out or sys.stdout
-    if args.duration <= 0 or args.txs_per_block < 0 or args.block_time < 0:
-        print("replay: --duration must be > 0, --txs-per-block and --block-time >= 0", file=sys.stderr)
+    if args.duration <= 0 or min(args.txs_per_block, args.block_time, args.chain_block_time) < 0:
+        print("replay: --duration must be > 0, --txs-per-block, --block-time and --chain-block-time >= 0",
+              file=sys.stderr)
         return 2
     path = args.out or Path("reports/replay") / time.strftime("replay_%Y%m%dT%H%M%SZ.json", time.gmtime())
     try:
@@ -659,6 +685,7 @@ def replay_main(argv: list[str] | None = None, *, out: TextIO | None = None) -> 
                 txs_per_block=args.txs_per_block,
                 block_time_s=args.block_time,
                 validate=not args.no_validate,
+                chain_block_time_s=args.chain_block_time,
                 max_blocks=args.max_blocks,
                 workdir=args.workdir,
                 progress=sys.stderr,

@@ -46,10 +46,15 @@ __all__ = [
 #: bundle targets the next block only, so this is just slack for slow blocks.
 DEADLINE_S = 120
 
-#: Gas of one single-hop ``swapExactTokensForTokens`` through Router02. Measured
-#: with eth_simulateV1 on the devnet: 104,565 for the first leg (WETH in),
-#: 82,606 for the second (warm pairs and tokens); rounded up to cover both.
-GAS_PER_SWAP = 120_000
+#: Gas of one single-hop ``swapExactTokensForTokens`` through Router02, used
+#: for the signed gas limit (x1.2) when validation is off. Typical on the
+#: devnet: 104,565 for the first leg (WETH in), 82,606 for the second. The worst
+#: case is a pair whose price accumulators are still zero (no swap yet in a
+#: later block than its creation): ``_update`` then writes two slots from zero,
+#: and the first leg used 149,486 gas (replay harness, 1,229 candidates). The
+#: old 120,000 (limit 144,000) ran those out of gas; 150,000 (limit 180,000)
+#: covers the worst case with the builder's margin.
+GAS_PER_SWAP = 150_000
 
 
 @attrs.frozen
