@@ -288,3 +288,24 @@ async def test_call_bundle_and_bad_signature(tmp_path: Path) -> None:
             assert unsigned["error"]["code"] == -32600 and "missing" in unsigned["error"]["message"]
             assert forged["error"]["message"] == "error in signature check"
             assert local.statistics().bad_signatures == 2 and local.statistics().requests == 3
+
+
+@pytest.mark.devnet
+async def test_of_two_alternatives_the_better_paying_bundle_wins_the_block(tmp_path: Path) -> None:
+    async with anvil() as rpc:
+        world = await deploy_world(rpc)
+        async with live_stack(rpc, tmp_path / "builder.jsonl") as (local, sub, _metrics):
+            h = await head(rpc)
+            nonces = NonceTracker()
+            nonces.reset(int(await rpc.call("eth_getTransactionCount", [SEARCHER.address, "pending"]), 16))
+            c = await world.backrun(None, h)
+            low = BundleBuilder(SEARCHER, world.chain_id, tip_share_bps=1000, nonces=nonces).build(c, h, now_ns=0)
+            high = BundleBuilder(SEARCHER, world.chain_id, tip_share_bps=9000, nonces=nonces).build(c, h, now_ns=1)
+            assert low.nonces == high.nonces and high.priority_fee_wei > low.priority_fee_wei
+            assert await sub.submit(low) == {"local": "ok"}  # arrives first, pays less
+            assert await sub.submit(high) == {"local": "ok"}
+            await local.before_mine(h.number + 1)
+            await rpc.call("evm_mine")
+            block = await rpc.call("eth_getBlockByNumber", [hex(h.number + 1), False])
+            assert block["transactions"] == ["0x" + x.hex() for x in high.our_tx_hashes]
+            assert (local.statistics().included, local.statistics().dropped) == (1, 1)

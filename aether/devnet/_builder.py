@@ -142,6 +142,15 @@ def _decode_tx(raw: bytes) -> _Tx:
     return _Tx(raw=raw, hash=keccak(raw), sender=sender.lower(), nonce=_int(nonce), call=call)
 
 
+def _bid(held: _Held) -> int:
+    """What a bundle offers the builder: priority fee (or legacy gas price) times gas limit, summed."""
+    total = 0
+    for t in held.txs:
+        fee = t.call.get("maxPriorityFeePerGas") or t.call.get("gasPrice") or "0x0"
+        total += int(fee, 16) * int(t.call["gas"], 16)
+    return total
+
+
 def _effect(call: dict[str, Any]) -> tuple[Any, Any, Any]:
     """What a simulated call did, as far as a bundle's sender can tell."""
     return call.get("status"), call.get("returnData"), call.get("gasUsed")
@@ -410,7 +419,9 @@ class LocalBuilder:
         for block in [b for b in self._held if b < target_block]:
             self._expired += len(self._held.pop(block))
         placed: set[str] = set()
-        for held in self._held.pop(target_block, []):
+        # Like a real builder, try the best-paying bundles first (stable: ties keep arrival order).
+        # aether's bundles of one block share their nonces, so the first that fits wins the block.
+        for held in sorted(self._held.pop(target_block, []), key=_bid, reverse=True):
             try:
                 ok = await self._include(held, placed)
             except NodeError as exc:
