@@ -14,7 +14,8 @@ import attrs
 import pytest
 
 from aether.config import ETHER, GWEI, RiskLimits
-from aether.messages import GATES, Bundle, Candidate, Hop, PendingTx, RiskDecision
+from aether.messages import GATES, RiskDecision
+from factories import PAIR_A, PAIR_B, make_bundle
 from aether.risk import (
     GATE_FUNCTIONS,
     RiskSnapshot,
@@ -32,47 +33,6 @@ from aether.risk import (
 )
 
 LIMITS = RiskLimits()
-PAIR_A = "0x" + "aa" * 20
-PAIR_B = "0x" + "bb" * 20
-
-
-def make_bundle(
-    *,
-    target_block: int = 101,
-    victim_hash: bytes | None = b"\x11" * 32,
-    seen_at: float = 0.0,
-    net: int = 10**16,
-    tip_bps: int = 8000,
-    base_fee: int = 30 * GWEI,
-    priority: int = 2 * GWEI,
-    route: tuple[Hop, ...] | None = None,
-) -> Bundle:
-    """A small, complete Bundle; ``victim_hash=None`` makes it a block_arb bundle."""
-    weth, tok = "0x" + "ee" * 20, "0x" + "dd" * 20
-    if route is None:
-        route = (
-            Hop("uniswap", "0x" + "01" * 20, PAIR_A, weth, tok, 10**18, 2000 * 10**6),
-            Hop("sushiswap", "0x" + "02" * 20, PAIR_B, tok, weth, 2000 * 10**6, 10**18 + 2 * 10**16),
-        )
-    victim = None
-    if victim_hash is not None:
-        victim = PendingTx(
-            hash=victim_hash, raw=b"\x02raw", type=2, chain_id=1, nonce=7, sender="0x" + "cc" * 20,
-            to="0x" + "01" * 20, value=0, input=b"", gas=200_000, seen_at=seen_at,
-        )
-    source: Any = "mempool_backrun" if victim is not None else "block_arb"
-    cand = Candidate(
-        source=source, target_block=target_block, head_number=target_block - 1, victim=victim, route=route,
-        amount_in=10**18, amount_out=10**18 + 2 * 10**16, expected_gross_profit_wei=2 * 10**16,
-        gas_estimate=250_000, seen_at=seen_at, found_at=seen_at,
-    )
-    return Bundle(
-        arb_id="arb-1", source=source, candidate=cand, target_block=target_block, built_at="2026-01-01T00:00:00Z",
-        envelope=(b"\x02raw", b"\x02ours"), our_tx_hashes=(b"\x22" * 32,), expected_gross_profit_wei=2 * 10**16,
-        expected_net_profit_wei=net, tip_share_bps=tip_bps, gas_used=250_000, base_fee_wei=base_fee,
-        priority_fee_wei=priority, max_fee_per_gas_wei=2 * base_fee + priority, signer="0x" + "cc" * 20,
-        nonces=(3,),
-    )
 
 
 def snap(**kw: Any) -> RiskSnapshot:

@@ -8,75 +8,18 @@ one counter sample per rejection.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 import attrs
 import pytest
 import trio
 
 from aether.config import ETHER, GWEI, RiskLimits
-from aether.messages import GATES, RISK_ERROR, Bundle, Candidate, Head, Hop, PendingTx, Tick
+from aether.messages import GATES, RISK_ERROR, Tick
 from aether.metrics import Metrics
 from aether.risk import RiskEngine
+from factories import Wall, make_bundle, make_head
 
 LIMITS = RiskLimits()
-T0 = dt.datetime(2026, 3, 1, 12, 0, 0, tzinfo=dt.UTC)
-
-
-class Wall:
-    """A wall clock the test moves by hand (jumps included)."""
-
-    def __init__(self, now: dt.datetime = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def jump(self, seconds: float) -> None:
-        self.now += dt.timedelta(seconds=seconds)
-
-
-def make_bundle(
-    *,
-    target_block: int = 101,
-    victim_hash: bytes | None = b"\x11" * 32,
-    seen_at: float | None = None,
-    net: int = 10**16,
-    base_fee: int = 30 * GWEI,
-    route: tuple[Hop, ...] | None = None,
-) -> Bundle:
-    """A complete Bundle; the victim is seen *now* unless ``seen_at`` says otherwise."""
-    seen = trio.current_time() if seen_at is None else seen_at
-    weth, tok = "0x" + "ee" * 20, "0x" + "dd" * 20
-    if route is None:
-        route = (
-            Hop("uniswap", "0x" + "01" * 20, "0x" + "aa" * 20, weth, tok, 10**18, 2000 * 10**6),
-            Hop("sushiswap", "0x" + "02" * 20, "0x" + "bb" * 20, tok, weth, 2000 * 10**6, 10**18 + 2 * 10**16),
-        )
-    victim = None
-    if victim_hash is not None:
-        victim = PendingTx(
-            hash=victim_hash, raw=b"\x02raw", type=2, chain_id=1, nonce=7, sender="0x" + "cc" * 20,
-            to="0x" + "01" * 20, value=0, input=b"", gas=200_000, seen_at=seen,
-        )
-    source: Any = "mempool_backrun" if victim is not None else "block_arb"
-    cand = Candidate(
-        source=source, target_block=target_block, head_number=target_block - 1, victim=victim, route=route,
-        amount_in=10**18, amount_out=10**18 + 2 * 10**16, expected_gross_profit_wei=2 * 10**16,
-        gas_estimate=250_000, seen_at=seen, found_at=seen,
-    )
-    return Bundle(
-        arb_id="arb-1", source=source, candidate=cand, target_block=target_block, built_at="2026-03-01T12:00:00Z",
-        envelope=(b"\x02raw", b"\x02ours"), our_tx_hashes=(b"\x22" * 32,), expected_gross_profit_wei=2 * 10**16,
-        expected_net_profit_wei=net, tip_share_bps=8000, gas_used=250_000, base_fee_wei=base_fee,
-        priority_fee_wei=2 * GWEI, max_fee_per_gas_wei=2 * base_fee + 2 * GWEI, signer="0x" + "cc" * 20,
-        nonces=(3,),
-    )
-
-
-def make_head(number: int = 100, base_fee: int = 30 * GWEI) -> Head:
-    # Exactly half full: the next base fee equals this one (EIP-1559).
-    return Head(number, "0x" + "00" * 32, "0x" + "00" * 32, 1_700_000_000, base_fee, 15_000_000, 30_000_000)
 
 
 def rejected(m: Metrics) -> dict[str, float]:

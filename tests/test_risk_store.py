@@ -19,59 +19,19 @@ import pytest
 import trio
 
 from aether._errors import ConfigError, RiskError
-from aether.config import ETHER, GWEI, RiskLimits
-from aether.messages import RISK_ERROR, Bundle, Candidate, Head, Hop, PendingTx
+from aether.config import ETHER, RiskLimits
+from aether.messages import RISK_ERROR
 from aether.metrics import Metrics
 from aether.risk import RiskEngine, RiskStore
+from factories import T0, Wall, make_bundle, make_head
 
 LIMITS = RiskLimits()
-T0 = dt.datetime(2026, 3, 1, 12, 0, 0, tzinfo=dt.UTC)
-
-
-class Wall:
-    def __init__(self, now: dt.datetime = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def jump(self, seconds: float) -> None:
-        self.now += dt.timedelta(seconds=seconds)
 
 
 async def sleep_both(wall: Wall, seconds: float) -> None:
     """Let time pass on both clocks, as in real life."""
     await trio.sleep(seconds)
     wall.jump(seconds)
-
-
-def make_bundle(*, target_block: int = 101, victim_hash: bytes = b"\x11" * 32, clock_offset: float = 0.0) -> Bundle:
-    seen = trio.current_time() + clock_offset
-    weth, tok = "0x" + "ee" * 20, "0x" + "dd" * 20
-    route = (
-        Hop("uniswap", "0x" + "01" * 20, "0x" + "aa" * 20, weth, tok, 10**18, 2000 * 10**6),
-        Hop("sushiswap", "0x" + "02" * 20, "0x" + "bb" * 20, tok, weth, 2000 * 10**6, 10**18 + 2 * 10**16),
-    )
-    victim = PendingTx(
-        hash=victim_hash, raw=b"\x02raw", type=2, chain_id=1, nonce=7, sender="0x" + "cc" * 20,
-        to="0x" + "01" * 20, value=0, input=b"", gas=200_000, seen_at=seen,
-    )
-    cand = Candidate(
-        source="mempool_backrun", target_block=target_block, head_number=target_block - 1, victim=victim,
-        route=route, amount_in=10**18, amount_out=10**18 + 2 * 10**16, expected_gross_profit_wei=2 * 10**16,
-        gas_estimate=250_000, seen_at=seen, found_at=seen,
-    )
-    return Bundle(
-        arb_id="arb-1", source="mempool_backrun", candidate=cand, target_block=target_block,
-        built_at="2026-03-01T12:00:00Z", envelope=(b"\x02raw", b"\x02ours"), our_tx_hashes=(b"\x22" * 32,),
-        expected_gross_profit_wei=2 * 10**16, expected_net_profit_wei=10**16, tip_share_bps=8000, gas_used=250_000,
-        base_fee_wei=30 * GWEI, priority_fee_wei=2 * GWEI, max_fee_per_gas_wei=62 * GWEI,
-        signer="0x" + "cc" * 20, nonces=(3,),
-    )
-
-
-def make_head(number: int) -> Head:
-    return Head(number, "0x" + "00" * 32, "0x" + "00" * 32, 1_700_000_000, 30 * GWEI, 15_000_000, 30_000_000)
 
 
 def restarted(path: Path, wall: Wall, *, offset: float = 5000.0, metrics: Metrics | None = None) -> RiskEngine:
@@ -193,8 +153,8 @@ async def test_restart_restores_pnl_reverts_and_dedup(tmp_path: Path, autojump_c
     assert s.inflight == ((101, 2),) and len(s.dedup_keys) == 2
     assert s.halt_reasons == ("eth_balance",)  # balance unknown until the first head
     e2.on_head(make_head(100), ETHER)
-    assert e2.evaluate(make_bundle(victim_hash=b"\x11" * 32, clock_offset=5000)).reason == "dedup"
-    assert e2.evaluate(make_bundle(target_block=102, clock_offset=5000)).passed
+    assert e2.evaluate(make_bundle(victim_hash=b"\x11" * 32, seen_at=trio.current_time() + 5000)).reason == "dedup"
+    assert e2.evaluate(make_bundle(target_block=102, seen_at=trio.current_time() + 5000)).passed
     # The window survived: a third revert 150 s after the first pauses.
     e2.on_outcome("mempool_backrun", True, True, 0)
     assert e2.state.status == "paused" and e2.state.paused_until == now2 + LIMITS.pause_s

@@ -15,7 +15,7 @@ from aether.actors import HaltRequest, ShadowSink
 from aether.dumps import RunDir, bundle_document, write_json_atomic
 from aether.messages import GATES, RiskDecision, Verdict
 from aether.metrics import Metrics
-from test_risk_state import make_bundle
+from factories import make_bundle
 
 SEED_FIELDS = {
     "arb_id", "source", "victim_tx_hash", "target_block", "built_at", "envelope", "expected_gross_profit_wei",

@@ -21,7 +21,7 @@ from aether.chain import RpcClient
 from aether.config import BuilderEndpoint
 from aether.devnet._builder import LocalBuilder
 from aether.metrics import Metrics
-from aether.submit import HEADER, Submitter, flashbots_signature, recover_flashbots_signer, send_bundle_body
+from aether.submit import HEADER, Submitter, flashbots_signature, recover_flashbots_signer
 
 from test_bundle import HEAD, SIGNER_KEY, builder, candidate, victim_tx
 
@@ -121,7 +121,7 @@ async def _silent(stream: trio.SocketStream) -> None:
 
 async def _five_hundred(stream: trio.SocketStream) -> None:
     try:
-        while data := await stream.receive_some(65536):
+        while await stream.receive_some(65536):
             await stream.send_all(b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 5\r\n\r\noops!")
     except trio.BrokenResourceError:
         pass

@@ -32,7 +32,7 @@ from pathlib import Path
 import attrs
 import pytest
 import trio
-from test_risk_state import make_bundle
+from factories import make_bundle
 
 from aether.dumps import RunDir
 from aether.messages import GATES, RiskDecision, Verdict

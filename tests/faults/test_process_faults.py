@@ -421,7 +421,7 @@ async def test_corrupt_state_file_exits_2_naming_it_and_leaves_it_alone(
 
 async def test_a_reports_dir_halt_survives_a_risk_actor_restart() -> None:
     """The sink asks for the halt once; a risk panic and rebuild must not forget it (it did)."""
-    from test_risk_state import make_bundle, make_head  # tests/ is on sys.path (rootdir conftest)
+    from factories import make_bundle, make_head  # tests/ is on sys.path (rootdir conftest)
 
     m = Metrics()
     halts: set[str] = set()  # what supervisors._tree shares between rebuilds
