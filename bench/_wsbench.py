@@ -188,7 +188,7 @@ async def soak_run(market: Market, url: str, duration_s: float, *, rate: float, 
     """``rate`` frames/s for ``duration_s``; RSS sampled every ``sample_s`` after a warm-up."""
     p = Pipeline(market, url)
     samples: list[tuple[float, float]] = []
-    max_state: dict[str, int] = {"risk_inflight_blocks": 0, "risk_dedup_blocks": 0, "nonces_in_flight": 0}
+    max_state: dict[str, int] = {"risk_inflight_blocks": 0, "risk_dedup_blocks": 0}
     async with trio.open_nursery() as nursery:
         await p.start(nursery)
         t0 = time.monotonic()
@@ -203,7 +203,6 @@ async def soak_run(market: Market, url: str, duration_s: float, *, rate: float, 
                 max_state["risk_inflight_blocks"] = max(max_state["risk_inflight_blocks"], len(snap.inflight))
                 max_state["risk_dedup_blocks"] = max(max_state["risk_dedup_blocks"],
                                                      len({b for b, _ in snap.dedup_keys}))
-                max_state["nonces_in_flight"] = max(max_state["nonces_in_flight"], p.nonces.statistics().in_flight)
             if now >= next_sample:
                 samples.append((now - t0, rss_mb()))
                 next_sample += sample_s
