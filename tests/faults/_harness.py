@@ -6,7 +6,7 @@ run directory with :func:`inspect_run` and :func:`assert_run_ok`. Those checks a
 guarantees of the reliability issue, written once:
 
 * every built bundle is accounted for: in shadow ``built == shadow_blocked + risk
-  rejections``; in live ``built == submitted + stale + not_validated + risk rejections``
+  rejections``; in live ``built == submitted + stale + not_validated + not_recorded + risk rejections``
   (the last three read from the dumps' ``outcome``, submitted also from the metric);
 * one dump per built bundle, and every dump parses as complete JSON carrying the
   seed's fields (a truncated or half-written file counts as *partial*);
@@ -74,7 +74,7 @@ SEED_FIELDS = frozenset({
 })
 
 #: Dump outcomes that count as "accounted for".
-LIVE_OUTCOMES = ("submitted", "stale", "not_validated", "rejected")
+LIVE_OUTCOMES = ("submitted", "stale", "not_validated", "not_recorded", "rejected")
 SHADOW_OUTCOMES = ("shadow_blocked", "rejected")
 
 
