@@ -167,7 +167,16 @@ class RunDir:
     def create(self) -> None:
         """Create the directories (0700). Raises OSError when not writable."""
         make_private_dirs(self.path.parent)
-        self.path.mkdir(mode=0o700, exist_ok=True)
+        # A restart within the same second (exit 70, then the OS supervisor) gets its own directory.
+        base, n = self.path, 1
+        while True:
+            try:
+                self.path.mkdir(mode=0o700)
+                break
+            except FileExistsError:
+                n += 1
+                self.path = base.with_name(f"{base.name}-{n}")
+        self.bundles = self.path / "bundles"
         self.bundles.mkdir(mode=0o700, exist_ok=True)
         # Prove we can write here now rather than at the first bundle.
         probe = self.path / ".write-probe"

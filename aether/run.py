@@ -234,6 +234,10 @@ async def _amain(settings: Settings, signer: Any, auth: Any, run_dir: RunDir, du
             except* NodeError as group:
                 log.critical("node failure at start-up: %s", group.exceptions[0])
                 code = EXIT_NODE
+            except* Exception as group:  # a bug outside every actor: still leave the summary behind
+                log.critical("unexpected failure outside the actors; exiting %d", EXIT_SUPERVISOR,
+                             exc_info=group)
+                code = EXIT_SUPERVISOR
             _write_summary(run_dir, metrics, started, final=True, exit_code=code)
             if code == 0:
                 log.info("stopped cleanly")
@@ -270,16 +274,18 @@ def _record_tasks(run_dir: RunDir) -> None:
 
 async def _stop_on_signal(supervisor: Any, run_dir: RunDir, scope: trio.CancelScope) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        first = True
-        async for signum in signals:
-            if first:
-                first = False
-                log.info("%s: stopping sources and draining the pipeline", signal.Signals(signum).name)
-                _record_tasks(run_dir)
-                await supervisor.stop()
-            else:
-                log.warning("second signal: cancelling now")
-                scope.cancel()
+        async with trio.open_nursery() as nursery:
+            first = True
+            async for signum in signals:
+                if first:
+                    first = False
+                    log.info("%s: stopping sources and draining the pipeline", signal.Signals(signum).name)
+                    _record_tasks(run_dir)
+                    # The drain runs beside this loop, so a second signal can cut it short.
+                    nursery.start_soon(supervisor.stop)
+                else:
+                    log.warning("second signal: cancelling now (queued dumps are still written)")
+                    scope.cancel()
 
 
 async def _stop_after(supervisor: Any, run_dir: RunDir, duration_s: float) -> None:

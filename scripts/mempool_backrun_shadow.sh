@@ -5,7 +5,8 @@
 # installed, and the node answers (with no node configured it starts the embedded devnet
 # and stops it at the end). While the run lasts (SHADOW_DURATION_SEC, default 1800) it
 # polls aether's metrics and exits non-zero AT ONCE if
-#   aether_executor_bundles_submitted_total{source="mempool_backrun"} ever increments,
+#   aether_executor_bundles_submitted_total{source="mempool_backrun"} ever increments
+#   (or that of any other source: shadow submits nothing at all),
 # if aether dies, or if a panic is counted. At the end it writes a summary into the run
 # directory and exits 0 only if >= 1 bundle was built, none submitted, nothing panicked.
 #
@@ -115,16 +116,18 @@ RUN_DIR=$(sed -n 's/^  dumps: \(.*\)\/bundles$/\1/p' "$WORK/aether.out" | head -
 say "run directory: ${RUN_DIR:-<unknown>}"
 
 SUB_FILTER='source="mempool_backrun"'
-base_sub=$(metric aether_executor_bundles_submitted_total "$SUB_FILTER")
+# Every source counts: in shadow not one bundle may be submitted, mempool or block-driven.
+base_sub=$(metric aether_executor_bundles_submitted_total)
 start=$(date +%s)
 verdict=""
 while :; do
     now=$(date +%s); elapsed=$((now - start))
     if ! kill -0 "$AETHER_PID" 2>/dev/null; then verdict="aether died"; break; fi
     if SCRAPE=$(curl -sf -m 2 "$METRICS_URL"); then
-        sub=$(metric aether_executor_bundles_submitted_total "$SUB_FILTER")
+        sub=$(metric aether_executor_bundles_submitted_total)
         if [ "$sub" -gt "$base_sub" ]; then
-            echo "[shadow-run] SUBMISSION DETECTED: aether_executor_bundles_submitted_total{source=\"mempool_backrun\"} went $base_sub -> $sub" >&2
+            mem=$(metric aether_executor_bundles_submitted_total "$SUB_FILTER")
+            echo "[shadow-run] SUBMISSION DETECTED: aether_executor_bundles_submitted_total went $base_sub -> $sub (source=\"mempool_backrun\": $mem)" >&2
             kill -KILL "$AETHER_PID" 2>/dev/null || true
             AETHER_PID=""
             exit 3
@@ -149,7 +152,7 @@ fi
 
 # one last look before stopping, then a clean stop (dumps in progress complete)
 SCRAPE=$(curl -sf -m 2 "$METRICS_URL" || true)
-sub=$(metric aether_executor_bundles_submitted_total "$SUB_FILTER")
+sub=$(metric aether_executor_bundles_submitted_total)
 if [ "$sub" -gt "$base_sub" ]; then
     echo "[shadow-run] SUBMISSION DETECTED at the end of the run" >&2
     exit 3

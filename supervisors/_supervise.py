@@ -113,10 +113,15 @@ class Supervisor:
             for r in self._running:
                 if not r.spec.source:
                     await r.done.wait()
+        # Past the deadline: cancel stragglers in pipeline order, upstream first, giving each
+        # downstream actor a moment to take what the cancelled one already handed on. The
+        # ends of the line account for whatever is still queued when they are cancelled.
         for r in self._running:
             if not r.done.is_set():
                 r.stopping = True
                 r.scope.cancel()
+                with trio.move_on_after(1.0):
+                    await r.done.wait()
 
     async def _supervise(self, running: _Running, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         spec = running.spec
@@ -124,8 +129,8 @@ class Supervisor:
         started = False
         try:
             while True:
-                actor = spec.factory()
                 try:
+                    actor = spec.factory()  # a factory that fails (e.g. an unreadable store) is a panic too
                     with running.scope:
                         async with trio.open_nursery() as inner:
                             await inner.start(actor.run)

@@ -76,9 +76,12 @@ def build_pipeline(rt: Runtime, *, tail_wants_ticks: bool) -> Pipeline:
     feedback_tx, feedback_rx = _channel(QUEUE)
     tail_tx, tail_rx = _channel(QUEUE) if tail_wants_ticks else (None, None)
 
-    heads_outs = [strategy_tx.clone(), build_tx.clone(), risk_tx.clone()]
+    # Build, risk and the tail first: a strategy inbox full of victims must not delay the
+    # heads that reset nonces, latch HALTs and prune in-flight state.
+    heads_outs = [build_tx.clone(), risk_tx.clone()]
     if tail_tx is not None:
         heads_outs.append(tail_tx.clone())
+    heads_outs.append(strategy_tx.clone())
     intake_out = strategy_tx.clone()
     validate_out = build_tx.clone()
     builder_out = risk_tx.clone()

@@ -168,3 +168,18 @@ async def test_next_base_fee_predicts_anvils_blocks() -> None:
     fees = [h.base_fee for h in heads[1:]]
     assert any(b > a for a, b in zip(fees, fees[1:], strict=False))
     assert any(b < a for a, b in zip(fees, fees[1:], strict=False))
+
+
+def test_a_header_whose_gas_limit_cannot_carry_eip1559_is_a_counted_decode_error() -> None:
+    from aether._errors import DecodeError
+    from aether.chain import head_from_rpc
+
+    obj = {"number": "0x1", "hash": "0x" + "11" * 32, "parentHash": "0x" + "22" * 32, "timestamp": "0x1",
+           "baseFeePerGas": "0x7", "gasUsed": "0x0", "gasLimit": "0x1"}
+    try:
+        head_from_rpc(obj)
+    except DecodeError as exc:
+        assert exc.reason == "bad_fields" and "gasLimit" in str(exc)
+    else:
+        raise AssertionError("a gas limit of 1 was accepted")
+    assert head_from_rpc({**obj, "gasLimit": "0x2"}).gas_limit == 2

@@ -106,3 +106,19 @@ async def test_unwritable_dir_halts_keeps_everything_and_recovers(tmp_path: Path
         await send.aclose()
     assert sorted(p.name for p in run.bundles.iterdir()) == ["a.json", "b.json", "c.json"]
     assert sink.statistics().queued == 0
+
+
+async def test_a_hard_cancel_still_dumps_every_queued_verdict(tmp_path: Path) -> None:
+    run = RunDir(tmp_path, shadow=True, stamp="20260101T000000Z")
+    run.create()
+    metrics = Metrics()
+    send, recv = trio.open_memory_channel[Verdict](10)
+    for i in range(5):
+        send.send_nowait(verdict(f"q{i}", passed=i % 2 == 0))
+    sink = ShadowSink(run_dir=run, metrics=metrics, inbox=recv, threaded=False)
+    with trio.CancelScope() as scope:
+        scope.cancel()  # cancelled before it could take a single verdict the normal way
+        await sink.run()
+    assert sorted(p.name for p in run.bundles.iterdir()) == [f"q{i}.json" for i in range(5)]
+    assert metrics.value("aether_executor_bundles_shadow_blocked_total", source="mempool_backrun") == 3
+    assert sink.statistics().dropped == 0

@@ -93,18 +93,36 @@ class DumpWriter:
                     self.failed += 1
                     self._metrics.dump_errors.inc()
                     if not self.halted:
-                        self.halted = True
                         log.error("cannot write dumps to %s (%s): asking risk to HALT", self._run_dir.bundles,
                                   exc.strerror or type(exc).__name__)
-                        self._send_halt(True)
+                        # Only a request risk received counts; otherwise the next failure asks again.
+                        self.halted = self._send_halt(True)
                     return
                 self._backlog.popleft()
                 self.written += 1
                 self._metrics.dumps_written.labels(verdict.bundle.source).inc()
                 if self.halted:
-                    self.halted = False
                     log.warning("dumps writable again; lifting the halt")
-                    self._send_halt(False)
+                    self.halted = not self._send_halt(False)
+
+    async def drain(self, inbox: trio.MemoryReceiveChannel[Verdict], outcome: Any) -> int:
+        """Cancelled mid-run: write what is still queued in ``inbox`` (shielded), then :meth:`close`.
+
+        ``outcome(verdict)`` names each one. Returns how many were taken from the channel.
+        """
+        n = 0
+        with trio.CancelScope(shield=True):
+            while True:
+                try:
+                    verdict = inbox.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError, trio.BrokenResourceError):
+                    break
+                n += 1
+                self._backlog.append([verdict, outcome(verdict)])
+            await self.close()
+        if n:
+            log.warning("stopped while %d verdicts were queued: dumped (or counted lost) before exit", n)
+        return n
 
     async def close(self) -> None:
         """At the end of input: a last flush, then account loudly for whatever is still unwritten."""
@@ -121,10 +139,13 @@ class DumpWriter:
         self.lost += n
         self._metrics.dropped.labels(self._lost_channel).inc(n)
 
-    def _send_halt(self, active: bool) -> None:
+    def _send_halt(self, active: bool) -> bool:
+        """True when risk has the request (or there is no risk to tell, in tests)."""
         if self._halt is None:
-            return
+            return True
         try:
             self._halt.send_nowait(HaltRequest(HALT_REASON, active))
         except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
-            log.error("could not reach risk with a halt request (%s)", "halt" if active else "lift")
+            log.error("could not reach risk with a halt request (%s); will ask again", "halt" if active else "lift")
+            return False
+        return True

@@ -149,7 +149,7 @@ class RiskActor:
             verdict = Verdict(bundle, verdict.decisions + tuple(extra), False, verdict.reason or RISK_ERROR)
         if verdict.passed:
             try:
-                self.engine.commit(verdict)
+                committed = self.engine.commit(verdict)
             except RiskError as exc:
                 # Not recorded for dedup/in-flight, so it must not go out.
                 log.error("risk could not record bundle %s: %s; failing closed", bundle.arb_id, exc)
@@ -157,6 +157,12 @@ class RiskActor:
                 self._rejected += 1
                 return Verdict(bundle, verdict.decisions + (RiskDecision(RISK_ERROR, False, "commit failed"),),
                                False, RISK_ERROR)
+            if not committed:
+                # Its twin was committed in between: the dedup gate's verdict, after the fact.
+                self._metrics.risk_rejected.labels("dedup").inc()
+                self._rejected += 1
+                return Verdict(bundle, verdict.decisions + (RiskDecision("dedup", False, "committed twin"),),
+                               False, "dedup")
             self._passed += 1
         else:
             self._rejected += 1

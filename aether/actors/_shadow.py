@@ -49,10 +49,26 @@ class ShadowSink:
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
-        async for verdict in self._inbox:
-            if verdict.passed:
-                # Shadow gate: this bundle passed every gate and is not sent. Ever.
-                self.blocked += 1
-                self._metrics.shadow_blocked.labels(verdict.bundle.source).inc()
-            await self._writer.write(verdict, "shadow_blocked" if verdict.passed else "rejected")
+        try:
+            async for verdict in self._inbox:
+                self._count(verdict)
+                await self._writer.write(verdict, _outcome(verdict))
+        except trio.Cancelled:
+            # A hard stop past the drain deadline: what is queued still gets its dump.
+            await self._writer.drain(self._inbox, self._count_and_name)
+            raise
         await self._writer.close()
+
+    def _count(self, verdict: Verdict) -> None:
+        if verdict.passed:
+            # Shadow gate: this bundle passed every gate and is not sent. Ever.
+            self.blocked += 1
+            self._metrics.shadow_blocked.labels(verdict.bundle.source).inc()
+
+    def _count_and_name(self, verdict: Verdict) -> str:
+        self._count(verdict)
+        return _outcome(verdict)
+
+
+def _outcome(verdict: Verdict) -> str:
+    return "shadow_blocked" if verdict.passed else "rejected"

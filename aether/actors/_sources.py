@@ -68,6 +68,7 @@ class HeadsActor:
         self._metrics = metrics
         self._outs = outs
         self._last = -1
+        self._last_hash = ""
         self._processed = 0
         self._rejected = 0
 
@@ -86,9 +87,9 @@ class HeadsActor:
                 except DecodeError:
                     self._rejected += 1
                     continue
-                if head.number < self._last:
-                    continue  # an old head replayed after a reconnect
-                self._last = head.number
+                if head.number < self._last or (head.number == self._last and head.hash == self._last_hash):
+                    continue  # an old or the same head, replayed after a reconnect (a reorg's new hash passes)
+                self._last, self._last_hash = head.number, head.hash
                 self._metrics.head.set(head.number)
                 tick = await self._tick(head)
                 self._processed += 1

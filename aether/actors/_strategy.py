@@ -36,7 +36,6 @@ class StrategyActor:
         inbox: trio.MemoryReceiveChannel[Tick | PendingTx],
         out: trio.MemorySendChannel[Candidate],
         block_arb: bool = True,
-        min_block_arb_gross_wei: int = 0,
     ) -> None:
         from ..dex import PoolBook
         from ..strategy import BackrunStrategy, BlockArbStrategy
@@ -80,13 +79,16 @@ class StrategyActor:
         return 0 if t is None or t.weth_balance_wei is None else t.weth_balance_wei
 
     async def _on_tick(self, tick: Tick) -> None:
-        self._tick = tick
         try:
             await self._book.refresh(hex(tick.head.number))
         except NodeError as exc:
+            # Never size against the previous block's reserves as if they were this head's:
+            # victims are refused until a refresh succeeds.
+            self._tick = None
             log.warning("reserves at head %d unavailable: %s", tick.head.number, exc)
             self._reject("block_arb", "reserves_unavailable")
             return
+        self._tick = tick
         if self._block_arb is None:
             return
         for result in await self._block_arb.on_head(tick.head, inventory_wei=self._inventory()):
@@ -94,8 +96,8 @@ class StrategyActor:
 
     async def _on_victim(self, tx: PendingTx) -> None:
         tick = self._tick
-        if tick is None:
-            self._reject("mempool_backrun", "stale_head")
+        if tick is None:  # no head yet, or the last refresh failed
+            self._reject("mempool_backrun", "reserves_unavailable")
             return
         try:
             result = await self._backrun.on_victim(tx, tick.head, inventory_wei=self._inventory())

@@ -63,6 +63,8 @@ def head_from_rpc(obj: Any, *, seen_at: float = 0.0) -> Head:
     gas_limit = _qty(obj, "gasLimit", 2**64)
     if gas_used > gas_limit:
         raise DecodeError("gasUsed: above gasLimit", "bad_fields")
+    if gas_limit < ELASTICITY_MULTIPLIER:
+        raise DecodeError(f"gasLimit: {gas_limit} is below {ELASTICITY_MULTIPLIER}", "bad_fields")
     return Head(
         number=_qty(obj, "number", 2**64),
         hash=obj["hash"].lower(),

@@ -17,7 +17,7 @@ from typing import Any
 
 import attrs
 
-from .._errors import AetherError, DecodeError, NodeError
+from .._errors import DecodeError, NodeError
 from ..dex import decode_amounts
 from ..messages import Candidate
 from ._backrun import Rejection
@@ -183,7 +183,7 @@ class Validator:
             return Rejection("validation_failed", f"{type(exc).__name__}: {str(exc)[:200]}")
         try:
             return self._judge(c, blocks)
-        except (AetherError, KeyError, TypeError, ValueError, IndexError) as exc:
+        except Exception as exc:  # any shape the node may send: a counted rejection, never a panic
             return Rejection("validation_failed", f"bad simulate answer: {type(exc).__name__}")
 
     def _judge(self, c: Candidate, blocks: Any) -> Candidate | Rejection:

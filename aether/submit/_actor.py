@@ -98,6 +98,11 @@ class SubmitActor:
                         self._skipped += 1
                 await self._writer.close()
                 nursery.cancel_scope.cancel()
+        except* trio.Cancelled:
+            # A hard stop past the drain deadline: nothing more is sent, but every queued
+            # verdict still gets its dump (outcome "stopped") or is counted lost.
+            await self._writer.drain(self._inbox, lambda v: "stopped" if v.passed else "rejected")
+            raise
         finally:
             fd, self._record_fd = self._record_fd, None
             if fd is not None:

@@ -74,7 +74,7 @@ SEED_FIELDS = frozenset({
 })
 
 #: Dump outcomes that count as "accounted for".
-LIVE_OUTCOMES = ("submitted", "stale", "not_validated", "not_recorded", "rejected")
+LIVE_OUTCOMES = ("submitted", "stale", "not_validated", "not_recorded", "stopped", "rejected")
 SHADOW_OUTCOMES = ("shadow_blocked", "rejected")
 
 
