@@ -14,7 +14,9 @@ transactions that anyone could broadcast.
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import os
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,7 @@ import orjson
 
 from .messages import Bundle, Verdict
 
-__all__ = ["RunDir", "bundle_document", "make_private_dirs", "utc_stamp", "write_json_atomic"]
+__all__ = ["RunDir", "bundle_document", "make_private_dirs", "utc_stamp", "write_bytes_atomic", "write_json_atomic"]
 
 
 def make_private_dirs(path: Path) -> None:
@@ -49,22 +51,24 @@ def utc_stamp(now: _dt.datetime | None = None) -> str:
     return now.astimezone(_dt.UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
-def write_json_atomic(path: Path, doc: Any) -> None:
-    """Write ``doc`` as JSON to ``path`` atomically (tmp, fsync, rename, fsync dir).
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically: tmp (0600), fsync, rename, fsync dir.
+
+    The temporary name is unique (pid and random), created exclusively in the
+    same directory, so concurrent writers never share one and a crash leaves
+    at most a stray ``.tmp`` beside, never a partial ``path``.
 
     Raises:
         OSError: the directory is not writable or the disk is full. Nothing
             partial is left behind under ``path``; the temporary file is removed.
     """
-    data = orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         try:
             view = memoryview(data)
             while view:
-                n = os.write(fd, view)
-                view = view[n:]
+                view = view[os.write(fd, view) :]
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -78,8 +82,16 @@ def write_json_atomic(path: Path, doc: Any) -> None:
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
+    except OSError as exc:  # pragma: no cover - filesystems that cannot fsync a directory
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
     finally:
         os.close(dir_fd)
+
+
+def write_json_atomic(path: Path, doc: Any) -> None:
+    """Write ``doc`` as JSON to ``path`` with :func:`write_bytes_atomic`."""
+    write_bytes_atomic(path, orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
 
 
 def _hex(b: bytes) -> str:

@@ -13,10 +13,7 @@ decides (inspect it, or move it aside knowingly). A missing file is a first run.
 
 from __future__ import annotations
 
-import errno
 import json
-import os
-import secrets
 from pathlib import Path
 from typing import Any
 
@@ -109,36 +106,11 @@ class RiskStore:
         self._saves += 1
 
     def _write(self, data: bytes) -> None:
-        parent = self.path.parent
-        if not parent.exists():
-            from ..dumps import make_private_dirs  # every level 0700, not just the last
+        from ..dumps import make_private_dirs, write_bytes_atomic
 
-            make_private_dirs(parent)
-        tmp = parent / f".{self.path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, self.path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
-        dir_fd = os.open(parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        except OSError as exc:  # pragma: no cover - filesystems that cannot fsync a directory
-            if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
-                raise
-        finally:
-            os.close(dir_fd)
+        if not self.path.parent.exists():
+            make_private_dirs(self.path.parent)  # every level 0700, not just the last
+        write_bytes_atomic(self.path, data)
 
     def statistics(self) -> StoreStatistics:
         return StoreStatistics(loads=self._loads, saves=self._saves, save_failures=self._save_failures)
