@@ -13,6 +13,7 @@
 # Exit codes: 0 clean run; 1 run failed its criteria; 2 preflight failed (nothing started);
 # 3 a submission was detected during shadow.
 set -euo pipefail
+umask 077  # everything this run writes (summary, report, logs) is private, like aether's own files
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DURATION=${SHADOW_DURATION_SEC:-1800}
