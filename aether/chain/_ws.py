@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import math
 import random
 import re
 import time
@@ -356,9 +357,25 @@ class Subscriber:
                 self._subscribed = trio.Event()
                 on_subscribed()
                 log.info("%s subscription to %s is live", self.kind, self._where)
-                first = True
+                await self._pump(ws, sub_id, send)
+
+    async def _pump(self, ws: WebSocketConnection, sub_id: str, send: trio.MemorySendChannel[Frame]) -> None:
+        """Frames until the connection breaks or stays silent past the idle timeout and a ping.
+
+        Hot path: the idle watch is one cancel scope per quiet period, not one per
+        frame. The scope's deadline is the last frame's time plus the idle timeout
+        as of when it was armed; when it fires, a connection that did deliver in
+        the meantime simply re-arms, and only a really quiet one gets pinged.
+        """
+        first = True
+        idle = self._idle_timeout
+        last_frame = trio.current_time()
+        while True:
+            deadline = math.inf if idle is None else last_frame + idle
+            with trio.CancelScope(deadline=deadline):
                 while True:
-                    message = await self._next_message(ws)
+                    message = await ws.get_message()
+                    last_frame = trio.current_time()
                     try:
                         result = self._parse(message, sub_id)
                     except _BadFrame:
@@ -369,7 +386,22 @@ class Subscriber:
                         # The connection delivers: the next drop starts from the short delay.
                         self._attempt = 0
                         first = False
-                    await self._deliver(result, send)
+                    if self.kind == HEADS:
+                        # A head's delivery may wait on a full channel: never let the idle
+                        # deadline cancel it half-way (a head would be lost).
+                        with trio.CancelScope(shield=True):
+                            await self._deliver(result, send)
+                    else:
+                        await self._deliver(result, send)  # no checkpoint on this path
+            assert idle is not None  # an infinite deadline never fires
+            if trio.current_time() < last_frame + idle:
+                continue  # frames kept coming: re-arm from the last one
+            # Quiet for a while: a quiet mempool, or a dead peer? Ask.
+            with trio.move_on_after(self._ping_timeout):
+                await ws.ping()
+                last_frame = trio.current_time()  # a pong is a sign of life
+                continue
+            raise NodeTimeout(f"{self._where}: no frame for {idle}s and no pong within {self._ping_timeout}s")
 
     async def _subscribe(self, ws: WebSocketConnection) -> str:
         params: list[Any] = [self.kind, True] if self._full_param else [self.kind]
@@ -403,20 +435,6 @@ class Subscriber:
                 if sub_id.__class__ is not str or not sub_id:
                     raise BadNodeData(f"eth_subscribe: {self._where} answered without a subscription id")
                 return sub_id  # type: ignore[no-any-return]
-
-    async def _next_message(self, ws: WebSocketConnection) -> str | bytes:
-        if self._idle_timeout is None:
-            return await ws.get_message()
-        while True:
-            with trio.move_on_after(self._idle_timeout):
-                return await ws.get_message()
-            # Quiet for a while: a quiet mempool, or a dead peer? Ask.
-            with trio.move_on_after(self._ping_timeout):
-                await ws.ping()
-                continue
-            raise NodeTimeout(
-                f"{self._where}: no frame for {self._idle_timeout}s and no pong within {self._ping_timeout}s"
-            )
 
     def _parse(self, message: str | bytes, sub_id: str) -> dict[str, Any] | str:
         try:
