@@ -108,6 +108,19 @@ class HeadsActor:
         return Tick(head, nbf, vals[0], vals[1], vals[2])
 
 
+class _InlineScreen:
+    """The intake's end of a pending-transaction subscription: ``send_nowait`` screens the frame.
+
+    :class:`~aether.chain.Subscriber` pushes pending frames with ``send_nowait``
+    only, so this stands where a memory channel would, without the hop.
+    """
+
+    __slots__ = ("send_nowait",)
+
+    def __init__(self, screen: Any) -> None:
+        self.send_nowait = screen
+
+
 class IntakeActor:
     """Pending transactions in, decoded victims addressed to a known router out.
 
@@ -147,14 +160,11 @@ class IntakeActor:
         return self._seen
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        send, recv = trio.open_memory_channel[Any](4096)
         sub = Subscriber(self._ws_url, "newPendingTransactions", rpc=self._rpc, metrics=self._metrics)
-        async with trio.open_nursery() as nursery:
-            await nursery.start(sub.run, send)
-            task_status.started()
-            async for frame in recv:
-                self.screen(frame)
-            nursery.cancel_scope.cancel()
+        # Frames are screened inline as the subscription delivers them: no channel hop on
+        # the hottest path. Bursts wait in trio-websocket's bounded queue, then in TCP;
+        # victims that find the strategy's inbox full are dropped and counted.
+        await sub.run(_InlineScreen(self.screen), task_status=task_status)
 
     def screen(self, frame: Any) -> PendingTx | None:
         """Screen one frame; returns the victim forwarded, if any. Never raises on bad input."""

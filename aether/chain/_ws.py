@@ -309,6 +309,10 @@ class Subscriber:
         Overload: pending transactions are pushed with ``send_nowait`` and
         counted in ``dropped`` when the channel is full (a stale transaction is
         worthless); heads are pushed with a blocking ``send``.
+
+        For pending transactions ``send`` may be any object with a
+        ``send_nowait(frame)`` that handles the frame at once (the intake actor
+        screens inline that way, without a channel hop on the hot path).
         """
         started = False
 
