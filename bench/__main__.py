@@ -106,7 +106,7 @@ def run_all(args: argparse.Namespace) -> tuple[list[Row], dict[str, Any]]:
 
     wi = trio.run(lambda: _inproc.latency(market, stream, 1, what_if_budget=8))
     wi.pop("gated_frames")
-    rows.append(("What-if: same latency with the sizing walk's budget at 8 (dex/_math.py, not changed), p50 / p99",
+    rows.append(("What-if: same latency with the sizing walk's budget at 8, p50 / p99",
                  f"{wi['p50_us']:.0f} / {wi['p99_us']:.0f} us", "(diagnosis)", "n/a"))
     say(f"  what-if budget 8: p50 {wi['p50_us']:.0f} us, p99 {wi['p99_us']:.0f} us")
 
