@@ -12,60 +12,25 @@ import base64
 import json
 import os
 import secrets
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from faults._harness import SEED_FIELDS, devnet_process
 
 from aether.messages import GATES
 
 pytestmark = pytest.mark.devnet
 
 AETHER = [sys.executable, "-m", "aether.cli"]
-SEED_FIELDS = {
-    "arb_id", "source", "victim_tx_hash", "target_block", "built_at", "envelope", "expected_gross_profit_wei",
-    "expected_net_profit_wei", "tip_share_bps", "gas_used", "base_fee_wei", "priority_fee_wei",
-    "flashloan_provider", "flashloan_amount", "risk_decisions",
-}
-
-
-def _read_env(path: Path) -> dict[str, str]:
-    out = {}
-    for line in path.read_text().splitlines():
-        if line and not line.startswith("#"):
-            k, _, v = line.partition("=")
-            out[k] = v
-    return out
 
 
 @pytest.fixture(scope="module")
 def devnet_proc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, str], Path]]:
-    work = tmp_path_factory.mktemp("e2e-devnet")
-    env_file = work / "devnet.env"
-    proc = subprocess.Popen(
-        [*AETHER, "devnet", "--env-file", str(env_file), "--port", "0", "--workdir", str(work / "chain"),
-         "--block-time", "1", "--tx-rate", "25", "--seed", "7"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    try:
-        # Readiness of an external process: bounded wait for the file it writes when ready.
-        deadline = time.monotonic() + 60
-        while not env_file.exists():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"devnet did not start: {proc.stdout.read() if proc.stdout else ''}")
-            time.sleep(0.1)
-        yield _read_env(env_file), work / "chain"
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with devnet_process(tmp_path_factory.mktemp("e2e-devnet")) as devnet:
+        yield devnet.env, devnet.workdir
 
 
 def _run(env: dict[str, str], duration: int) -> subprocess.CompletedProcess[str]:

@@ -14,14 +14,13 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from faults._harness import devnet_process
 
 from aether.report import check_stage, load_run
 
@@ -32,38 +31,10 @@ REQUIRED = {"arb_id", "source", "target_block", "included", "reverted", "realise
             "predicted_gross_wei", "delta_wei", "clean"}
 
 
-def _read_env(path: Path) -> dict[str, str]:
-    out = {}
-    for line in path.read_text().splitlines():
-        if line and not line.startswith("#"):
-            k, _, v = line.partition("=")
-            out[k] = v
-    return out
-
-
 @pytest.fixture
 def devnet_env(tmp_path: Path) -> Iterator[dict[str, str]]:
-    env_file = tmp_path / "devnet.env"
-    proc = subprocess.Popen(
-        [*AETHER, "devnet", "--env-file", str(env_file), "--port", "0", "--workdir", str(tmp_path / "chain"),
-         "--block-time", "1", "--tx-rate", "25", "--seed", "7"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    try:
-        # Readiness of an external process: bounded wait for the file it writes when ready.
-        deadline = time.monotonic() + 60
-        while not env_file.exists():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"devnet did not start: {proc.stdout.read() if proc.stdout else ''}")
-            time.sleep(0.1)
-        yield _read_env(env_file)
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with devnet_process(tmp_path / "devnet") as devnet:
+        yield devnet.env
 
 
 def test_live_bundles_land_and_realise_their_prediction(devnet_env: dict[str, str], tmp_path: Path) -> None:

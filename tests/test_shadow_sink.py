@@ -16,12 +16,8 @@ from aether.dumps import RunDir, bundle_document, write_json_atomic
 from aether.messages import GATES, RiskDecision, Verdict
 from aether.metrics import Metrics
 from factories import make_bundle
+from faults._harness import SEED_FIELDS
 
-SEED_FIELDS = {
-    "arb_id", "source", "victim_tx_hash", "target_block", "built_at", "envelope", "expected_gross_profit_wei",
-    "expected_net_profit_wei", "tip_share_bps", "gas_used", "base_fee_wei", "priority_fee_wei",
-    "flashloan_provider", "flashloan_amount", "risk_decisions",
-}
 
 
 def verdict(arb_id: str, *, passed: bool, source_victim: bool = True) -> Verdict:
