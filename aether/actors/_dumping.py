@@ -24,7 +24,7 @@ import trio
 from ..dumps import RunDir
 from ..messages import Verdict
 from ..metrics import Metrics
-from ._risk import HaltRequest
+from ._risk import HaltRequest, ask_risk
 
 __all__ = ["HALT_REASON", "DumpWriter"]
 
@@ -140,12 +140,4 @@ class DumpWriter:
         self._metrics.dropped.labels(self._lost_channel).inc(n)
 
     def _send_halt(self, active: bool) -> bool:
-        """True when risk has the request (or there is no risk to tell, in tests)."""
-        if self._halt is None:
-            return True
-        try:
-            self._halt.send_nowait(HaltRequest(HALT_REASON, active))
-        except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
-            log.error("could not reach risk with a halt request (%s); will ask again", "halt" if active else "lift")
-            return False
-        return True
+        return ask_risk(self._halt, HaltRequest(HALT_REASON, active))

@@ -26,7 +26,7 @@ from .._errors import RiskError
 from ..messages import RISK_ERROR, ActorStatistics, Bundle, RiskDecision, Tick, Verdict
 from ..metrics import Metrics
 
-__all__ = ["HaltRequest", "RiskActor"]
+__all__ = ["HaltRequest", "RiskActor", "ask_risk"]
 
 log = logging.getLogger("aether.actors.risk")
 
@@ -39,6 +39,23 @@ class HaltRequest:
 
     reason: str
     active: bool = True
+
+
+def ask_risk(channel: trio.MemorySendChannel[Any] | None, request: HaltRequest) -> bool:
+    """Hand ``request`` to risk without waiting; True when risk has it (or there is no risk, in tests).
+
+    False means it must be asked again later: callers keep their "halted"
+    state unchanged until a request was actually delivered.
+    """
+    if channel is None:
+        return True
+    try:
+        channel.send_nowait(request)
+    except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
+        log.error("could not reach risk with %s (%s); will ask again", request.reason,
+                  "halt" if request.active else "lift")
+        return False
+    return True
 
 
 class RiskActor:

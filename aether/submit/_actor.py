@@ -25,6 +25,7 @@ import orjson
 import trio
 
 from ..actors import HaltRequest
+from ..actors._risk import ask_risk
 from ..actors._dumping import DumpWriter
 from ..dumps import RunDir
 from ..messages import ActorStatistics, Tick, Verdict
@@ -149,20 +150,14 @@ class SubmitActor:
                 self._metrics.inclusion_record_errors.inc()
                 log.error("cannot append to %s: %s; asking risk to HALT", self.inclusions_path.name,
                           exc.strerror or type(exc).__name__)
-                self._halt_for_records = True
-                self._ask_risk(HaltRequest(_RECORD_HALT, True))
+                if not self._halt_for_records:
+                    # Only a request risk received counts; otherwise the next failure asks again.
+                    self._halt_for_records = ask_risk(self._feedback, HaltRequest(_RECORD_HALT, True))
                 return
         self._records += 1
         self._metrics.inclusion_records.inc()
         if self._halt_for_records:
-            self._halt_for_records = False
-            self._ask_risk(HaltRequest(_RECORD_HALT, False))
-
-    def _ask_risk(self, msg: HaltRequest) -> None:
-        try:
-            self._feedback.send_nowait(msg)
-        except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
-            log.error("could not tell risk: %s active=%s", msg.reason, msg.active)
+            self._halt_for_records = not ask_risk(self._feedback, HaltRequest(_RECORD_HALT, False))
 
     async def _tick_loop(self) -> None:
         async for tick in self._ticks:
