@@ -257,11 +257,11 @@ class AnvilProcess:
 
     @property
     def rpc_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.endpoint.rpc_url
 
     @property
     def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
+        return self.endpoint.ws_url
 
     @property
     def endpoint(self) -> AnvilEndpoint:
