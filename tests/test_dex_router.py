@@ -6,7 +6,7 @@ import time
 
 import eth_abi
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from aether._errors import DecodeError
@@ -51,6 +51,9 @@ def _outcome(fn, data: bytes):  # type: ignore[no-untyped-def]
 
 
 @settings(max_examples=400, deadline=None)
+# Found in CI: the path offset's last byte zeroed points the path into the head; the slice decoder
+# read amounts as addresses where eth-abi refuses the pointer.
+@example("swapExactTokensForTokens", ["0x" + "00" * 20] * 2, 95, b"\x00", "overwrite")
 @given(
     st.sampled_from(NAMES),
     st.lists(addresses, min_size=2, max_size=4),

@@ -157,6 +157,10 @@ def decode_swap(data: bytes, value: int = 0) -> SwapCall:
     offset = int.from_bytes(off_w, "big")
     if offset > size - 32:
         raise DecodeError(f"{fn.name}: path offset {offset} outside {size} bytes", reason="bad_calldata")
+    if offset < 32 * n_head:
+        # Solidity's decoder would read the path out of the head (amounts as addresses); no wallet
+        # encodes that, and eth-abi refuses it: calldata built to make decoders disagree is refused.
+        raise DecodeError(f"{fn.name}: path offset {offset} points into the head", reason="bad_calldata")
     n = int.from_bytes(body[offset : offset + 32], "big")
     start = offset + 32
     if n > MAX_PATH or start + 32 * n > size:
