@@ -65,7 +65,7 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("httpx", "httpcore", "trio-websocket", "trio_websocket"):
+    for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # The default hooks print tracebacks straight to stderr, past the filter.
     sys.excepthook = _log_uncaught

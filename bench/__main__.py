@@ -133,16 +133,27 @@ def run_all(args: argparse.Namespace) -> tuple[list[Row], dict[str, Any]]:
     # ---------------------------------------------------------------- loopback WS
     say("over loopback WebSocket (feeder in another process) ...")
     bare: list[float] = []
+    own: list[float] = []
     pipe: list[dict[str, Any]] = []
     ratios: list[float] = []
+    own_ratios: list[float] = []
     with _wsbench.feeder(stream.frames, count=args.ws_frames) as url:
         for _ in range(args.ws_reps):
             b = trio.run(_wsbench.bare_client, url, args.ws_frames)
+            o = trio.run(_wsbench.aether_client, url, args.ws_frames)
             p = trio.run(lambda: _wsbench.pipeline_run(market, url, args.ws_frames))
             bare.append(b)
+            own.append(o)
             pipe.append(p)
             ratios.append(p["rate"] / b)
-            say(f"  bare {b:,.0f}/s, pipeline {p['rate']:,.0f}/s, dropped {p['dropped']}, bundles {p['bundles']}")
+            own_ratios.append(o / b)
+            say(f"  bare {b:,.0f}/s, aether client {o:,.0f}/s, pipeline {p['rate']:,.0f}/s, "
+                f"dropped {p['dropped']}, bundles {p['bundles']}")
+    own_med = sorted(own)[len(own) // 2]
+    own_ratio = sorted(own_ratios)[len(own_ratios) // 2]
+    rows.append(("Frame reception alone (receive + orjson.loads): aether's client vs bare trio-websocket",
+                 f"{_fmt_rate(own_med)} = {own_ratio:.2f} x trio-websocket ({_fmt_rate(sorted(bare)[len(bare) // 2])})",
+                 "(why aether.chain._wsconn exists)", "n/a"))
     med = sorted(pipe, key=lambda p: p["rate"])[len(pipe) // 2]
     ratio = sorted(ratios)[len(ratios) // 2]
     dropped = sum(p["dropped"] for p in pipe)

@@ -30,6 +30,7 @@ from trio_websocket import open_websocket_url
 
 from aether.actors import BuilderActor, IntakeActor, RiskActor, StrategyActor, ValidatorActor
 from aether.bundle import BundleBuilder, NonceTracker
+from aether.chain._wsconn import open_ws
 from aether.config import RiskLimits
 from aether.metrics import Metrics
 from aether.risk import RiskEngine
@@ -80,6 +81,19 @@ async def bare_client(url: str, count: int) -> float:
         t0 = time.perf_counter()
         for _ in range(count - 1):
             orjson.loads(await ws.get_message())
+        return (count - 1) / (time.perf_counter() - t0)
+
+
+async def aether_client(url: str, count: int) -> float:
+    """The same as :func:`bare_client` through aether's own connection (``aether.chain._wsconn``)."""
+    async with open_ws(url, where="bench", connect_timeout=10.0) as ws:
+        await ws.send_message(orjson.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_subscribe",
+                                            "params": ["newPendingTransactions", True]}).decode())
+        orjson.loads(await ws.get_message())  # type: ignore[arg-type]
+        orjson.loads(await ws.get_message())  # type: ignore[arg-type]
+        t0 = time.perf_counter()
+        for _ in range(count - 1):
+            orjson.loads(await ws.get_message())  # type: ignore[arg-type]
         return (count - 1) / (time.perf_counter() - t0)
 
 

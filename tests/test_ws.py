@@ -13,6 +13,7 @@ import httpx
 import orjson
 import pytest
 import trio
+import trio.testing
 from eth_account import Account
 from eth_utils import to_checksum_address
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
@@ -521,3 +522,73 @@ async def test_devnet_victim_swaps_arrive_whole_and_every_one_reencodes_to_its_h
     assert all(keccak256(d.raw) == d.hash for d in decoded)
     assert {d.type for d in decoded} == {s.tx_type for s in sent} == {0, 1, 2}
     assert sub.statistics().fetched == 0
+
+
+async def _burst_node(frames: int, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    """A node that answers ``eth_subscribe`` and then writes ``frames`` notifications in one TCP write."""
+    from wsproto import ConnectionType, WSConnection
+    from wsproto.events import AcceptConnection, Request, TextMessage
+
+    async def handler(stream: trio.SocketStream) -> None:
+        ws = WSConnection(ConnectionType.SERVER)
+        while True:
+            data = await stream.receive_some(65536)
+            if not data:
+                return
+            ws.receive_data(data)
+            for event in ws.events():
+                if isinstance(event, Request):
+                    await stream.send_all(ws.send(AcceptConnection()))
+                elif isinstance(event, TextMessage):
+                    req = orjson.loads(event.data)
+                    reply = ws.send(TextMessage(orjson.dumps({"jsonrpc": "2.0", "id": req["id"], "result": "0xsub"})
+                                                .decode()))
+                    await stream.send_all(reply + b"".join(ws.send(TextMessage(note({"i": i})))
+                                                           for i in range(frames)))
+
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(trio.serve_listeners, handler, listeners)
+        task_status.started(listeners[0].socket.getsockname()[1])
+
+
+@pytest.mark.parametrize("hands_on", [True, False])
+async def test_a_burst_read_in_one_go_gives_the_consumer_a_turn_after_each_forwarded_frame(hands_on: bool) -> None:
+    """The connection reads a whole burst at once and the sink screens inline (no task switch per
+    frame). A sink that says it handed work on makes the subscription yield, so a small queue
+    behind it never overflows; one that says nothing leaves the consumer starved until the
+    burst is through (the control: the same burst then overflows)."""
+    forwarded: list[int] = []
+    queue_tx, queue_rx = trio.open_memory_channel[int](4)
+    drops = 0
+    last_seen = trio.Event()
+
+    class Sink:
+        def send_nowait(self, frame: Frame) -> bool | None:
+            nonlocal drops
+            if frame.obj["i"] == 199:
+                last_seen.set()
+            try:
+                queue_tx.send_nowait(frame.obj["i"])
+            except trio.WouldBlock:
+                drops += 1
+                return None
+            return True if hands_on else None
+
+    async def consume() -> None:
+        async for i in queue_rx:
+            forwarded.append(i)
+
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(_burst_node, 200)
+        nursery.start_soon(consume)
+        sub = Subscriber(f"ws://127.0.0.1:{port}", PENDING)
+        nursery.start_soon(sub.run, Sink())  # type: ignore[arg-type]
+        with trio.fail_after(FAIL_AFTER):
+            await last_seen.wait()
+            await trio.testing.wait_all_tasks_blocked()  # the consumer drains what is queued
+        nursery.cancel_scope.cancel()
+    if hands_on:
+        assert (forwarded, drops) == (list(range(200)), 0)
+    else:
+        assert drops > 100, drops  # the consumer ran only once the burst's bytes were all screened

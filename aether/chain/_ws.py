@@ -1,4 +1,4 @@
-"""WebSocket subscriptions (``eth_subscribe``) over trio-websocket, with reconnect.
+"""WebSocket subscriptions (``eth_subscribe``), with reconnect.
 
 A :class:`Subscriber` holds one subscription (``newHeads`` or
 ``newPendingTransactions``) alive for as long as its ``run`` task lives: any
@@ -14,9 +14,11 @@ Nodes that send only hashes for pending transactions (no ``true`` param, or a
 node that ignores it) are handled by fetching each transaction with
 ``eth_getTransactionByHash`` through a bounded pool of workers.
 
-trio-websocket and OS exceptions are translated into :mod:`aether._errors` in
-one place, :func:`_map_ws_errors`; garbage from the node (non-JSON, wrong shape)
-is counted in ``bad_frames`` and skipped, never raised.
+The connection itself is :mod:`aether.chain._wsconn` (a client written for this
+hot path: see its docstring and the benchmark); it raises :mod:`aether._errors`
+already, and OS and trio transport errors are translated in one place,
+:func:`_map_ws_errors`. Garbage from the node (non-JSON, wrong shape) is counted
+in ``bad_frames`` and skipped, never raised.
 """
 
 from __future__ import annotations
@@ -35,19 +37,11 @@ from urllib.parse import urlsplit
 import attrs
 import orjson
 import trio
-from trio_websocket import (
-    ConnectionClosed,
-    ConnectionRejected,
-    ConnectionTimeout,
-    DisconnectionTimeout,
-    HandshakeError,
-    WebSocketConnection,
-    open_websocket_url,
-)
 
 from .._errors import BadNodeData, NodeError, NodeTimeout, NodeUnreachable, RpcError
 from ..metrics import Metrics
 from ._rpc import RpcClient
+from ._wsconn import WsConnection, open_ws
 
 __all__ = ["HEADS", "PENDING", "Frame", "Subscriber", "SubscriberStatistics", "SubscriptionKind"]
 
@@ -120,22 +114,9 @@ def _display_url(url: str) -> str:
 
 @contextlib.contextmanager
 def _map_ws_errors(where: str) -> Iterator[None]:
-    """The one place where trio-websocket / OS / trio errors become ours."""
+    """The one place where OS and trio transport errors become ours (the connection raises ours already)."""
     try:
         yield
-    except ConnectionClosed as exc:
-        reason = exc.reason
-        detail = f"code {reason.code} {reason.name}" if reason is not None else "no close frame"
-        raise NodeUnreachable(f"websocket to {where} closed ({detail})") from exc
-    except (ConnectionTimeout, DisconnectionTimeout) as exc:
-        raise NodeTimeout(f"websocket handshake with {where} timed out") from exc
-    except ConnectionRejected as exc:
-        raise NodeUnreachable(f"{where} rejected the websocket handshake with HTTP {exc.status_code}") from exc
-    except HandshakeError as exc:
-        cause = exc.__cause__ or exc.__context__
-        raise NodeUnreachable(
-            f"websocket handshake with {where} failed: {type(cause or exc).__name__}"
-        ) from exc
     except trio.TooSlowError as exc:
         raise NodeTimeout(f"{where} did not answer in time") from exc
     except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
@@ -312,7 +293,11 @@ class Subscriber:
 
         For pending transactions ``send`` may be any object with a
         ``send_nowait(frame)`` that handles the frame at once (the intake actor
-        screens inline that way, without a channel hop on the hot path).
+        screens inline that way, without a channel hop on the hot path). Its
+        return value says whether it passed work on to another task (a victim
+        forwarded): then the subscription yields before the next frame, so a
+        burst read in one go does not starve the actors downstream. A memory
+        channel's receiver gets a turn after every frame.
         """
         started = False
 
@@ -347,11 +332,8 @@ class Subscriber:
     async def _session(self, send: trio.MemorySendChannel[Frame], on_subscribed: Callable[[], None]) -> None:
         """One connection: connect, subscribe, pump frames until something breaks."""
         with _map_ws_errors(self._where):
-            async with open_websocket_url(
-                self.ws_url,
-                connect_timeout=self._connect_timeout,
-                disconnect_timeout=0.5,
-                message_queue_size=256,
+            async with open_ws(
+                self.ws_url, where=self._where, connect_timeout=self._connect_timeout,
                 max_message_size=4 * 1024 * 1024,
             ) as ws:
                 sub_id = await self._subscribe(ws)
@@ -363,23 +345,35 @@ class Subscriber:
                 log.info("%s subscription to %s is live", self.kind, self._where)
                 await self._pump(ws, sub_id, send)
 
-    async def _pump(self, ws: WebSocketConnection, sub_id: str, send: trio.MemorySendChannel[Frame]) -> None:
+    async def _pump(self, ws: WsConnection, sub_id: str, send: trio.MemorySendChannel[Frame]) -> None:
         """Frames until the connection breaks or stays silent past the idle timeout and a ping.
 
         Hot path: the idle watch is one cancel scope per quiet period, not one per
         frame. The scope's deadline is the last frame's time plus the idle timeout
-        as of when it was armed; when it fires, a connection that did deliver in
-        the meantime simply re-arms, and only a really quiet one gets pinged.
+        as of when it was armed (or the ping's time plus the ping timeout once a ping
+        is out); when it fires, a connection that did deliver in the meantime simply
+        re-arms, and only a really quiet one gets pinged. Any frame, a pong included,
+        is a sign of life.
         """
         first = True
         idle = self._idle_timeout
         last_frame = trio.current_time()
+        pinged_at: float | None = None
+        # A memory channel's receiver is another task: give it a turn after every frame.
+        yield_each = isinstance(send, trio.MemorySendChannel)
         while True:
-            deadline = math.inf if idle is None else last_frame + idle
+            if idle is None:
+                deadline = math.inf
+            elif pinged_at is None:
+                deadline = last_frame + idle
+            else:
+                deadline = pinged_at + self._ping_timeout
             with trio.CancelScope(deadline=deadline):
                 while True:
                     message = await ws.get_message()
                     last_frame = trio.current_time()
+                    if message is None:
+                        continue  # a pong
                     try:
                         result = self._parse(message, sub_id)
                     except _BadFrame:
@@ -395,19 +389,25 @@ class Subscriber:
                         # deadline cancel it half-way (a head would be lost).
                         with trio.CancelScope(shield=True):
                             await self._deliver(result, send)
-                    else:
-                        await self._deliver(result, send)  # no checkpoint on this path
+                    elif await self._deliver(result, send) or yield_each:
+                        # The sink handed work on (a victim): let the actors downstream take it
+                        # before the next frame of the burst is screened. Frames that were only
+                        # screened out cost no task switch.
+                        await trio.lowlevel.checkpoint()
             assert idle is not None  # an infinite deadline never fires
-            if trio.current_time() < last_frame + idle:
-                continue  # frames kept coming: re-arm from the last one
-            # Quiet for a while: a quiet mempool, or a dead peer? Ask.
-            with trio.move_on_after(self._ping_timeout):
+            now = trio.current_time()
+            if pinged_at is not None and last_frame >= pinged_at:
+                pinged_at = None  # the ping was answered (or data came): alive
+            if pinged_at is None:
+                if now < last_frame + idle:
+                    continue  # frames kept coming: re-arm from the last one
+                # Quiet for a while: a quiet mempool, or a dead peer? Ask.
                 await ws.ping()
-                last_frame = trio.current_time()  # a pong is a sign of life
+                pinged_at = now
                 continue
             raise NodeTimeout(f"{self._where}: no frame for {idle}s and no pong within {self._ping_timeout}s")
 
-    async def _subscribe(self, ws: WebSocketConnection) -> str:
+    async def _subscribe(self, ws: WsConnection) -> str:
         params: list[Any] = [self.kind, True] if self._full_param else [self.kind]
         req_id = next(self._ids)
         await ws.send_message(
@@ -416,6 +416,8 @@ class Subscriber:
         with trio.fail_after(self._connect_timeout):
             while True:
                 message = await ws.get_message()
+                if message is None:
+                    continue  # a pong
                 try:
                     reply = orjson.loads(message)
                 except orjson.JSONDecodeError:
@@ -457,7 +459,8 @@ class Subscriber:
             return result  # type: ignore[no-any-return]
         raise _BadFrame
 
-    async def _deliver(self, result: dict[str, Any] | str, send: trio.MemorySendChannel[Frame]) -> None:
+    async def _deliver(self, result: dict[str, Any] | str, send: trio.MemorySendChannel[Frame]) -> bool:
+        """Hand one result on; True when the sink says it passed work to another task."""
         seen_at = self._clock()
         first_seen_ns = self._wall_ns()
         if self.kind == HEADS:
@@ -465,24 +468,26 @@ class Subscriber:
                 await send.send(Frame(result, seen_at, first_seen_ns))  # type: ignore[arg-type]
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 raise _DownstreamClosed from exc
-            return
+            return False
         if isinstance(result, dict):
-            self._push_pending(send, Frame(result, seen_at, first_seen_ns))
-            return
+            return self._push_pending(send, Frame(result, seen_at, first_seen_ns))
         # A hash only: fetch the object (bounded; overflow is dropped and counted).
         if self._rpc is None or self._hash_send is None:
             self._count_fetch_failed()
-            return
+            return False
         try:
             self._hash_send.send_nowait((result, seen_at, first_seen_ns))
         except trio.WouldBlock:
             self._count_drop()
+            return False
+        return True
 
-    def _push_pending(self, send: trio.MemorySendChannel[Frame], frame: Frame) -> None:
+    def _push_pending(self, send: trio.MemorySendChannel[Frame], frame: Frame) -> bool:
         try:
-            send.send_nowait(frame)
+            return bool(send.send_nowait(frame))  # an inline sink returns what it forwarded
         except trio.WouldBlock:
             self._count_drop()
+            return False
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise _DownstreamClosed from exc
 

@@ -1,0 +1,288 @@
+"""The hand-written WebSocket client (``aether.chain._wsconn``) against wsproto's server side.
+
+wsproto is the reference here: every byte the client reads is produced by a
+wsproto server connection, and every byte the client writes is parsed by it. The
+transport is a trio in-memory stream pair, fed in random chunk sizes, so a
+frame split anywhere (inside its header, its length, its payload) is exercised.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Ping,
+    Pong,
+    RejectConnection,
+    Request,
+    TextMessage,
+)
+
+from aether._errors import BadNodeData, NodeTimeout, NodeUnreachable
+from aether.chain._wsconn import (
+    CLOSE_PROTOCOL_ERROR,
+    CLOSE_TOO_BIG,
+    WsConnection,
+    _handshake,
+    accept_token,
+    client_frame,
+    mask_payload,
+    open_ws,
+)
+
+WHERE = "ws://test"
+
+
+class Server:
+    """A wsproto server on one end of a memory stream; what it sends can be cut into chunks."""
+
+    def __init__(self, stream: trio.abc.Stream, rng: random.Random) -> None:
+        self.stream = stream
+        self.ws = WSConnection(ConnectionType.SERVER)
+        self.rng = rng
+        self.events: list[Any] = []
+
+    async def send_raw(self, data: bytes) -> None:
+        i = 0
+        while i < len(data):
+            n = self.rng.randint(1, 3000)
+            await self.stream.send_all(data[i : i + n])
+            i += n
+
+    async def accept(self, **accept: Any) -> None:
+        while True:
+            self.ws.receive_data(await self.stream.receive_some(65536))
+            for event in self.ws.events():
+                if isinstance(event, Request):
+                    await self.send_raw(self.ws.send(AcceptConnection(**accept)))
+                    return
+
+    async def read_until(self, done: Any) -> list[Any]:
+        """Parse what the client sent until ``done(events)`` holds (a few seconds at most)."""
+        with trio.fail_after(10):
+            while not done(self.events):
+                data = await self.stream.receive_some(65536)
+                if not data:
+                    break
+                self.ws.receive_data(data)
+                self.events.extend(self.ws.events())
+        return self.events
+
+    async def closes(self) -> list[int]:
+        events = await self.read_until(lambda es: any(isinstance(e, CloseConnection) for e in es))
+        return [e.code for e in events if isinstance(e, CloseConnection)]
+
+
+def _messages(events: list[Any]) -> list[str | bytes]:
+    """Whole messages out of wsproto's events (it hands data over as it arrives, in pieces)."""
+    out: list[str | bytes] = []
+    part: list[Any] = []
+    for e in events:
+        if isinstance(e, TextMessage | BytesMessage):
+            part.append(e.data)
+            if e.message_finished:
+                out.append(("" if isinstance(e, TextMessage) else b"").join(part))
+                part = []
+    return out
+
+
+async def connected(rng: random.Random, **accept: Any) -> tuple[WsConnection, Server]:
+    client_end, server_end = trio.testing.memory_stream_pair()
+    server = Server(server_end, rng)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(lambda: server.accept(**accept))
+        buffered = await _handshake(client_end, "test", "/", WHERE)
+    return WsConnection(client_end, buffered, where=WHERE, max_message_size=1 << 20), server
+
+
+# One thing the server does: a whole message, a fragmented one (with pings between the
+# fragments, as the RFC allows), or a ping on its own.
+_text = st.text(max_size=300) | st.text(min_size=200, max_size=70_000).filter(lambda s: len(s.encode()) > 125)
+_step = st.one_of(
+    st.tuples(st.just("text"), _text),
+    st.tuples(st.just("binary"), st.binary(max_size=70_000)),
+    st.tuples(st.just("fragments"), st.lists(st.text(max_size=200), min_size=2, max_size=5)),
+    st.tuples(st.just("ping"), st.binary(max_size=125)),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=st.lists(_step, min_size=1, max_size=12), seed=st.integers(0, 2**32 - 1))
+def test_every_message_wsproto_sends_arrives_whole_and_every_ping_is_answered(steps: list[Any], seed: int) -> None:
+    async def main() -> None:
+        rng = random.Random(seed)
+        client, server = await connected(rng)
+        expected: list[bytes] = []
+        pings: list[bytes] = []
+        for kind, value in steps:
+            if kind == "text":
+                await server.send_raw(server.ws.send(TextMessage(value)))
+                expected.append(value.encode())
+            elif kind == "binary":
+                await server.send_raw(server.ws.send(BytesMessage(value)))
+                expected.append(value)
+            elif kind == "fragments":
+                for i, part in enumerate(value):
+                    await server.send_raw(server.ws.send(TextMessage(part, message_finished=i == len(value) - 1)))
+                    if i == 0:
+                        await server.send_raw(server.ws.send(Ping(b"mid")))
+                        pings.append(b"mid")
+                expected.append("".join(value).encode())
+            else:
+                await server.send_raw(server.ws.send(Ping(value)))
+                pings.append(value)
+        await server.send_raw(server.ws.send(Pong(b"")))  # ends the stream of things to read
+        got: list[bytes] = []
+        while (message := await client.get_message()) is not None:
+            got.append(bytes(message))
+        assert got == expected
+        assert client.pings_received == len(pings) and client.pongs_received == 1
+        # The client's own messages reach the server as sent, after its pongs: masked frames
+        # wsproto accepts, each with its ping's payload.
+        await client.send_message("é" * 300)
+        await client.send_message(b"\x00\xff" * 40_000)
+        events = await server.read_until(lambda es: len(_messages(es)) == 2)
+        assert _messages(events) == ["é" * 300, b"\x00\xff" * 40_000]
+        assert [e.payload for e in events if isinstance(e, Pong)] == pings
+
+    trio.run(main)
+
+
+def test_masking_and_the_accept_token_follow_the_rfc_examples() -> None:
+    # RFC 6455 section 1.3 (the accept token) and 5.7 (a masked "Hello").
+    assert accept_token(b"dGhlIHNhbXBsZSBub25jZQ==") == b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+    assert client_frame(0x1, b"Hello", key=bytes.fromhex("37fa213d")) == bytes.fromhex("818537fa213d7f9f4d5158")
+    data = bytes(range(256)) * 3
+    assert mask_payload(mask_payload(data, b"abcd"), b"abcd") == data
+    assert mask_payload(b"", b"abcd") == b""
+
+
+def _frame(b0: int, payload: bytes, *, masked: bool = False) -> bytes:
+    n = len(payload)
+    head = bytes((b0, (0x80 if masked else 0) | n)) if n < 126 else bytes((b0, 126)) + n.to_bytes(2, "big")
+    return head + (b"\x00\x00\x00\x00" if masked else b"") + payload
+
+
+@pytest.mark.parametrize(
+    ("raw", "code", "message"),
+    [
+        (_frame(0x81, b"{}", masked=True), CLOSE_PROTOCOL_ERROR, "masked"),
+        (_frame(0xC1, b"{}"), CLOSE_PROTOCOL_ERROR, "RSV"),
+        (_frame(0x83, b"{}"), CLOSE_PROTOCOL_ERROR, "reserved opcode 0x3"),
+        (_frame(0x80, b"{}"), CLOSE_PROTOCOL_ERROR, "continuation frame outside"),
+        (_frame(0x09, b"x"), CLOSE_PROTOCOL_ERROR, "fragmented or oversized control"),
+        (_frame(0x89, b"x" * 126), CLOSE_PROTOCOL_ERROR, "fragmented or oversized control"),
+        (_frame(0x01, b"a") + _frame(0x81, b"b"), CLOSE_PROTOCOL_ERROR, "new message began inside"),
+        (_frame(0x88, b"\x03"), CLOSE_PROTOCOL_ERROR, "1-byte payload"),
+        (bytes((0x81, 127)) + (2**40).to_bytes(8, "big"), CLOSE_TOO_BIG, "over the 1048576-byte limit"),
+        (_frame(0x01, b"a" * 60_000) + _frame(0x00, b"a" * 60_000) * 17 + _frame(0x80, b""), CLOSE_TOO_BIG, "over the 1048576-byte limit"),
+    ],
+)
+async def test_a_protocol_error_is_closed_with_its_code_and_raised_as_bad_node_data(
+    raw: bytes, code: int, message: str
+) -> None:
+    client, server = await connected(random.Random(1))
+    await server.send_raw(raw)
+    with pytest.raises(BadNodeData, match=message):
+        while True:
+            await client.get_message()
+    assert await server.closes() == [code]
+    with pytest.raises(NodeUnreachable, match="is closed"):
+        await client.get_message()
+
+
+async def test_a_close_from_the_server_is_echoed_and_raised_with_its_code() -> None:
+    client, server = await connected(random.Random(2))
+    await server.send_raw(server.ws.send(TextMessage("last")))
+    await server.send_raw(server.ws.send(CloseConnection(code=1001, reason="bye")))
+    assert await client.get_message() == b"last"
+    with pytest.raises(NodeUnreachable, match=r"closed \(code 1001 GOING_AWAY\)"):
+        await client.get_message()
+    assert await server.closes() == [1001]
+
+
+async def test_a_peer_that_just_goes_away_is_unreachable_without_a_close_frame() -> None:
+    client, server = await connected(random.Random(3))
+    await server.send_raw(server.ws.send(TextMessage("x" * 50))[:30])  # cut inside a frame
+    await server.stream.aclose()
+    with pytest.raises(NodeUnreachable, match=r"closed \(no close frame\)"):
+        await client.get_message()
+
+
+async def test_frames_that_came_with_the_handshake_answer_are_not_lost() -> None:
+    client_end, server_end = trio.testing.memory_stream_pair()
+    server = WSConnection(ConnectionType.SERVER)
+
+    async def serve() -> None:
+        server.receive_data(await server_end.receive_some(65536))
+        for event in server.events():
+            if isinstance(event, Request):
+                # The 101 and two frames in one write.
+                await server_end.send_all(server.send(AcceptConnection()) + server.send(TextMessage("a"))
+                                          + server.send(TextMessage("b")))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(serve)
+        buffered = await _handshake(client_end, "test", "/", WHERE)
+    client = WsConnection(client_end, buffered, where=WHERE, max_message_size=1024)
+    assert [await client.get_message(), await client.get_message()] == [b"a", b"b"]
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        (lambda ws: ws.send(RejectConnection(status_code=503)), "rejected the websocket handshake with HTTP 503"),
+        (lambda ws: ws.send(AcceptConnection()).replace(b"Sec-WebSocket-Accept: ", b"Sec-WebSocket-Accept: x"),
+         "wrong Sec-WebSocket-Accept"),
+        (lambda ws: ws.send(AcceptConnection(subprotocol=None, extra_headers=[(b"Sec-WebSocket-Protocol", b"x")])),
+         "not offered"),
+        (lambda ws: b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n\r\n", "no 'Upgrade: websocket'"),
+        (lambda ws: b"garbage\r\n\r\n", "bad HTTP answer"),
+        (lambda ws: b"", "closed the connection during the websocket handshake"),
+    ],
+)
+async def test_a_bad_handshake_answer_is_a_clear_unreachable(answer: Any, message: str) -> None:
+    client_end, server_end = trio.testing.memory_stream_pair()
+    server = WSConnection(ConnectionType.SERVER)
+
+    async def serve() -> None:
+        server.receive_data(await server_end.receive_some(65536))
+        for event in server.events():
+            if isinstance(event, Request):
+                data = answer(server)
+                if data:
+                    await server_end.send_all(data)
+                await server_end.aclose()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(serve)
+        with pytest.raises(NodeUnreachable, match=message):
+            await _handshake(client_end, "test", "/", WHERE)
+
+
+async def test_open_ws_times_out_on_a_server_that_never_answers_the_handshake(autojump_clock: Any) -> None:
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    accepted: list[trio.SocketStream] = []
+
+    async def hold(stream: trio.SocketStream) -> None:
+        accepted.append(stream)
+        await trio.sleep_forever()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(trio.serve_listeners, hold, listeners)
+        with pytest.raises(NodeTimeout, match="timed out"):
+            async with open_ws(f"ws://127.0.0.1:{port}/key/secret", where=f"ws://127.0.0.1:{port}",
+                               connect_timeout=0.2):
+                pass
+        nursery.cancel_scope.cancel()
