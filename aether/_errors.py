@@ -1,7 +1,7 @@
 """The exceptions aether raises, one class per condition.
 
 Each docstring says who caused the condition. Library exceptions (httpx,
-trio-websocket, eth-abi) are translated at the adapter edge into these,
+h11, eth-abi) are translated at the adapter edge into these,
 ``raise Ours(...) from exc``, so callers never catch a library's types.
 
     AetherError

@@ -6,7 +6,7 @@ block happens) and ``--order fifo`` (transactions are mined in arrival order,
 which is what makes a backrun sent after its victim land after it; the default
 ``fees`` order would let a higher tip jump ahead).
 
-Two lifetimes are offered, as trio-websocket does: :func:`run_anvil`, an async
+Two lifetimes are offered: :func:`run_anvil`, an async
 context manager for trio code, and :class:`AnvilProcess`, a synchronous handle
 for a pytest session fixture that lives outside any trio run.
 """
