@@ -48,6 +48,8 @@ CANDIDATE_REJECT_REASONS: tuple[str, ...] = (
     "reserves_unavailable",
     "validation_mismatch",
     "validation_failed",
+    "victim_nonce_ahead",
+    "victim_nonce_used",
     "stale_head",
     "build_failed",
 )

@@ -271,6 +271,10 @@ async def test_validator_rejects_a_wrong_prediction_and_a_revert_and_measures_la
         # without the victim in front the prediction is wrong: the reserves differ
         r = await v.validate(attrs.evolve(cand, victim=None))
         assert isinstance(r, Rejection) and r.reason in ("validation_mismatch", "validation_failed"), r
+        # a victim whose sender has an earlier transaction pending: it cannot be next, whatever it simulates to
+        assert cand.victim is not None
+        r = await v.validate(attrs.evolve(cand, victim=attrs.evolve(cand.victim, nonce=cand.victim.nonce + 1)))
+        assert isinstance(r, Rejection) and r.reason == "victim_nonce_ahead", r
 
         n = 20
         t0 = time.perf_counter()
@@ -279,9 +283,13 @@ async def test_validator_rejects_a_wrong_prediction_and_a_revert_and_measures_la
             assert isinstance(ok, Candidate) and ok.validated
         per = (time.perf_counter() - t0) / n
         stats = v.statistics()
-        assert stats.validated == n and stats.mismatches == 1 and stats.failures == 2
+        assert stats.validated == n and stats.mismatches == 1 and stats.failures == 3
         print(f"eth_simulateV1 validation round trip on anvil: mean {per * 1e3:.2f} ms, "
               f"max {stats.max_s * 1e3:.2f} ms; simulated gas {ok.simulated_gas}")
+        # once the victim is mined its nonce is used: nothing left to backrun
+        await rpc.call("evm_mine", [])
+        r = await v.validate(cand)
+        assert isinstance(r, Rejection) and r.reason == "victim_nonce_used", r
         off = Validator(rpc, searcher=devnet.searcher_address, enabled=False)
         assert await off.validate(cand) is cand and off.statistics().skipped == 1
 

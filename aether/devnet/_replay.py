@@ -35,7 +35,9 @@ nonce ahead of the chain at ``H``: the prediction assumes it executes first on
 ``H``, which it only can once its predecessor is in. The replay reproduces the
 prediction's premise by setting the sender's nonce (inside the snapshot) and
 counts such victims as ``nonce_ahead``: on mainnet their bundle would land only
-behind the predecessor.
+behind the predecessor. The validator rejects exactly these (``victim_nonce_ahead``),
+so a running aether never builds on them; the replay still replays them to show the
+sizing itself is exact.
 
 Before each replay the candidate goes through the real :class:`Validator`
 (when validation is on), so the run also measures what validation costs in

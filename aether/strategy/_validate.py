@@ -8,6 +8,11 @@ The prediction must hold to the wei: each backrun call's returned
 equals the expected gross profit. The block's base fee is overridden to zero
 and ``validation`` is off, so neither fees nor balances for gas can make a call
 fail there: only the swaps themselves are judged.
+
+Because ``validation`` is off, nonces are not checked either: the victim's sender's
+next nonce is asked for in the same batch, and a victim that is not exactly next
+(an earlier transaction of the sender still pending, or its nonce already used) is
+a counted rejection, ``victim_nonce_ahead`` or ``victim_nonce_used``.
 """
 
 from __future__ import annotations
@@ -71,6 +76,27 @@ def _victim_call(c: Candidate) -> dict[str, Any]:
     elif v.gas_price is not None:
         call["gasPrice"] = _q(v.gas_price)
     return call
+
+
+def _nonce_gap(c: Candidate, reply: Any) -> Rejection | None:
+    """A victim that cannot be the next transaction of its sender is not backrun.
+
+    Nonce ahead: an earlier transaction of the sender is still pending, so the victim can
+    only land behind it, on state the sizing never saw (and a bundle ``[victim, backrun]``
+    alone is invalid). Nonce used: the victim is mined or was replaced. The simulation
+    runs without nonce validation, so it would not notice either.
+    """
+    v = c.victim
+    assert v is not None
+    try:
+        next_nonce = int(reply, 16)
+    except (TypeError, ValueError):
+        return Rejection("validation_failed", "bad eth_getTransactionCount answer")
+    if v.nonce > next_nonce:
+        return Rejection("victim_nonce_ahead", f"victim nonce {v.nonce}, the sender's next is {next_nonce}")
+    if v.nonce < next_nonce:
+        return Rejection("victim_nonce_used", f"victim nonce {v.nonce}, the sender's next is {next_nonce}")
+    return None
 
 
 class Validator:
@@ -153,7 +179,9 @@ class Validator:
         Returns:
             The candidate with ``validated=True`` and ``simulated_gas`` (gas of
             each backrun call), or ``Rejection("validation_mismatch")`` when an
-            amount or the WETH delta differs by even one wei, or
+            amount or the WETH delta differs by even one wei,
+            ``Rejection("victim_nonce_ahead" | "victim_nonce_used")`` when the
+            victim is not its sender's next transaction, or
             ``Rejection("validation_failed")`` on a revert or a node error.
         """
         if not self.enabled:
@@ -177,12 +205,23 @@ class Validator:
         return result
 
     async def _validate(self, c: Candidate) -> Candidate | Rejection:
+        calls: list[tuple[str, list[Any]]] = [("eth_simulateV1", self.simulate_params(c))]
+        if c.victim is not None:
+            # Same request: the sender's next nonce at the simulated state.
+            calls.append(("eth_getTransactionCount", [c.victim.sender, "latest"]))
         try:
-            blocks = await self._rpc.call("eth_simulateV1", self.simulate_params(c))
+            replies = await self._rpc.batch(calls)
         except NodeError as exc:
             return Rejection("validation_failed", f"{type(exc).__name__}: {str(exc)[:200]}")
+        for (method, _), reply in zip(calls, replies, strict=True):
+            if isinstance(reply, NodeError):
+                return Rejection("validation_failed", f"{method}: {str(reply)[:200]}")
+        if c.victim is not None:
+            gap = _nonce_gap(c, replies[1])
+            if gap is not None:
+                return gap
         try:
-            return self._judge(c, blocks)
+            return self._judge(c, replies[0])
         except Exception as exc:  # any shape the node may send: a counted rejection, never a panic
             return Rejection("validation_failed", f"bad simulate answer: {type(exc).__name__}")
 
