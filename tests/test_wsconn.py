@@ -8,7 +8,11 @@ frame split anywhere (inside its header, its length, its payload) is exercised.
 
 from __future__ import annotations
 
+import contextlib
 import random
+import shutil
+import ssl
+import subprocess
 from typing import Any
 
 import pytest
@@ -285,4 +289,59 @@ async def test_open_ws_times_out_on_a_server_that_never_answers_the_handshake(au
             async with open_ws(f"ws://127.0.0.1:{port}/key/secret", where=f"ws://127.0.0.1:{port}",
                                connect_timeout=0.2):
                 pass
+        nursery.cancel_scope.cancel()
+
+
+@pytest.fixture(scope="module")
+def tls_cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1 (key, cert), made by the openssl CLI."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("no openssl binary to make a test certificate")
+    d = tmp_path_factory.mktemp("tls")
+    key, cert = str(d / "key.pem"), str(d / "cert.pem")
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )
+    return key, cert
+
+
+async def _tls_node(key: str, cert: str, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    """A wss:// server that accepts the handshake and echoes each text message back."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+
+    async def handler(stream: trio.SSLStream[trio.SocketStream]) -> None:
+        ws = WSConnection(ConnectionType.SERVER)
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            while data := await stream.receive_some(65536):
+                ws.receive_data(data)
+                for event in ws.events():
+                    if isinstance(event, Request):
+                        await stream.send_all(ws.send(AcceptConnection()))
+                    elif isinstance(event, TextMessage):
+                        await stream.send_all(ws.send(TextMessage("echo:" + event.data)))
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(trio.serve_ssl_over_tcp, handler, 0, ctx)
+        task_status.started(listeners[0].transport_listener.socket.getsockname()[1])
+
+
+async def test_wss_verifies_the_server_certificate_and_carries_messages(tls_cert: tuple[str, str]) -> None:
+    key, cert = tls_cert
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(_tls_node, key, cert)
+        url = f"wss://127.0.0.1:{port}/v3/secret-key"
+        trusting = ssl.create_default_context(cafile=cert)
+        async with open_ws(url, where=f"wss://127.0.0.1:{port}", connect_timeout=10, ssl_context=trusting) as ws:
+            await ws.send_message('{"id":1}')
+            assert await ws.get_message() == b'echo:{"id":1}'
+        # The same server without its certificate in the trust store: refused, clearly, key not shown.
+        with pytest.raises(NodeUnreachable, match="TLS with wss://127.0.0.1:[0-9]+ failed: .*certificate") as err:
+            async with open_ws(url, where=f"wss://127.0.0.1:{port}", connect_timeout=10):
+                pass
+        assert "secret-key" not in str(err.value)
         nursery.cancel_scope.cancel()

@@ -311,9 +311,17 @@ async def _handshake(stream: trio.abc.Stream, host: str, target: str, where: str
 
 @contextlib.asynccontextmanager
 async def open_ws(
-    url: str, *, where: str, connect_timeout: float, max_message_size: int = 4 * 1024 * 1024
+    url: str,
+    *,
+    where: str,
+    connect_timeout: float,
+    max_message_size: int = 4 * 1024 * 1024,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> AsyncIterator[WsConnection]:
     """Connect, shake hands (all within ``connect_timeout``), yield the connection, close it.
+
+    ``wss://`` verifies the server's certificate and host name with ``ssl_context``
+    (by default the system's trust store, ``ssl.create_default_context()``).
 
     Raises:
         NodeTimeout: TCP, TLS and the handshake took longer than ``connect_timeout``.
@@ -331,12 +339,19 @@ async def open_ws(
     with trio.move_on_after(connect_timeout) as scope:
         if secure:
             stream: trio.abc.Stream = await trio.open_ssl_over_tcp_stream(
-                host, port, ssl_context=ssl.create_default_context()
+                host, port, ssl_context=ssl_context or ssl.create_default_context()
             )
         else:
             stream = await trio.open_tcp_stream(host, port)
         try:
             buffered = await _handshake(stream, host_header, target, where)
+        except trio.BrokenResourceError as exc:
+            await trio.aclose_forcefully(stream)
+            cause = exc.__cause__
+            if isinstance(cause, ssl.SSLError):  # the TLS handshake happens on the first write
+                detail = getattr(cause, "verify_message", None) or cause.reason or type(cause).__name__
+                raise NodeUnreachable(f"TLS with {where} failed: {detail}") from exc
+            raise
         except BaseException:
             await trio.aclose_forcefully(stream)
             raise
