@@ -8,6 +8,14 @@ request (:meth:`PoolBook.refresh`), which also carries the caller's own calls
 
 A pending victim never touches the book: strategies take a :meth:`PoolBook.view`,
 a copy-on-write overlay, and apply the victim's swaps there.
+
+Bounded for months-long runs: with a ``[[token]]`` list the tracked pairs are those
+of the listed tokens. Without one, any token a victim trades may be tracked, so the
+book keeps at most ``max_pairs`` (:data:`OPEN_UNIVERSE_MAX_PAIRS` by default): the
+pairs used least recently (by :meth:`PoolBook.ensure`) are forgotten first, and so is
+the oldest half of the remembered absent pairs once they exceed four times that.
+Without the bound the per-head refresh batch would grow with every token ever seen,
+past what nodes accept in one batch.
 """
 
 from __future__ import annotations
@@ -22,9 +30,13 @@ from ..config import ChainConfig, DexConfig
 from ._math import UINT112_MAX
 from ._pairs import pair_address, sort_tokens
 
-__all__ = ["BookStatistics", "BookView", "PairInfo", "PoolBook"]
+__all__ = ["OPEN_UNIVERSE_MAX_PAIRS", "BookStatistics", "BookView", "PairInfo", "PoolBook"]
 
 _GET_RESERVES = "0x0902f1ac"
+
+#: Pairs kept when no ``[[token]]`` list bounds the universe (one refresh batch carries
+#: them all every head; providers commonly refuse batches past 1,000 calls).
+OPEN_UNIVERSE_MAX_PAIRS = 512
 
 
 @attrs.frozen
@@ -50,6 +62,7 @@ class BookStatistics:
     refreshes: int
     fetches: int
     fetch_errors: int
+    evicted: int = 0
 
 
 def _is_revert(err: RpcError) -> bool:
@@ -85,15 +98,24 @@ class PoolBook:
         rpc: anything with ``batch([(method, params), ...])`` like
             :class:`aether.chain.RpcClient`.
         chain: WETH and the DEXes (factory, init-code hash).
+        max_pairs: the most pairs tracked at once; by default unbounded when the
+            chain lists its tokens, else :data:`OPEN_UNIVERSE_MAX_PAIRS`.
     """
 
-    def __init__(self, rpc: Any, chain: ChainConfig) -> None:
+    def __init__(self, rpc: Any, chain: ChainConfig, *, max_pairs: int | None = -1) -> None:
         self._rpc = rpc
         self.chain = chain
+        if max_pairs == -1:
+            max_pairs = None if chain.tokens else OPEN_UNIVERSE_MAX_PAIRS
+        if max_pairs is not None and max_pairs < 1:
+            raise ValueError(f"max_pairs must be >= 1 or None, not {max_pairs}")
+        self.max_pairs = max_pairs
         self._dexes: dict[str, DexConfig] = {d.name: d for d in chain.dexes}
         self._info: dict[str, PairInfo] = {}
+        # Both ordered oldest use first (dicts keep insertion order; a use re-inserts).
         self._reserves: dict[str, tuple[int, int]] = {}
-        self._absent: set[str] = set()
+        self._absent: dict[str, None] = {}
+        self._evicted = 0
         self._block: int | None = None
         self._refreshes = 0
         self._fetches = 0
@@ -149,6 +171,7 @@ class PoolBook:
             refreshes=self._refreshes,
             fetches=self._fetches,
             fetch_errors=self._fetch_errors,
+            evicted=self._evicted,
         )
 
     # ------------------------------------------------------------------ node I/O
@@ -159,13 +182,13 @@ class PoolBook:
     def _store(self, pair: str, result: Any) -> None:
         if isinstance(result, RpcError):
             if _is_revert(result):
-                self._absent.add(pair)
+                self._absent[pair] = None
                 self._reserves.pop(pair, None)
             else:
                 self._fetch_errors += 1
             return
         if result == "0x":  # no code at the address: the pair was never created
-            self._absent.add(pair)
+            self._absent[pair] = None
             self._reserves.pop(pair, None)
             return
         parsed = _parse_reserves(result)
@@ -173,12 +196,13 @@ class PoolBook:
             self._fetch_errors += 1
             return
         self._reserves[pair] = parsed
-        self._absent.discard(pair)
+        self._absent.pop(pair, None)
 
     async def ensure(self, pairs: Iterable[str]) -> None:
         """Fetch reserves, in one batched request, of the pairs not yet known.
 
-        Pairs must have come from :meth:`pair_for`. Reads at the book's block
+        Pairs must have come from :meth:`pair_for` (one that has not, or whose
+        metadata the bound has since dropped, is not fetched). Reads at the book's block
         once a refresh has set one (so every pair is of the same block), else at
         ``latest``. Pairs without code or whose ``getReserves`` reverts are
         remembered as absent and not asked again.
@@ -187,7 +211,15 @@ class PoolBook:
             NodeError: the whole request failed (callers count it as
                 ``reserves_unavailable``).
         """
-        missing = [p for p in dict.fromkeys(pairs) if p not in self._reserves and p not in self._absent]
+        wanted = list(dict.fromkeys(pairs))
+        missing = []
+        reserves = self._reserves
+        for p in wanted:
+            if p in reserves:
+                if self.max_pairs is not None:
+                    reserves[p] = reserves.pop(p)  # used now: the newest
+            elif p not in self._absent and p in self._info:  # metadata comes from pair_for
+                missing.append(p)
         if not missing:
             return
         tag = "latest" if self._block is None else hex(self._block)
@@ -195,6 +227,27 @@ class PoolBook:
         results = await self._rpc.batch([self._reserves_call(p, tag) for p in missing])
         for pair, result in zip(missing, results, strict=True):
             self._store(pair, result)
+        self._evict()
+
+    def _evict(self) -> None:
+        """Forget the least recently used pairs beyond ``max_pairs`` (and old absent ones)."""
+        cap = self.max_pairs
+        if cap is None:
+            return
+        while len(self._reserves) > cap:
+            pair = next(iter(self._reserves))
+            del self._reserves[pair]
+            self._info.pop(pair, None)
+            self._evicted += 1
+        if len(self._absent) > 4 * cap:
+            for pair in list(self._absent)[: len(self._absent) // 2]:
+                del self._absent[pair]
+                self._info.pop(pair, None)
+        if len(self._info) > 8 * cap:
+            # Metadata of pairs computed but neither tracked nor absent (their fetch failed):
+            # pair_for registers it again when the pair is next wanted.
+            keep = self._reserves.keys() | self._absent.keys()
+            self._info = {p: i for p, i in self._info.items() if p in keep}
 
     async def refresh(self, block: int | str, extra_calls: Sequence[tuple[str, Sequence[Any]]] = ()) -> list[Any]:
         """Re-read every tracked pair at ``block``, plus the caller's calls, in one request.
