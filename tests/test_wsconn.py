@@ -9,6 +9,7 @@ frame split anywhere (inside its header, its length, its payload) is exercised.
 from __future__ import annotations
 
 import contextlib
+import functools
 import random
 import shutil
 import ssl
@@ -223,20 +224,27 @@ async def test_a_peer_that_just_goes_away_is_unreachable_without_a_close_frame()
         await client.get_message()
 
 
+async def _answer_handshake(stream: trio.abc.Stream, answer: Any, *, close: bool = False) -> None:
+    """Read the client's upgrade request and write ``answer(wsproto server)`` in one write."""
+    server = WSConnection(ConnectionType.SERVER)
+    server.receive_data(await stream.receive_some(65536))
+    for event in server.events():
+        if isinstance(event, Request):
+            data = answer(server)
+            if data:
+                await stream.send_all(data)
+            if close:
+                await stream.aclose()
+
+
 async def test_frames_that_came_with_the_handshake_answer_are_not_lost() -> None:
     client_end, server_end = trio.testing.memory_stream_pair()
-    server = WSConnection(ConnectionType.SERVER)
 
-    async def serve() -> None:
-        server.receive_data(await server_end.receive_some(65536))
-        for event in server.events():
-            if isinstance(event, Request):
-                # The 101 and two frames in one write.
-                await server_end.send_all(server.send(AcceptConnection()) + server.send(TextMessage("a"))
-                                          + server.send(TextMessage("b")))
+    def accept_and_two_frames(ws: WSConnection) -> bytes:
+        return ws.send(AcceptConnection()) + ws.send(TextMessage("a")) + ws.send(TextMessage("b"))
 
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(serve)
+        nursery.start_soon(_answer_handshake, server_end, accept_and_two_frames)
         buffered = await _handshake(client_end, "test", "/", WHERE)
     client = WsConnection(client_end, buffered, where=WHERE, max_message_size=1024)
     assert [await client.get_message(), await client.get_message()] == [b"a", b"b"]
@@ -257,19 +265,8 @@ async def test_frames_that_came_with_the_handshake_answer_are_not_lost() -> None
 )
 async def test_a_bad_handshake_answer_is_a_clear_unreachable(answer: Any, message: str) -> None:
     client_end, server_end = trio.testing.memory_stream_pair()
-    server = WSConnection(ConnectionType.SERVER)
-
-    async def serve() -> None:
-        server.receive_data(await server_end.receive_some(65536))
-        for event in server.events():
-            if isinstance(event, Request):
-                data = answer(server)
-                if data:
-                    await server_end.send_all(data)
-                await server_end.aclose()
-
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(serve)
+        nursery.start_soon(functools.partial(_answer_handshake, server_end, answer, close=True))
         with pytest.raises(NodeUnreachable, match=message):
             await _handshake(client_end, "test", "/", WHERE)
 
