@@ -15,6 +15,7 @@ import tomllib
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import attrs
 
@@ -121,6 +122,12 @@ def _parse_url(name: str, raw: str, schemes: tuple[str, ...]) -> str:
     m = re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://(?:[^@/?#]*@)?([^/?#:]+|\[[0-9a-fA-F:.]+\])", text)
     if not any(text.startswith(s + "://") for s in schemes) or m is None:
         raise ConfigError(f"{name}={_redact_url(raw)!r}: expected a {'/'.join(schemes)} URL with a host")
+    try:
+        urlsplit(text).port  # noqa: B018 (parsing it is the check)
+    except ValueError:
+        raise ConfigError(f"{name}={_redact_url(raw)!r}: the port is not a number from 0 to 65535") from None
+    if any(c.isspace() or not c.isascii() for c in text):
+        raise ConfigError(f"{name}={_redact_url(raw)!r}: spaces or non-ASCII characters (percent-encode them)")
     return text
 
 

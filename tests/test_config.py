@@ -270,3 +270,20 @@ def test_inline_keys_are_ignored_with_a_warning_that_does_not_echo_them() -> Non
     assert len(s.warnings) == 1
     assert "AETHER_SIGNER_KEY" in s.warnings[0]
     assert "ab" * 32 not in s.warnings[0]
+
+
+@pytest.mark.parametrize(
+    ("raw", "why"),
+    [
+        ("wss://node.example:99999/v3/SECRETKEY", "port"),
+        ("wss://node.example:85x5/v3/SECRETKEY", "port"),
+        ("wss://node.example/v3/SECRET KEY", "spaces or non-ASCII"),
+        ("wss://node.example/v3/SECRETKéY", "spaces or non-ASCII"),
+    ],
+)
+def test_a_url_that_cannot_be_dialled_is_rejected_at_start_without_its_key(raw: str, why: str) -> None:
+    for name in ("AETHER_WS_URL", "AETHER_RPC_URL"):
+        value = raw if name == "AETHER_WS_URL" else raw.replace("wss://", "https://")
+        with pytest.raises(ConfigError, match=why) as info:
+            Settings.from_env({name: value})
+        assert name in str(info.value) and "SECRET" not in str(info.value)

@@ -40,6 +40,7 @@ from aether.chain._wsconn import (
     WsConnection,
     _handshake,
     accept_token,
+    check_ws_url,
     client_frame,
     mask_payload,
     open_ws,
@@ -224,10 +225,15 @@ async def test_a_peer_that_just_goes_away_is_unreachable_without_a_close_frame()
         await client.get_message()
 
 
-async def _answer_handshake(stream: trio.abc.Stream, answer: Any, *, close: bool = False) -> None:
-    """Read the client's upgrade request and write ``answer(wsproto server)`` in one write."""
+async def _answer_handshake(
+    stream: trio.abc.Stream, answer: Any, *, close: bool = False, requests: list[bytes] | None = None
+) -> None:
+    """Read the client's upgrade request (into ``requests``) and write ``answer(wsproto server)`` at once."""
     server = WSConnection(ConnectionType.SERVER)
-    server.receive_data(await stream.receive_some(65536))
+    request = await stream.receive_some(65536)
+    if requests is not None:
+        requests.append(request)
+    server.receive_data(request)
     for event in server.events():
         if isinstance(event, Request):
             data = answer(server)
@@ -342,3 +348,95 @@ async def test_wss_verifies_the_server_certificate_and_carries_messages(tls_cert
                 pass
         assert "secret-key" not in str(err.value)
         nursery.cancel_scope.cancel()
+
+
+async def test_a_peer_that_goes_away_has_its_transport_closed() -> None:
+    client, server = await connected(random.Random(4))
+    await server.stream.aclose()
+    with pytest.raises(NodeUnreachable, match="no close frame"):
+        await client.get_message()
+    # The client's end is closed too (not left to the garbage collector).
+    with pytest.raises(trio.ClosedResourceError):
+        await client._stream.send_all(b"x")
+    await client.aclose()  # and closing again is harmless
+
+
+async def test_a_long_frame_read_in_small_pieces_is_joined_once() -> None:
+    """TLS hands data over in records of at most 16 KiB: a 4 MiB message used to be re-copied at
+    every piece (quadratic). Counted as the reads that found the frame still incomplete and
+    the joins of the buffer: one join for the whole frame."""
+    client, server = await connected(random.Random(5))
+    client._max = 8 * 1024 * 1024
+    payload = bytes(range(256)) * (4 * 4096)  # 4 MiB
+    frame = bytes((0x82, 127)) + len(payload).to_bytes(8, "big") + payload
+    fills: list[int] = []
+    real_fill = client._fill
+
+    async def counting_fill(need: int) -> None:
+        fills.append(need)
+        await real_fill(need)
+
+    client._fill = counting_fill  # type: ignore[method-assign]
+
+    async def send_in_records() -> None:
+        for i in range(0, len(frame), 16384):
+            await server.stream.send_all(frame[i : i + 16384])
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(send_in_records)
+        message = await client.get_message()
+    assert message == payload
+    # One call for the header, one that reads every remaining record before it joins.
+    assert len(fills) <= 3, fills
+    assert fills[-1] == len(frame), fills
+
+
+@pytest.mark.parametrize("code", [999, 1005, 1006, 1015, 2999, 5000])
+async def test_a_close_code_that_may_not_be_sent_is_a_protocol_error(code: int) -> None:
+    client, server = await connected(random.Random(6))
+    await server.send_raw(bytes((0x88, 2)) + code.to_bytes(2, "big"))
+    with pytest.raises(BadNodeData, match=f"code {code}"):
+        await client.get_message()
+    assert await server.closes() == [CLOSE_PROTOCOL_ERROR]
+
+
+async def test_a_control_frame_declaring_a_long_payload_is_refused_before_it_is_buffered() -> None:
+    client, server = await connected(random.Random(7))
+    await server.send_raw(bytes((0x89, 126)) + (60_000).to_bytes(2, "big") + b"x" * 10)  # a "ping" of 60 kB
+    with pytest.raises(BadNodeData, match="oversized control frame"):
+        await client.get_message()
+
+
+async def test_the_host_header_brackets_an_ipv6_literal_with_or_without_a_port(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for url, port, expected in (("ws://[::1]/key", 80, b"Host: [::1]\r\n"),
+                                ("ws://[::1]:8546/key", 8546, b"Host: [::1]:8546\r\n")):
+        client_end, server_end = trio.testing.memory_stream_pair()
+        dialled: list[tuple[str, int]] = []
+        requests: list[bytes] = []
+
+        async def connect(host: str, port: int, *, _stream: Any = client_end) -> Any:
+            dialled.append((host, port))
+            return _stream
+
+        monkeypatch.setattr(trio, "open_tcp_stream", connect)  # no IPv6 loopback needed
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(functools.partial(_answer_handshake, server_end, lambda ws: b"", close=True,
+                                                 requests=requests))
+            with pytest.raises(NodeUnreachable, match="closed the connection during the websocket handshake"):
+                async with open_ws(url, where="ws://[::1]", connect_timeout=5):
+                    pass
+        assert dialled == [("::1", port)]
+        assert expected in requests[0], requests
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [("ws://node:99999/SECRET", "port"), ("ws://node/SECRET KEY", "spaces"), ("wss://node/SECRETé", "non-ASCII"),
+     ("http://node/SECRET", "ws:// or wss://")],
+)
+def test_a_url_that_cannot_be_dialled_is_a_value_error_without_its_path(url: str, why: str) -> None:
+    with pytest.raises(ValueError, match=why) as info:
+        check_ws_url(url)
+    assert "SECRET" not in str(info.value)

@@ -41,7 +41,7 @@ import trio
 from .._errors import BadNodeData, NodeError, NodeTimeout, NodeUnreachable, RpcError
 from ..metrics import Metrics
 from ._rpc import RpcClient
-from ._wsconn import WsConnection, open_ws
+from ._wsconn import WsConnection, check_ws_url, open_ws
 
 __all__ = ["HEADS", "PENDING", "Frame", "Subscriber", "SubscriberStatistics", "SubscriptionKind"]
 
@@ -175,6 +175,7 @@ class Subscriber:
             raise ValueError(f"kind must be 'newHeads' or 'newPendingTransactions', not {kind!r}")
         if not (ws_url.startswith("ws://") or ws_url.startswith("wss://")):
             raise ValueError(f"ws_url must be a ws:// or wss:// URL, not {_display_url(ws_url)!r}")
+        check_ws_url(ws_url)
         if max_fetch_concurrency < 1:
             raise ValueError(f"max_fetch_concurrency must be >= 1, not {max_fetch_concurrency}")
         if fetch_queue < 1:

@@ -26,13 +26,18 @@ What is and is not implemented (all a node subscription needs):
 - Frames we send are masked with a fresh key each (``os.urandom``).
 
 The connection is owned by one task: ``get_message`` and the sends are not meant
-to be called concurrently (a lock still keeps two sends from interleaving).
+to be called concurrently (a lock still keeps two sends from interleaving). There
+is no background reader, so a server's ping is answered when the owner next reads:
+an owner that stops reading for longer than the server's pong timeout (geth: 30 s)
+gets dropped. The subscription reads continuously; only a full heads channel makes
+it wait.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import hashlib
 import os
 import ssl
@@ -105,6 +110,8 @@ class WsConnection:
         self._pos = 0
         self._where = where
         self._max = max_message_size
+        self._chunks: list[bytes] = []  # bytes read but not yet joined into _buf (see _fill)
+        self._chunks_len = 0
         self._parts: list[bytes] | None = None  # a fragmented message being reassembled
         self._parts_size = 0
         self._parts_op = OP_TEXT
@@ -148,18 +155,41 @@ class WsConnection:
                     if message is not _NO_MESSAGE:
                         return message  # type: ignore[return-value]
                     continue
-            await self._fill()
+                # An incomplete frame: a control frame may not be long, so never wait for one that is.
+                if b0 & 0x08 and n > 125:
+                    await self._fail(CLOSE_PROTOCOL_ERROR, "a fragmented or oversized control frame")
+                await self._fill(start - pos + n if n >= 0 else start - pos)
+            else:
+                await self._fill(2)
 
-    async def _fill(self) -> None:
+    async def _fill(self, need: int) -> None:
+        """Read until ``need`` bytes are buffered from the parse position (joined once).
+
+        Chunks live on the object until joined, so a cancellation between two reads
+        loses nothing, and a long frame read in many small pieces (TLS records are at
+        most 16 KiB) is copied once, not once per piece.
+        """
         if self._closed:
             raise NodeUnreachable(f"websocket to {self._where} is closed")
-        data = await self._stream.receive_some(RECEIVE_SIZE)
-        if not data:
-            self._closed = True
-            raise NodeUnreachable(f"websocket to {self._where} closed (no close frame)")
-        rest = self._buf[self._pos :]
-        self._buf = rest + data if rest else data
-        self._pos = 0
+        chunks = self._chunks
+        if self._pos < len(self._buf):
+            chunks.insert(0, self._buf[self._pos :])
+            self._chunks_len += len(self._buf) - self._pos
+        self._buf, self._pos = b"", 0
+        while True:
+            data = await self._stream.receive_some(RECEIVE_SIZE)
+            if not data:
+                self._closed = True
+                chunks.clear()
+                await trio.aclose_forcefully(self._stream)
+                raise NodeUnreachable(f"websocket to {self._where} closed (no close frame)")
+            chunks.append(data)
+            self._chunks_len += len(data)
+            if self._chunks_len >= need:
+                break
+        self._buf = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        self._chunks_len = 0
 
     async def _slow_frame(self, b0: int, payload: bytes) -> bytes | None | object:
         """Everything but a whole unmasked data frame; ``_NO_MESSAGE`` when nothing is returned."""
@@ -205,6 +235,8 @@ class WsConnection:
         if len(payload) == 1:
             await self._fail(CLOSE_PROTOCOL_ERROR, "a close frame with a 1-byte payload")
         code = int.from_bytes(payload[:2], "big") if payload else None
+        if code is not None and not (1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999):
+            await self._fail(CLOSE_PROTOCOL_ERROR, f"a close frame with code {code}, which may not be sent")
         await self._send_control(OP_CLOSE, payload[:2])  # echo the code, as the RFC asks
         self._closed = True
         self._buf, self._pos = b"", 0
@@ -216,8 +248,10 @@ class WsConnection:
     async def _fail(self, code: int, why: str) -> None:
         """Close with ``code`` (best effort) and raise: the server broke the protocol."""
         self._buf, self._pos = b"", 0  # nothing after a protocol error can be trusted
+        self._chunks.clear()
+        self._chunks_len = 0
         if not self._closed:
-            with contextlib.suppress(NodeUnreachable):
+            with contextlib.suppress(NodeUnreachable, trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 await self._send_control(OP_CLOSE, code.to_bytes(2, "big"))
             self._closed = True
             await trio.aclose_forcefully(self._stream)
@@ -251,13 +285,12 @@ class WsConnection:
         await self._send_control(OP_PING, payload)
 
     async def aclose(self, code: int = CLOSE_NORMAL) -> None:
-        """Send a close frame (best effort, briefly) and close the transport."""
-        if self._closed:
-            return
-        with contextlib.suppress(NodeUnreachable, trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            await self._send_control(OP_CLOSE, code.to_bytes(2, "big"))
-        self._closed = True
-        await trio.aclose_forcefully(self._stream)
+        """Send a close frame (best effort, briefly, unless closed already) and close the transport."""
+        if not self._closed:
+            with contextlib.suppress(NodeUnreachable, trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                await self._send_control(OP_CLOSE, code.to_bytes(2, "big"))
+            self._closed = True
+        await trio.aclose_forcefully(self._stream)  # idempotent
 
 
 _NO_MESSAGE: Final = object()
@@ -309,6 +342,26 @@ async def _handshake(stream: trio.abc.Stream, host: str, target: str, where: str
         raise NodeUnreachable(f"websocket handshake with {where} failed: bad HTTP answer ({exc})") from exc
 
 
+@functools.cache
+def _default_ssl_context() -> ssl.SSLContext:
+    """The system trust store, loaded once per process rather than once per reconnect."""
+    return ssl.create_default_context()
+
+
+def check_ws_url(url: str) -> None:
+    """Raise ``ValueError`` (without the path, which may hold a key) unless ``url`` can be dialled."""
+    parts = urlsplit(url)
+    shown = f"{parts.scheme}://{parts.hostname or '?'}"
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise ValueError(f"{shown}: expected a ws:// or wss:// URL with a host")
+    try:
+        parts.port  # noqa: B018 (parsing it is the check)
+    except ValueError:
+        raise ValueError(f"{shown}: the port is not a number from 0 to 65535") from None
+    if any(c.isspace() or not c.isascii() for c in url):
+        raise ValueError(f"{shown}: spaces or non-ASCII characters in the URL (percent-encode them)")
+
+
 @contextlib.asynccontextmanager
 async def open_ws(
     url: str,
@@ -333,13 +386,12 @@ async def open_ws(
     host = parts.hostname or ""
     port = parts.port or (443 if secure else 80)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    host_header = host if parts.port is None else f"{host}:{port}"
-    if ":" in host and parts.port is not None:
-        host_header = f"[{host}]:{port}"
+    bracketed = f"[{host}]" if ":" in host else host  # an IPv6 literal (RFC 7230 5.4)
+    host_header = bracketed if parts.port is None else f"{bracketed}:{port}"
     with trio.move_on_after(connect_timeout) as scope:
         if secure:
             stream: trio.abc.Stream = await trio.open_ssl_over_tcp_stream(
-                host, port, ssl_context=ssl_context or ssl.create_default_context()
+                host, port, ssl_context=ssl_context or _default_ssl_context()
             )
         else:
             stream = await trio.open_tcp_stream(host, port)
