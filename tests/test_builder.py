@@ -155,8 +155,12 @@ class World:
         calls = (Call(self.router_b, self.swap(self.router_b, amount_in, [self.weth, self.tkn], SEARCHER.address)),
                  Call(self.router_a, self.swap(self.router_a, mid, [self.tkn, self.weth], SEARCHER.address,
                                                min_out_last)))
-        sim = await self.rpc.call("eth_simulateV1", [{"blockStateCalls": [{"calls": [
-            {"from": SEARCHER.address, "to": c.to, "input": "0x" + c.data.hex()} for c in calls]}]}, "pending"])
+        # Pinned to the head's timestamp + 1 s, as the validator does: anvil's default depends on the
+        # wall clock (a second boundary crossed or not changes the pairs' accumulator writes).
+        sim = await self.rpc.call("eth_simulateV1", [{"blockStateCalls": [{
+            "blockOverrides": {"time": hex(h.timestamp + 1)},
+            "calls": [{"from": SEARCHER.address, "to": c.to, "input": "0x" + c.data.hex()} for c in calls]}]},
+            "pending"])
         gas = tuple(int(c["gasUsed"], 16) for c in sim[0]["calls"])
         ok = all(c["status"] == "0x1" for c in sim[0]["calls"])
         route = (Hop("b", self.router_b, self.pair_b, self.weth, self.tkn, amount_in, mid),

@@ -382,12 +382,24 @@ class LocalBuilder:
         state = p.get("stateBlockNumber", "latest")
         if not isinstance(state, str):
             raise _RpcFailure(-32602, "stateBlockNumber must be a tag or hex quantity")
+        timestamp = p.get("timestamp")
+        if timestamp is not None and (not isinstance(timestamp, int) or isinstance(timestamp, bool) or timestamp < 0):
+            raise _RpcFailure(-32602, "timestamp must be a non-negative integer")
         try:
+            if timestamp is None:
+                # As the relays do: the simulated block comes after its parent, never at the
+                # parent's own second (anvil's default, under which a pair touched in the parent
+                # skips its price-accumulator writes and the gas comes out short).
+                parent = await self._rpc.call("eth_getBlockByNumber", [state, False])
+                timestamp = int(parent["timestamp"], 16) + 1
+            overrides = {"time": hex(timestamp)}
             sim = await self._rpc.call(
-                "eth_simulateV1", [{"blockStateCalls": [{"calls": [t.call for t in txs]}], "validation": False}, state]
+                "eth_simulateV1",
+                [{"blockStateCalls": [{"blockOverrides": overrides, "calls": [t.call for t in txs]}],
+                  "validation": False}, state],
             )
             calls = sim[0]["calls"]
-        except (NodeError, KeyError, IndexError, TypeError) as exc:
+        except (NodeError, KeyError, IndexError, TypeError, ValueError) as exc:
             raise _RpcFailure(-32000, f"simulation failed: {type(exc).__name__}") from None
         results = []
         total = 0
@@ -468,6 +480,10 @@ class LocalBuilder:
         try:
             pool = [(str(x["hash"]).lower(), str(x["from"]).lower(), int(x["nonce"], 16))
                     for x in block["transactions"]]
+            # Both simulations below run at the block's own second: left to anvil, one would run
+            # at the parent's and the other at the wall clock's, and a pair touched in the parent
+            # would differ in gas by its price-accumulator writes (a false conflict).
+            overrides = {"time": hex(int(block["timestamp"], 16))}
         except (KeyError, TypeError, ValueError):
             return False
         rest = [x for x in pool if x[0] not in placed]
@@ -499,8 +515,8 @@ class LocalBuilder:
         try:
             sim = await self._rpc.call(
                 "eth_simulateV1",
-                [{"blockStateCalls": [{"calls": [t.call for t in (*top, *to_send)]}], "validation": False},
-                 "pending"],
+                [{"blockStateCalls": [{"blockOverrides": overrides, "calls": [t.call for t in (*top, *to_send)]}],
+                  "validation": False}, "pending"],
             )
             try:
                 statuses = [c.get("status") for c in sim[0]["calls"]]
@@ -513,8 +529,9 @@ class LocalBuilder:
                 # Below other transactions: it must do exactly what it does at the top.
                 alone = await self._rpc.call(
                     "eth_simulateV1",
-                    [{"blockStateCalls": [{"calls": [t.call for t in (*in_pool, *to_send)]}], "validation": False},
-                     "latest"],
+                    [{"blockStateCalls": [{"blockOverrides": overrides,
+                                           "calls": [t.call for t in (*in_pool, *to_send)]}],
+                      "validation": False}, "latest"],
                 )
                 try:
                     here = [_effect(c) for c in sim[0]["calls"][len(pre_txs):]]
