@@ -84,6 +84,10 @@ async def anvil() -> AsyncIterator[RpcClient]:
                         break
                     except Exception:  # noqa: BLE001
                         await trio.sleep(0.05)
+            # Every block one second after its parent, as on a real chain (never the same second):
+            # left to the wall clock, a block mined within the parent's second skips the pairs'
+            # price-accumulator writes and its gas differs from what was simulated at head + 1 s.
+            await rpc.call("anvil_setBlockTimestampInterval", [1])
             yield rpc
     finally:
         proc.kill()
