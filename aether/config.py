@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import attrs
 
 from ._errors import ConfigError
+from ._urls import display_url
 
 __all__ = [
     "BuilderEndpoint",
@@ -125,7 +126,7 @@ def _parse_url(name: str, raw: str, schemes: tuple[str, ...]) -> str:
     try:
         urlsplit(text).port  # noqa: B018 (parsing it is the check)
     except ValueError:
-        raise ConfigError(f"{name}={_redact_url(raw)!r}: the port is not a number from 0 to 65535") from None
+        raise ConfigError(f"{name}={_redact_url(raw)!r}: malformed host or port") from None
     if any(c.isspace() or not c.isascii() for c in text):
         raise ConfigError(f"{name}={_redact_url(raw)!r}: spaces or non-ASCII characters (percent-encode them)")
     return text
@@ -133,8 +134,7 @@ def _parse_url(name: str, raw: str, schemes: tuple[str, ...]) -> str:
 
 def _redact_url(url: str) -> str:
     """Hide userinfo, path and query: builder URLs may carry API keys."""
-    m = re.match(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)(?:[^@/]*@)?([^/?#]*)", url.strip())
-    return f"{m.group(1)}{m.group(2)}" if m else "<unparseable url>"
+    return display_url(url)
 
 
 # --------------------------------------------------------------------------- chain config

@@ -275,8 +275,9 @@ def test_inline_keys_are_ignored_with_a_warning_that_does_not_echo_them() -> Non
 @pytest.mark.parametrize(
     ("raw", "why"),
     [
-        ("wss://node.example:99999/v3/SECRETKEY", "port"),
-        ("wss://node.example:85x5/v3/SECRETKEY", "port"),
+        ("wss://node.example:99999/v3/SECRETKEY", "host or port"),
+        ("wss://node.example:85x5/v3/SECRETKEY", "host or port"),
+        ("wss://apikey:SECRET/KEY@node.example/v3", "host or port"),  # an unencoded / in a password
         ("wss://node.example/v3/SECRET KEY", "spaces or non-ASCII"),
         ("wss://node.example/v3/SECRETKéY", "spaces or non-ASCII"),
     ],

@@ -194,10 +194,14 @@ async def test_batch_transport_errors_are_mapped() -> None:
 # --------------------------------------------------------------------------- real sockets
 
 
-async def test_real_refused_port_is_node_unreachable() -> None:
-    async with open_rpc(f"http://127.0.0.1:{free_port()}", timeout=1.0) as rpc:
-        with pytest.raises(NodeUnreachable):
+async def test_real_refused_port_is_node_unreachable_and_the_message_hides_the_api_key() -> None:
+    port = free_port()
+    async with open_rpc(f"https://user:PASSWORD@127.0.0.1:{port}/v3/SECRETKEY?k=QUERYKEY", timeout=1.0) as rpc:
+        with pytest.raises(NodeUnreachable) as info:
             await rpc.call("eth_chainId")
+    message = str(info.value)
+    assert f"https://127.0.0.1:{port}" in message
+    assert not any(s in message for s in ("SECRETKEY", "QUERYKEY", "PASSWORD", "user"))
 
 
 async def test_real_silent_server_is_node_timeout() -> None:

@@ -16,6 +16,7 @@ import httpx
 import orjson
 
 from .._errors import BadNodeData, NodeTimeout, NodeUnreachable, RpcError
+from .._urls import display_url
 
 __all__ = ["RpcClient", "RpcStatistics", "open_rpc"]
 
@@ -57,6 +58,7 @@ class RpcClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.url = url
+        self._where = display_url(url)  # what messages may show: the path may hold an API key
         self._client = httpx.AsyncClient(
             timeout=timeout,
             transport=transport,
@@ -88,7 +90,7 @@ class RpcClient:
         body = orjson.dumps(payload)
         self._requests += 1
         try:
-            with _map_errors(self.url):
+            with _map_errors(self._where):
                 resp = await self._client.post(self.url, content=body)
         except NodeTimeout:
             self._timeouts += 1
@@ -98,12 +100,12 @@ class RpcClient:
             raise
         if resp.status_code != 200 and not resp.content:
             self._bad_data += 1
-            raise BadNodeData(f"node at {self.url} answered HTTP {resp.status_code} with no body")
+            raise BadNodeData(f"node at {self._where} answered HTTP {resp.status_code} with no body")
         try:
             return orjson.loads(resp.content)
         except orjson.JSONDecodeError as exc:
             self._bad_data += 1
-            raise BadNodeData(f"node at {self.url} answered HTTP {resp.status_code} with non-JSON") from exc
+            raise BadNodeData(f"node at {self._where} answered HTTP {resp.status_code} with non-JSON") from exc
 
     def _result(self, method: str, reply: Any) -> Any:
         if not isinstance(reply, dict):

@@ -32,13 +32,13 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, Final, Literal
-from urllib.parse import urlsplit
 
 import attrs
 import orjson
 import trio
 
 from .._errors import BadNodeData, NodeError, NodeTimeout, NodeUnreachable, RpcError
+from .._urls import display_url
 from ..metrics import Metrics
 from ._rpc import RpcClient
 from ._wsconn import WsConnection, check_ws_url, open_ws
@@ -104,12 +104,7 @@ class _BadFrame(Exception):
 
 def _display_url(url: str) -> str:
     """scheme://host:port only: node URLs often carry an API key in the path."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or "?"
-        return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
-    except ValueError:
-        return "<unparseable url>"
+    return display_url(url)
 
 
 @contextlib.contextmanager

@@ -49,6 +49,7 @@ import h11
 import trio
 
 from .._errors import BadNodeData, NodeTimeout, NodeUnreachable
+from .._urls import display_url
 
 _GUID: Final = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 RECEIVE_SIZE: Final = 256 * 1024
@@ -351,13 +352,13 @@ def _default_ssl_context() -> ssl.SSLContext:
 def check_ws_url(url: str) -> None:
     """Raise ``ValueError`` (without the path, which may hold a key) unless ``url`` can be dialled."""
     parts = urlsplit(url)
-    shown = f"{parts.scheme}://{parts.hostname or '?'}"
+    shown = display_url(url)
     if parts.scheme not in ("ws", "wss") or not parts.hostname:
         raise ValueError(f"{shown}: expected a ws:// or wss:// URL with a host")
     try:
         parts.port  # noqa: B018 (parsing it is the check)
     except ValueError:
-        raise ValueError(f"{shown}: the port is not a number from 0 to 65535") from None
+        raise ValueError(f"{shown}: malformed host or port") from None
     if any(c.isspace() or not c.isascii() for c in url):
         raise ValueError(f"{shown}: spaces or non-ASCII characters in the URL (percent-encode them)")
 
