@@ -94,6 +94,9 @@ def _tag(block: int | str) -> str:
 class PoolBook:
     """Reserves of the tracked pairs, as of one block.
 
+    One task owns a book (the strategy actor handles ticks and victims in turn);
+    calls are not meant to overlap.
+
     Args:
         rpc: anything with ``batch([(method, params), ...])`` like
             :class:`aether.chain.RpcClient`.
@@ -268,7 +271,8 @@ class PoolBook:
         calls = [self._reserves_call(p, tag) for p in pairs] + [(m, list(p)) for m, p in extra_calls]
         results = await self._rpc.batch(calls) if calls else []
         for pair, result in zip(pairs, results[: len(pairs)], strict=True):
-            self._store(pair, result)
+            if pair in self._info:  # not evicted while the batch was out (a book has one owner)
+                self._store(pair, result)
         self._refreshes += 1
         if isinstance(block, int):
             self._block = block
