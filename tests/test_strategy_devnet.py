@@ -286,10 +286,15 @@ async def test_validator_rejects_a_wrong_prediction_and_a_revert_and_measures_la
         assert stats.validated == n and stats.mismatches == 1 and stats.failures == 3
         print(f"eth_simulateV1 validation round trip on anvil: mean {per * 1e3:.2f} ms, "
               f"max {stats.max_s * 1e3:.2f} ms; simulated gas {ok.simulated_gas}")
-        # once the victim is mined its nonce is used: nothing left to backrun
+        # a victim already in the head it was sized on (a late mempool feed re-announcing it): nonce used
         await rpc.call("evm_mine", [])
-        r = await v.validate(cand)
+        mined = await _head(rpc)
+        r = await v.validate(attrs.evolve(cand, head_number=mined.number, head_timestamp=mined.timestamp,
+                                          target_block=mined.number + 1))
         assert isinstance(r, Rejection) and r.reason == "victim_nonce_used", r
+        # validation reads the candidate's own head, not whatever is latest by now: still valid there
+        again = await v.validate(cand)
+        assert isinstance(again, Candidate) and again.validated, again
         off = Validator(rpc, searcher=devnet.searcher_address, enabled=False)
         assert await off.validate(cand) is cand and off.statistics().skipped == 1
 

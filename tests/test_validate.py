@@ -23,7 +23,9 @@ def _node(answer: Any) -> Any:
     def handler(request: httpx.Request) -> httpx.Response:
         calls = orjson.loads(request.content)
         assert [c["method"] for c in calls] == ["eth_simulateV1", "eth_getTransactionCount"]
-        assert calls[1]["params"] == [CANDIDATE.victim.sender, "latest"]  # type: ignore[union-attr]
+        # Both at the candidate's head: the nonce is read at the state that is simulated.
+        assert calls[0]["params"][1] == calls[1]["params"][1] == hex(CANDIDATE.head_number)
+        assert calls[1]["params"][0] == CANDIDATE.victim.sender  # type: ignore[union-attr]
         body = answer(calls)
         return httpx.Response(200, content=orjson.dumps(body))
 

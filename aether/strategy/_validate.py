@@ -1,6 +1,7 @@
 """Exact validation of a candidate with ``eth_simulateV1`` before it goes on.
 
-One simulated block on top of ``latest`` holds, in order: the victim (as a
+One simulated block on top of the candidate's head (the state its sizing read; a
+candidate whose head is no longer the chain's is stale anyway) holds, in order: the victim (as a
 call with its own sender, nonce, gas and fee fields), WETH ``balanceOf``
 the searcher, our backrun calls from the searcher, and ``balanceOf`` again.
 The prediction must hold to the wei: each backrun call's returned
@@ -170,7 +171,7 @@ class Validator:
                 "traceTransfers": False,
                 "returnFullTransactions": False,
             },
-            "latest",
+            hex(c.head_number),  # the state the sizing used, not whatever "latest" is by now
         ]
 
     async def validate(self, candidate: Candidate) -> Candidate | Rejection:
@@ -207,8 +208,8 @@ class Validator:
     async def _validate(self, c: Candidate) -> Candidate | Rejection:
         calls: list[tuple[str, list[Any]]] = [("eth_simulateV1", self.simulate_params(c))]
         if c.victim is not None:
-            # Same request: the sender's next nonce at the simulated state.
-            calls.append(("eth_getTransactionCount", [c.victim.sender, "latest"]))
+            # Same request, same block: the sender's next nonce at the simulated state.
+            calls.append(("eth_getTransactionCount", [c.victim.sender, hex(c.head_number)]))
         try:
             replies = await self._rpc.batch(calls)
         except NodeError as exc:
