@@ -386,11 +386,13 @@ class LocalBuilder:
         if timestamp is not None and (not isinstance(timestamp, int) or isinstance(timestamp, bool) or timestamp < 0):
             raise _RpcFailure(-32602, "timestamp must be a non-negative integer")
         try:
+            # One parent for both the timestamp and the state (a block may land in between).
+            parent = await self._rpc.call("eth_getBlockByNumber", [state, False])
+            state = parent["number"]
             if timestamp is None:
                 # As the relays do: the simulated block comes after its parent, never at the
                 # parent's own second (anvil's default, under which a pair touched in the parent
                 # skips its price-accumulator writes and the gas comes out short).
-                parent = await self._rpc.call("eth_getBlockByNumber", [state, False])
                 timestamp = int(parent["timestamp"], 16) + 1
             overrides = {"time": hex(timestamp)}
             sim = await self._rpc.call(
@@ -485,6 +487,7 @@ class LocalBuilder:
             # would differ in gas by its price-accumulator writes (a false conflict).
             overrides = {"time": hex(int(block["timestamp"], 16))}
         except (KeyError, TypeError, ValueError):
+            log.info("bundle %s dropped: the node's pending block is malformed", held.bundle_hash)
             return False
         rest = [x for x in pool if x[0] not in placed]
         bundle_hashes = {"0x" + t.hash.hex() for t in in_pool}
