@@ -8,8 +8,9 @@ endpoint goes through :func:`display_url`.
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 
-__all__ = ["display_url"]
+__all__ = ["display_url", "url_problem"]
 
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)(.*)$", re.S)
 
@@ -32,3 +33,17 @@ def display_url(url: str) -> str:
     else:
         host = authority
     return f"{m.group(1)}{host}"
+
+
+def url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be dialled as written (a bad port, spaces, non-ASCII), or None.
+
+    Scheme and host are the caller's to check (each accepts its own schemes).
+    """
+    try:
+        urlsplit(url).port  # noqa: B018 (parsing it is the check)
+    except ValueError:
+        return "malformed host or port"
+    if any(c.isspace() or not c.isascii() for c in url):
+        return "spaces or non-ASCII characters (percent-encode them)"
+    return None

@@ -102,11 +102,6 @@ class _BadFrame(Exception):
     """A frame that is not JSON or not of the expected shape (counted, skipped)."""
 
 
-def _display_url(url: str) -> str:
-    """scheme://host:port only: node URLs often carry an API key in the path."""
-    return display_url(url)
-
-
 @contextlib.contextmanager
 def _map_ws_errors(where: str) -> Iterator[None]:
     """The one place where OS and trio transport errors become ours (the connection raises ours already)."""
@@ -168,8 +163,6 @@ class Subscriber:
     ) -> None:
         if kind not in (HEADS, PENDING):
             raise ValueError(f"kind must be 'newHeads' or 'newPendingTransactions', not {kind!r}")
-        if not (ws_url.startswith("ws://") or ws_url.startswith("wss://")):
-            raise ValueError(f"ws_url must be a ws:// or wss:// URL, not {_display_url(ws_url)!r}")
         check_ws_url(ws_url)
         if max_fetch_concurrency < 1:
             raise ValueError(f"max_fetch_concurrency must be >= 1, not {max_fetch_concurrency}")
@@ -183,7 +176,7 @@ class Subscriber:
             raise ValueError("ping_timeout and connect_timeout must be positive")
         self.ws_url = ws_url
         self.kind: SubscriptionKind = kind
-        self._where = _display_url(ws_url)
+        self._where = display_url(ws_url)
         self._rpc = rpc
         self._metrics = metrics
         self._full_param = full_txs and kind == PENDING

@@ -49,7 +49,7 @@ import h11
 import trio
 
 from .._errors import BadNodeData, NodeTimeout, NodeUnreachable
-from .._urls import display_url
+from .._urls import display_url, url_problem
 
 _GUID: Final = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 RECEIVE_SIZE: Final = 256 * 1024
@@ -354,13 +354,10 @@ def check_ws_url(url: str) -> None:
     parts = urlsplit(url)
     shown = display_url(url)
     if parts.scheme not in ("ws", "wss") or not parts.hostname:
-        raise ValueError(f"{shown}: expected a ws:// or wss:// URL with a host")
-    try:
-        parts.port  # noqa: B018 (parsing it is the check)
-    except ValueError:
-        raise ValueError(f"{shown}: malformed host or port") from None
-    if any(c.isspace() or not c.isascii() for c in url):
-        raise ValueError(f"{shown}: spaces or non-ASCII characters in the URL (percent-encode them)")
+        raise ValueError(f"ws_url must be a ws:// or wss:// URL, not {shown!r}")
+    problem = url_problem(url)
+    if problem is not None:
+        raise ValueError(f"{shown}: {problem}")
 
 
 @contextlib.asynccontextmanager
