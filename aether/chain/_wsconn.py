@@ -147,6 +147,8 @@ class WsConnection:
                     n = int.from_bytes(buf[pos + 2 : start], "big") if avail >= 10 else -1
                 if n > self._max:
                     await self._fail(CLOSE_TOO_BIG, f"a frame of {n} bytes is over the {self._max}-byte limit")
+                if n > 125 and b0 & 0x08:  # a control frame may not be long: refused before it is buffered
+                    await self._fail(CLOSE_PROTOCOL_ERROR, "a fragmented or oversized control frame")
                 if n >= 0 and len(buf) >= start + n:
                     end = start + n
                     self._pos = end
@@ -156,9 +158,6 @@ class WsConnection:
                     if message is not _NO_MESSAGE:
                         return message  # type: ignore[return-value]
                     continue
-                # An incomplete frame: a control frame may not be long, so never wait for one that is.
-                if b0 & 0x08 and n > 125:
-                    await self._fail(CLOSE_PROTOCOL_ERROR, "a fragmented or oversized control frame")
                 await self._fill(start - pos + n if n >= 0 else start - pos)
             else:
                 await self._fill(2)
@@ -199,7 +198,7 @@ class WsConnection:
         fin = bool(b0 & 0x80)
         op = b0 & 0x0F
         if op in _CONTROL_OPS:
-            if not fin or len(payload) > 125:
+            if not fin:  # (a long one was refused with its header)
                 await self._fail(CLOSE_PROTOCOL_ERROR, "a fragmented or oversized control frame")
             if op == OP_PING:
                 self.pings_received += 1
