@@ -150,15 +150,14 @@ def run_all(args: argparse.Namespace) -> tuple[list[Row], dict[str, Any]]:
             own_ratios.append(o / b)
             say(f"  bare {b:,.0f}/s, aether client {o:,.0f}/s, pipeline {p['rate']:,.0f}/s, "
                 f"dropped {p['dropped']}, bundles {p['bundles']}")
-    own_med = sorted(own)[len(own) // 2]
-    own_ratio = sorted(own_ratios)[len(own_ratios) // 2]
+    median = _inproc.median
+    bare_med = median(bare)
     rows.append(("Frame reception alone (receive + orjson.loads): aether's client vs bare trio-websocket",
-                 f"{_fmt_rate(own_med)} = {own_ratio:.2f} x trio-websocket ({_fmt_rate(sorted(bare)[len(bare) // 2])})",
+                 f"{_fmt_rate(median(own))} = {median(own_ratios):.2f} x trio-websocket ({_fmt_rate(bare_med)})",
                  "(why aether.chain._wsconn exists)", "n/a"))
     med = sorted(pipe, key=lambda p: p["rate"])[len(pipe) // 2]
-    ratio = sorted(ratios)[len(ratios) // 2]
+    ratio = median(ratios)
     dropped = sum(p["dropped"] for p in pipe)
-    bare_med = sorted(bare)[len(bare) // 2]
     rows.append((f"Whole pipeline over loopback WS ({args.ws_frames:,} frames a pass)",
                  f"{_fmt_rate(med['rate'])} = {ratio:.2f} x bare trio-websocket client ({_fmt_rate(bare_med)})",
                  ">= 0.50 x bare client", _met(ratio >= 0.5)))
