@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import signal
 import sys
 import time
@@ -207,6 +208,10 @@ async def _amain(settings: Settings, signer: Any, auth: Any, run_dir: RunDir, du
                 "tip_share_bps": settings.tip_share_bps,
                 "dexes": [d.name for d in settings.chain.dexes],
                 "pid": os.getpid(),
+                # For the sign-off (aether rollout check): a copy of this directory keeps
+                # this id, so it can be counted once; and where the risk state lives.
+                "run_id": secrets.token_hex(16),
+                "state_file": str(settings.state_file.absolute()),
             })
             rt = Runtime(settings=settings, metrics=metrics, rpc=rpc, chain_id=chain_id, signer=signer,
                          run_dir=run_dir)
@@ -219,11 +224,12 @@ async def _amain(settings: Settings, signer: Any, auth: Any, run_dir: RunDir, du
 
                 specs = build_live_tree(rt, auth=auth)
             supervisor = Supervisor(metrics)
+            halts_seen: set[str] = set()
             code = 0
             try:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(_stop_on_signal, supervisor, run_dir, nursery.cancel_scope)
-                    nursery.start_soon(_write_summaries, run_dir, metrics, started)
+                    nursery.start_soon(_write_summaries, run_dir, metrics, started, halts_seen, settings)
                     if duration_s is not None:
                         nursery.start_soon(_stop_after, supervisor, run_dir, duration_s)
                     await supervisor.run(specs)
@@ -238,7 +244,8 @@ async def _amain(settings: Settings, signer: Any, auth: Any, run_dir: RunDir, du
                 log.critical("unexpected failure outside the actors; exiting %d", EXIT_SUPERVISOR,
                              exc_info=group)
                 code = EXIT_SUPERVISOR
-            _write_summary(run_dir, metrics, started, final=True, exit_code=code)
+            _write_summary(run_dir, metrics, started, final=True, exit_code=code, halts_seen=halts_seen,
+                           settings=settings)
             if code == 0:
                 log.info("stopped cleanly")
             else:
@@ -295,8 +302,32 @@ async def _stop_after(supervisor: Any, run_dir: RunDir, duration_s: float) -> No
     await supervisor.stop()
 
 
-def _write_summary(run_dir: RunDir, metrics: Metrics, started: float, *, final: bool, exit_code: int | None = None) -> None:
+def _risk_record(metrics: Metrics, halts_seen: set[str], settings: Settings) -> dict[str, Any]:
+    """What the sign-off reads about HALTs: latches seen set during the run, and the saved state.
+
+    ``halts_seen`` accumulates the ``aether_risk_halted{gate}`` latches sampled at every
+    summary (every 15 s and at the stop); the daily P&L latch holds until the UTC day
+    rolls, so a sample sees it. ``state`` is the persisted risk state file as it was
+    at this summary (None when absent or unreadable), so the evidence stays in the run
+    directory after the next run rewrites the file.
+    """
+    for metric in metrics.registry.collect():
+        if metric.name == "aether_risk_halted":
+            halts_seen.update(s.labels["gate"] for s in metric.samples if s.value)
+    from .risk import RiskStore
+
+    try:
+        state = RiskStore(settings.state_file).load()
+    except ConfigError:
+        state = None
+    return {"halts_seen": sorted(halts_seen), "state": state}
+
+
+def _write_summary(run_dir: RunDir, metrics: Metrics, started: float, *, final: bool, exit_code: int | None = None,
+                   halts_seen: set[str] | None = None, settings: Settings | None = None) -> None:
     doc = summarise_metrics(metrics)
+    if halts_seen is not None and settings is not None:
+        doc["risk"] = _risk_record(metrics, halts_seen, settings)
     doc.update({"final": final, "started_unix": int(started), "updated_unix": int(time.time()),
                 "duration_s": int(time.time() - started), "mode": run_dir.mode})
     if exit_code is not None:
@@ -307,7 +338,9 @@ def _write_summary(run_dir: RunDir, metrics: Metrics, started: float, *, final: 
         log.error("cannot write summary.json: %s", exc.strerror)
 
 
-async def _write_summaries(run_dir: RunDir, metrics: Metrics, started: float) -> None:
+async def _write_summaries(run_dir: RunDir, metrics: Metrics, started: float, halts_seen: set[str],
+                           settings: Settings) -> None:
     while True:
         await trio.sleep(15)
-        await trio.to_thread.run_sync(lambda: _write_summary(run_dir, metrics, started, final=False))
+        await trio.to_thread.run_sync(lambda: _write_summary(run_dir, metrics, started, final=False,
+                                                             halts_seen=halts_seen, settings=settings))
