@@ -61,6 +61,10 @@ MAX_BUNDLES = 1_000_000  # dumps per run directory
 MAX_ID_LEN = 256
 
 _DECIMAL = re.compile(r"-?[0-9]{1,80}")
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]")
+MAX_DEPTH = 64  # nesting levels; aether's files use at most 4
+_READ_LIMITS = ("min_profit_wei", "daily_loss_limit_wei")
 
 
 class RunDirError(Exception):
@@ -224,12 +228,22 @@ def parse_json(data: bytes) -> Any:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise _Bad(f"not UTF-8 (byte {exc.start})") from None
+    # The C scanner recurses per level: a megabyte of "[" can overflow the C stack
+    # before Python's recursion limit is checked, so the depth is measured first.
+    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
+    depth = deepest = 0
+    for ch in brackets:
+        depth += 1 if ch in "[{" else -1
+        if depth > deepest:
+            deepest = depth
+            if deepest > MAX_DEPTH:
+                raise _Bad(f"not JSON this reader accepts (nested too deeply, over {MAX_DEPTH} levels)")
     try:
         return json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise _Bad(f"not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
-    except RecursionError:
-        raise _Bad("not JSON this reader accepts (nested too deeply)") from None
+    except (RecursionError, ValueError) as exc:  # ValueError: e.g. an integer of over 4300 digits
+        raise _Bad(f"not JSON this reader accepts ({type(exc).__name__})") from None
 
 
 def read_json(path: Path, cap: int, *, follow: bool = False) -> Any:
@@ -437,7 +451,8 @@ class Meta:
             raise _Bad(f"run.json.mode: {mode!r} is neither shadow nor live")
         started = d.get("started_at")
         limits_raw = _obj(d.get("limits", {}), "run.json.limits")
-        limits = {str(k): parse_amount(v, f"run.json.limits.{k}") for k, v in limits_raw.items()}
+        # Only the limits a check reads are parsed: other keys may be of any type.
+        limits = {k: parse_amount(limits_raw[k], f"run.json.limits.{k}") for k in _READ_LIMITS if k in limits_raw}
         return cls(
             mode=mode,
             run_id=_str(d, "run_id", "run.json", required=False),
