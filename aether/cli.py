@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .report._rollout import Stage
 
 __all__ = ["main"]
 
@@ -30,15 +31,18 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("devnet", help="start the embedded local chain (see aether devnet --help)", add_help=False)
 
-    rep = sub.add_parser("report", help="summarise a run directory")
+    rep = sub.add_parser("report", help="summarise a run directory (exit 2 when a file in it cannot be read)")
     rep.add_argument("dir", type=Path)
     rep.add_argument("--html", type=Path, default=None, help="also write a self-contained HTML page here")
 
     roll = sub.add_parser("rollout", help="rollout stage gates")
     roll_sub = roll.add_subparsers(dest="rollout_command", required=True)
-    check = roll_sub.add_parser("check", help="check the runbook's gate into a stage")
-    check.add_argument("--stage", required=True, choices=["B", "C"])
-    check.add_argument("dirs", type=Path, nargs="+", metavar="DIR")
+    check = roll_sub.add_parser(
+        "check", help="check the runbook's gate into a stage",
+        description="Exit 0: the gate is met; 1: a criterion fails; 2: a directory or file cannot be evidence "
+                    "(named, one line each). Each run counts once, however often or however it is named.")
+    check.add_argument("--stage", required=True, choices=[s.value for s in Stage])
+    check.add_argument("dirs", type=Path, nargs="+", metavar="DIR", help="run directories (reports/*_mempool_*)")
 
     prep = sub.add_parser("prepare", help="approve WETH and the configured tokens to every configured router")
     prep.add_argument("--yes", action="store_true", help="send the approvals (without it: only list what is missing)")

@@ -317,9 +317,11 @@ def _risk_record(metrics: Metrics, halts_seen: set[str], settings: Settings) -> 
     from .risk import RiskStore
 
     try:
-        state = RiskStore(settings.state_file).load()
+        saved = RiskStore(settings.state_file).load()
     except ConfigError:
-        state = None
+        saved = None
+    keep = ("version", "saved_at", "utc_day", "daily_pnl_wei", "halts", "paused_until")
+    state = None if saved is None else {k: saved.get(k) for k in keep}
     return {"halts_seen": sorted(halts_seen), "state": state}
 
 

@@ -269,6 +269,7 @@ def _breaches(runs: Sequence[RunData]) -> Criterion:
     """
     found: list[str] = []
     unknown: list[str] = []
+    state_files: set[str] = set()
     for r in runs:
         s = r.summary
         limit = r.meta.limits.get("daily_loss_limit_wei")
@@ -284,8 +285,9 @@ def _breaches(runs: Sequence[RunData]) -> Criterion:
                              f"P&L {s.risk.state_pnl_wei} wei)")
             elif limit is not None and s.risk.state_pnl_wei is not None and s.risk.state_pnl_wei < -limit:
                 found.append(f"{r.path}: saved daily P&L {s.risk.state_pnl_wei} wei is below -{limit}")
-        if r.persisted is not None:
+        if r.persisted is not None and r.persisted[0] not in state_files:
             path, halts, day, pnl = r.persisted
+            state_files.add(path)  # runs of one host share the file: one finding, not one per run
             if dict(halts).get("daily_pnl") is not None:
                 found.append(f"{path}: daily_pnl HALT latched ({day}, P&L {pnl} wei)")
             elif limit is not None and pnl is not None and pnl < -limit:
