@@ -33,7 +33,8 @@ def bundle(arb: str, built_at: dt.datetime | str, *, source: str = "mempool_back
     gates = ("gas_price", "eth_balance", "daily_pnl", "consecutive_reverts", "min_profit", "max_tip_share",
              "victim_freshness", "max_in_flight", "dedup")
     return {"arb_id": arb, "source": source, "victim_tx_hash": "0x" + "11" * 32, "target_block": 5,
-            "built_at": built_at if isinstance(built_at, str) else _iso(built_at), "envelope": ["0x02"],
+            "built_at": built_at if isinstance(built_at, str) else _iso(built_at),
+            "envelope": ["0x02" + "11" * 8, "0x02" + arb.encode().hex()],
             "expected_gross_profit_wei": str(gross), "expected_net_profit_wei": str(gross // 2 if net is None else net),
             "tip_share_bps": 8000, "gas_used": 200000, "base_fee_wei": "1", "priority_fee_wei": "2",
             "risk_decisions": [{"gate": g, "passed": g not in failing, "value": "x"} for g in gates],

@@ -45,7 +45,8 @@ def _live_run(tmp_path: Path) -> tuple[RunDir, Path, Metrics, RiskEngine]:
     engine.on_head(make_head(100), ETHER)
     # Three submitted bundles that landed exactly as predicted.
     for i in range(3):
-        b = attrs.evolve(make_bundle(target_block=101 + i, net=6 * 10**16), arb_id=f"good-{i}")
+        b = attrs.evolve(make_bundle(target_block=101 + i, net=6 * 10**16), arb_id=f"good-{i}",
+                         envelope=(b"\x02raw", b"\x02ours" + bytes([i])))  # distinct signed transactions
         v = engine.evaluate(b)
         assert v.passed, v
         run_dir.write_bundle(v, outcome="submitted")

@@ -8,6 +8,7 @@ traceback; hypothesis feeds random JSON shapes to every loader.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -99,6 +100,41 @@ def test_a_copy_with_a_new_run_id_is_caught_by_its_arb_ids(tmp_path: Path, capsy
     assert (code, [ln.split(":")[0] for ln in out.splitlines() if ln.startswith(("  [PASS]", "  [FAIL]"))]) == honest
     assert "min 5/day" in out  # every arb_id counted once: still 5 a day
     assert "35 arb_id(s) appear in more than one run directory" in out
+
+
+def test_a_copy_with_renamed_arb_ids_is_caught_by_its_signed_transactions(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    runs = week_of_runs(tmp_path / "reports", 5, 7)
+    honest = verdict(capsys, "B", runs)
+    copies = []
+    for i, r in enumerate(runs):
+        c = Path(shutil.copytree(r, tmp_path / "forged" / r.name))
+        meta = json.loads((c / "run.json").read_text())
+        meta["run_id"] = f"{i:032x}"
+        (c / "run.json").write_text(json.dumps(meta))
+        for f in list((c / "bundles").iterdir()):
+            doc = json.loads(f.read_text())
+            doc["arb_id"] = "forged-" + doc["arb_id"]
+            (c / "bundles" / f"{doc['arb_id']}.json").write_text(json.dumps(doc))
+            f.unlink()
+        copies.append(c)
+    code = rollout_check_main("B", [*runs, *copies])
+    out = capsys.readouterr().out
+    assert (code, [ln.split(":")[0] for ln in out.splitlines() if ln.startswith(("  [PASS]", "  [FAIL]"))]) == honest
+    assert "min 5/day" in out and "35 dump(s) carry the signed transactions of another arb_id" in out
+
+
+def test_a_dump_dated_outside_its_run_is_not_counted(tmp_path: Path) -> None:
+    runs = week_of_runs(tmp_path, 10, 7)
+    # Five more dumps in day 0's run, dated on day 3: moved evidence, not day 3's backruns.
+    for i in range(5):
+        b = bundle(f"moved{i}", DAY0 + dt.timedelta(days=3, hours=1))
+        (runs[0] / "bundles" / f"moved{i}.json").write_text(json.dumps(b))
+    for f in sorted((runs[3] / "bundles").iterdir())[:5]:
+        f.unlink()
+    result = check_stage("B", load_runs(runs).runs)
+    [c] = [c for c in result.criteria if not c.met]
+    assert c.measured.startswith("min 5/day") and "5 dump(s) dated outside their run not counted" in c.measured
 
 
 def test_a_copy_of_a_live_run_adds_no_inclusion(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -15,7 +15,7 @@ directory may be hostile (a shell glob, a backup copy, a hand-edited file):
   one given is refused; two directories with the same run identity (``run_id``
   in ``run.json``, or the digest of ``run.json`` for older runs) are one run
   when their files are identical (a backup copy: counted once) and refused when
-  they differ. ``arb_id``\\s repeated across runs are counted once. Every such
+  they differ. arb_ids repeated across runs are counted once. Every such
   decision is a :class:`Note` shown in the output.
 """
 
@@ -276,6 +276,8 @@ class Bundle:
     outcome: str | None
     mode: str | None
     victim_age_ms: int | None
+    #: sha256 of the signed transactions: the same bundle under another ``arb_id`` is the same bundle.
+    envelope_digest: str = ""
 
     @classmethod
     def from_doc(cls, doc: object, file: str) -> Bundle:
@@ -320,6 +322,7 @@ class Bundle:
             outcome=_str(d, "outcome", "dump", required=False, max_len=64),
             mode=_str(d, "mode", "dump", required=False, max_len=16),
             victim_age_ms=_int(d, "victim_age_ms_at_gate", "dump", required=False),
+            envelope_digest=hashlib.sha256("\n".join(env).lower().encode()).hexdigest(),
         )
 
     def failing_gates(self) -> tuple[str, ...]:
@@ -668,6 +671,17 @@ def load_runs(dirs: Iterable[Path]) -> LoadResult:
         arb, where = next(iter(sorted(repeated.items())))
         notes.append(Note(f"{len(repeated)} arb_id(s) appear in more than one run directory (e.g. {arb} in "
                           f"{', '.join(map(str, where))}); each counted once"))
+    by_envelope: dict[str, tuple[str, Path]] = {}
+    renamed: list[tuple[str, Path, str, Path]] = []
+    for r in runs:
+        for b in r.bundles:
+            first = by_envelope.setdefault(b.envelope_digest, (b.arb_id, r.path))
+            if first[0] != b.arb_id:
+                renamed.append((b.arb_id, r.path, *first))
+    if renamed:
+        arb, path, arb0, path0 = renamed[0]
+        notes.append(Note(f"{len(renamed)} dump(s) carry the signed transactions of another arb_id (e.g. {arb} in "
+                          f"{path} = {arb0} in {path0}); each bundle counted once"))
     return LoadResult(tuple(runs), tuple(notes))
 
 

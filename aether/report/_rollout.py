@@ -59,6 +59,8 @@ MAX_GAP_S = 3600
 #: Stage B runs at ``AETHER_MEMPOOL_MIN_PROFIT_WEI=5e16`` (the runbook's setting).
 STAGE_B_MIN_PROFIT_WEI = 5 * 10**16
 DAY = dt.timedelta(days=1)
+#: A dump may be dated slightly past the last summary (written every 15 s) or before a rounded start.
+SLACK = dt.timedelta(seconds=60)
 
 
 @attrs.frozen
@@ -80,26 +82,37 @@ class StageCheck:
 
 
 def unique_bundles(runs: Sequence[RunData]) -> list[tuple[RunData, Bundle]]:
-    """Every bundle once per ``arb_id`` across the runs (first by run path, then file name)."""
-    seen: set[str] = set()
+    """Every bundle once across the runs (first by run path, then file name).
+
+    Once per ``arb_id`` and once per signed envelope: a copy whose arb_ids
+    were renamed still carries the same signed transactions.
+    """
+    ids: set[str] = set()
+    envelopes: set[str] = set()
     out = []
     for r in runs:
         for b in r.bundles:
-            if b.arb_id not in seen:
-                seen.add(b.arb_id)
+            if b.arb_id not in ids and b.envelope_digest not in envelopes:
+                ids.add(b.arb_id)
+                envelopes.add(b.envelope_digest)
                 out.append((r, b))
     return out
 
 
 def unique_inclusions(runs: Sequence[RunData]) -> list[Inclusion]:
-    """Settled submissions once per ``arb_id``, only those whose run holds the bundle's dump."""
-    seen: set[str] = set()
+    """Settled submissions once per bundle, only those whose run holds the bundle's dump."""
+    ids: set[str] = set()
+    envelopes: set[str] = set()
     out = []
     for r in runs:
-        dumped = {b.arb_id for b in r.bundles}
+        digest: dict[str, str] = {}
+        for b in r.bundles:
+            digest.setdefault(b.arb_id, b.envelope_digest)
         for i in r.inclusions:
-            if i.arb_id in dumped and i.arb_id not in seen:
-                seen.add(i.arb_id)
+            d = digest.get(i.arb_id)
+            if d is not None and i.arb_id not in ids and d not in envelopes:
+                ids.add(i.arb_id)
+                envelopes.add(d)
                 out.append(i)
     return out
 
@@ -229,15 +242,21 @@ def _stage_b(runs: Sequence[RunData]) -> list[Criterion]:
     settings, ok = _settings(runs, Stage.B)
     week, days = _week(ok, "shadow runs")
     per_day: dict[dt.date, int] = {}
-    for _r, b in unique_bundles(ok):
+    outside = 0
+    for r, b in unique_bundles(ok):
         if b.source == "mempool_backrun" and b.net_wei > 0:
+            iv = r.interval()
+            if iv is None or not iv[0] - SLACK <= b.built_at <= iv[1] + SLACK:
+                outside += 1  # a dump dated outside the run that holds it is not evidence of that day
+                continue
             day = b.built_at.date()
             per_day[day] = per_day.get(day, 0) + 1
     counts = [per_day.get(d, 0) for d in days]
     worst = min(counts) if counts else 0
     shown = ", ".join(f"{d}={per_day.get(d, 0)}" for d in days[-10:])
     daily = Criterion("mempool backruns built per whole UTC day with non-zero predicted net profit",
-                      f"min {worst}/day over {len(days)} whole day(s)" + (f": {shown}" if shown else ""),
+                      f"min {worst}/day over {len(days)} whole day(s)" + (f": {shown}" if shown else "")
+                      + (f"; {outside} dump(s) dated outside their run not counted" if outside else ""),
                       f">= {MIN_DAILY_BUILT} on every whole day of the week", bool(days) and worst >= MIN_DAILY_BUILT)
     evidence = []
     for r in runs:
@@ -331,7 +350,7 @@ def check_stage(stage: str, runs: Sequence[RunData]) -> StageCheck:
     """Evaluate the runbook's gate into ``stage`` (B or C) from run directories.
 
     ``runs`` should come from :func:`~._load.load_runs` (each run once, sorted);
-    repeated ``arb_id``\\s are counted once here as well.
+    repeated arb_ids are counted once here as well.
 
     Raises:
         ValueError: ``stage`` is neither B nor C.
