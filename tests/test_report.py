@@ -243,10 +243,8 @@ def test_stage_b_reads_only_stage_a_runs_as_recorded(tmp_path: Path, change: dic
     meta.update(change)
     (runs[4] / "run.json").write_text(json.dumps({k: v for k, v in meta.items() if v is not None}))
     result = check_stage("B", [load_run(r) for r in runs])
-    assert failing(result)[0] == "runs are Stage A runs"
-    assert why in result.criteria[0].measured
-    # Its day is not counted either: the week has a hole now.
-    assert "shadow runs span the runbook's week" in failing(result)
+    assert failing(result) == ["runs are Stage A runs"]  # however good the other figures are
+    assert why in result.criteria[0].measured and not result.met
 
 
 def test_an_old_run_dir_without_settings_is_not_evidence(tmp_path: Path) -> None:
@@ -366,7 +364,7 @@ def test_stage_c_reads_only_stage_b_runs_as_recorded(tmp_path: Path, change: dic
     (run / "run.json").write_text(json.dumps(meta))
     result = check_stage("C", [load_run(run)])
     assert failing(result)[0] == "runs are Stage B runs"
-    assert why in result.criteria[0].measured
+    assert why in result.criteria[0].measured and not result.met
 
 
 def test_stage_c_needs_the_week_and_three_distinct_inclusions(tmp_path: Path) -> None:

@@ -1,9 +1,11 @@
 """``aether rollout check --stage B|C DIR...``: the runbook's gates, made hard to fool.
 
 Every criterion is measured on the runs as :func:`~._load.load_runs` returns
-them (each run once, each ``arb_id`` once) and fails closed: a run that does not
+them (each run once, each bundle once) and fails closed: a run that does not
 record what a criterion needs fails that criterion with the reason, it is never
-taken on trust.
+taken on trust. A run of the wrong stage fails the first criterion (so the
+gate); the other criteria are still measured over every run given, so the
+operator sees the figures, but no figure can make up for that failure.
 
 The week. "At least 1 week" means **7 whole UTC days** (00:00 to 24:00) inside
 one stretch of run time: the runs' ``[started_at, last summary update]``
@@ -239,11 +241,11 @@ def _settings(runs: Sequence[RunData], stage: Stage) -> tuple[Criterion, list[Ru
 
 
 def _stage_b(runs: Sequence[RunData]) -> list[Criterion]:
-    settings, ok = _settings(runs, Stage.B)
-    week, days = _week(ok, "shadow runs")
+    settings, _ok = _settings(runs, Stage.B)
+    week, days = _week(runs, "shadow runs")
     per_day: dict[dt.date, int] = {}
     outside = 0
-    for r, b in unique_bundles(ok):
+    for r, b in unique_bundles(runs):
         if b.source == "mempool_backrun" and b.net_wei > 0:
             iv = r.interval()
             if iv is None or not iv[0] - SLACK <= b.built_at <= iv[1] + SLACK:
@@ -323,9 +325,9 @@ def _breaches(runs: Sequence[RunData]) -> Criterion:
 
 
 def _stage_c(runs: Sequence[RunData]) -> list[Criterion]:
-    settings, ok = _settings(runs, Stage.C)
-    week, _days = _week(ok, "live runs")
-    incs = unique_inclusions(ok)
+    settings, _ok = _settings(runs, Stage.C)
+    week, _days = _week(runs, "live runs")
+    incs = unique_inclusions(runs)
     included = [i for i in incs if i.included]
     crit = [settings, week, Criterion("inclusions", str(len(included)), f">= {MIN_INCLUSIONS} (each arb_id once)",
                                       len(included) >= MIN_INCLUSIONS)]
