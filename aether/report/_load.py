@@ -230,7 +230,9 @@ def parse_json(data: bytes) -> Any:
         raise _Bad(f"not UTF-8 (byte {exc.start})") from None
     # The C scanner recurses per level: a megabyte of "[" can overflow the C stack
     # before Python's recursion limit is checked, so the depth is measured first.
-    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
+    # (Fewer openers than the limit cannot nest past it: the usual case, no scan.)
+    openers = text.count("[") + text.count("{")
+    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text)) if openers > MAX_DEPTH else ""
     depth = deepest = 0
     for ch in brackets:
         depth += 1 if ch in "[{" else -1
