@@ -214,6 +214,7 @@ def _good() -> dict[str, Any]:
         (lambda r: _bad_bundle(r, {**_good(), "envelope": "0x02"}), "0x-hex strings"),
         (lambda r: _bad_bundle(r, {**_good(), "tip_share_bps": 10001}), "over 10000"),
         (lambda r: _bad_bundle(r, [1, 2]), "expected a JSON object, got list"),
+        (lambda r: _bad_bundle(r, _good()), "file name does not match its arb_id 'good'"),
         (lambda r: _bad_bundle(r, '{"arb_id": NaN}'), "holds NaN, which is not JSON"),
         (lambda r: _bad_bundle(r, '{"arb_id": "x", '), "not JSON"),
         (lambda r: _bad_bundle(r, "[" * 100_000 + "]" * 100_000), "nested too deeply"),

@@ -548,8 +548,13 @@ def _load_one(path: Path, problems: list[Problem]) -> RunData | None:
             names = []
         for name in sorted(names):
             b, _ = doc_of(f"bundles/{name}", MAX_BUNDLE_BYTES, lambda d, n=name: Bundle.from_doc(d, n))
-            if b is not None:
-                bundles.append(b)
+            if b is None:
+                continue
+            # aether names a dump <arb_id>.json, a dedup twin <arb_id>-<n>.json; nothing else.
+            if name != f"{b.arb_id}.json" and not re.fullmatch(re.escape(b.arb_id) + r"-[0-9]{1,9}\.json", name):
+                problems.append(Problem(str(bdir / name), f"file name does not match its arb_id {b.arb_id!r:.80}"))
+                continue
+            bundles.append(b)
 
     inclusions: list[Inclusion] = []
     has_inc = present("inclusions.jsonl")
