@@ -208,6 +208,13 @@ def _good() -> dict[str, Any]:
         (lambda r: _bad_bundle(r, {**_good(), "arb_id": 7}), "not a non-empty string"),
         (lambda r: _bad_bundle(r, {**_good(), "built_at": "yesterday"}), "not an ISO-8601 time"),
         (lambda r: _bad_bundle(r, {**_good(), "built_at": "2026-05-10T12:00:00"}), "has no UTC offset"),
+        (lambda r: _bad_bundle(r, {**_good(), "built_at": "0001-01-01T00:00:00Z"}), "outside the years"),
+        (lambda r: _bad_bundle(r, {**_good(), "built_at": "9999-12-31T23:59:59-23:59"}), "outside the years"),
+        (lambda r: (r / "run.json").write_text(json.dumps({"mode": "shadow", "started_at": "00010101T000000Z"})),
+         "outside the years"),
+        (lambda r: (r / "summary.json").write_text(json.dumps({"panics": 0, "updated_unix": 10**15})),
+         "summary.updated_unix"),
+        (lambda r: (r / "summary.json").write_text(json.dumps({"panics": 2**64})), "summary.panics"),
         (lambda r: _bad_bundle(r, {**_good(), "risk_decisions": [{"gate": "x", "passed": "yes", "value": ""}]}),
          "not true or false"),
         (lambda r: _bad_bundle(r, {**_good(), "risk_decisions": {}}), "expected a list"),
@@ -319,8 +326,14 @@ def test_every_problem_is_listed_one_line_each(tmp_path: Path, capsys: pytest.Ca
 
 # --------------------------------------------------------------------------- random shapes
 
+#: Values at the edges of what the loaders convert: times, huge and negative numbers, near-amounts.
+TRICKY = st.sampled_from([
+    0, -1, 2**63, -(2**63), 10**40, 1e308, -0.0, "", "0", "-0", "1e3", "0x10", "９", "1" * 81,
+    "0001-01-01T00:00:00Z", "9999-12-31T23:59:59-23:59", "2026-05-10T12:00:00Z", "20260510T000000Z",
+    "00010101T000000Z", "live", "shadow", "mempool_backrun", "daily_pnl", [], {}, {"daily_pnl": "-1"},
+])
 JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20) | TRICKY,
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=5),
     max_leaves=20,
 )
@@ -333,7 +346,7 @@ def _mutate(doc: dict[str, Any], keys: list[str], values: list[Any]) -> dict[str
     return out
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(where=st.sampled_from(["run.json", "summary.json", "bundles/r.json", "inclusions.jsonl"]),
        whole=st.booleans(), doc=JSON, keys=st.lists(st.text(max_size=30), max_size=3),
        values=st.lists(JSON, max_size=3), stage=st.sampled_from(["B", "C"]))
@@ -356,6 +369,7 @@ def test_random_json_shapes_never_traceback(tmp_path_factory: pytest.TempPathFac
         assert code in (0, 1, 2)
     captured = capsys.readouterr()
     assert "Traceback" not in captured.err + captured.out
+    assert "internal error" not in captured.err and "unreadable as evidence" not in captured.err  # guards for bugs
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -367,7 +381,8 @@ def test_random_bytes_never_traceback(tmp_path_factory: pytest.TempPathFactory, 
     (run / where).write_bytes(data)
     assert rollout_check_main("B", [run]) in (0, 1, 2)
     assert report_main(run) in (0, 2)
-    assert "Traceback" not in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "internal error" not in err and "unreadable as evidence" not in err
 
 
 def test_the_console_script_exits_2_with_one_line_per_problem(tmp_path: Path) -> None:

@@ -65,13 +65,19 @@ def report_main(path: Path, *, html: Path | None = None) -> int:
     """``aether report DIR``: 0 with the report on stdout, 2 when the directory cannot be read."""
     try:
         loaded = load_runs([path])
+        run = loaded.runs[0]
+        text = render_text(run, loaded.notes)
+        page = None if html is None else render_html(run, loaded.notes)
     except RunDirError as exc:
         return _print_problems("aether report", exc)
-    run = loaded.runs[0]
-    sys.stdout.write(render_text(run, loaded.notes))
-    if html is not None:
+    except Exception as exc:  # noqa: BLE001 - as in rollout_check_main
+        print(f"aether report: internal error ({type(exc).__name__}: {_one_line(str(exc))[:200]}); please report it",
+              file=sys.stderr)
+        return 2
+    sys.stdout.write(text)
+    if html is not None and page is not None:
         try:
-            html.write_text(render_html(run, loaded.notes))
+            html.write_text(page)
         except OSError as exc:
             print(f"aether report: {html}: cannot write the HTML page ({exc.strerror or type(exc).__name__})",
                   file=sys.stderr)
@@ -84,9 +90,13 @@ def rollout_check_main(stage: str, dirs: Sequence[Path]) -> int:
     """``aether rollout check``: 0 when the gate is met, 1 when not, 2 when the input cannot be evidence."""
     try:
         loaded = load_runs(dirs)
+        result = check_stage(stage, loaded.runs)
     except RunDirError as exc:
         return _print_problems("aether rollout check", exc)
-    result = check_stage(stage, loaded.runs)
+    except Exception as exc:  # noqa: BLE001 - a bug must not print a traceback or pass: exit 2, named
+        print(f"aether rollout check: internal error ({type(exc).__name__}: {_one_line(str(exc))[:200]}); "
+              "the gate is not met; please report it", file=sys.stderr)
+        return 2
     print(f"gate into Stage {result.stage} over {len(loaded.runs)} run(s):")
     for note in loaded.notes:
         print(f"  [NOTE] {_one_line(note.text)}")
