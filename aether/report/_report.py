@@ -117,8 +117,8 @@ def _inclusions(run: RunData) -> Section | None:
     errors = included_errors(included)
     if errors:
         (worst_i, worst), median = worst_and_median(errors)
-        lines.append(f"  prediction error       worst {fmt_error(worst)} ({worst_i.arb_id}), median {fmt_error(median)} "
-                     "(|predicted - realised| / |realised|, per bundle)")
+        lines.append(f"  prediction error       worst {fmt_error(worst)} ({worst_i.arb_id}), "
+                     f"median {fmt_error(median)} (|predicted - realised| / |realised|, per bundle)")
         lines.append("  predicted vs realised per included bundle (net wei):")
         for i, e in errors:
             lines.append(f"    {i.arb_id:<24} predicted {i.predicted_wei:>24}  realised {i.realised_wei:>24}  "
