@@ -127,10 +127,11 @@ def test_report_shows_inclusion_rate_and_each_bundle_prediction(tmp_path: Path,
     t = DAY0 + dt.timedelta(hours=1)
     dumps = [bundle(a, t, net=100, outcome="submitted") for a in ("a", "b", "c", "d")]
     incs = [inc("a", 100, 100), inc("b", 100, 150), inc("c", 100, 50), inc("d", 100, 0, included=False)]
-    run = make_run(tmp_path, "live", dumps, mode="live", inclusions=incs, hours=1)
+    run = make_run(tmp_path, "live", dumps, mode="live", inclusions=incs, hours=1, submitted=5)
     assert report_main(run) == 0
     out = capsys.readouterr().out
-    assert "settled submissions    4" in out and "included               3  (inclusion rate 75%)" in out
+    assert "settled submissions    4  (submitted 5;" in out
+    assert "included               3  (inclusion rate 75% of the settled)" in out
     assert "worst 100.00%" in out and "median 33.33%" in out
     assert "a                        predicted                      100  realised                      100  " \
            "error 0.00%" in out

@@ -109,8 +109,9 @@ def _inclusions(run: RunData) -> Section | None:
     orphans = sorted({i.arb_id for i in run.inclusions} - dumped)
     included = [i for i in incs if i.included]
     rate = f"{len(included) * 100 // len(incs)}%" if incs else "n/a"
-    lines = [f"  settled submissions    {len(incs)}",
-             f"  included               {len(included)}  (inclusion rate {rate})",
+    submitted = "not recorded" if run.summary is None else str(run.summary.submitted())
+    lines = [f"  settled submissions    {len(incs)}  (submitted {submitted}; the rest were not settled by the stop)",
+             f"  included               {len(included)}  (inclusion rate {rate} of the settled)",
              f"  reverted               {sum(i.reverted for i in incs)}"]
     if orphans:
         lines.append(f"  not counted: {len(orphans)} line(s) without a dump in bundles/ (e.g. {orphans[0]})")
