@@ -456,7 +456,7 @@ class SwapResult:
     sqrt_price_x96: int
     tick: int
     liquidity: int
-    ticks_crossed: int  # initialised ticks crossed (QuoterV2 counts the same ones)
+    ticks_crossed: int  # initialised ticks crossed (liquidityNet applied); QuoterV2's count is an estimate
     steps: int
 
 
