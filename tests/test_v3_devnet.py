@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 from aether.chain import RpcClient, open_rpc
 from aether.devnet import AnvilProcess, DevnetInfo, deploy, mine_until_included
-from aether.devnet._deploy import _deployer_account, _Signer, selector
+from aether.devnet._deploy import _deployer_account, _searcher_account, _Signer, selector
 from aether.devnet._v3 import V3DevnetInfo, deploy_v3, load_v3_artifact, v3_pool_init_code_hash
 from aether.dex._v3math import (
     MAX_SQRT_RATIO,
@@ -42,6 +42,7 @@ from aether.dex._v3math import (
     tick_spacing,
 )
 from aether.dex._v3pool import V3PoolKey, V3Refusal, fetch_pool_state, quote, v3_pool_address
+from aether.strategy._cross import CycleSizing, V2Leg, V3Leg, size_cycle
 
 pytestmark = pytest.mark.devnet
 T = TypeVar("T")
@@ -383,3 +384,87 @@ def test_a_price_exactly_on_a_tick_after_a_zero_for_one_swap_quotes_exactly(v3ne
             await rpc.call("evm_revert", [snap])
 
     v3net.run(body)
+
+
+# --------------------------------------------------------------------------- cross-venue cycles on chain
+
+
+def _v2_reserves(raw: str, weth_is_token0: bool) -> tuple[int, int]:
+    r0, r1, _ = abi_decode(["uint112", "uint112", "uint32"], bytes.fromhex(raw[2:]))
+    return (r0, r1) if weth_is_token0 else (r1, r0)  # (weth, token)
+
+
+def _swap_calldata(venue: str, v3: V3DevnetInfo, info: DevnetInfo, fee: int, tin: str, tout: str, amount_in: int, min_out: int, to: str) -> tuple[str, bytes]:
+    if venue == "v3":
+        params = (tin, tout, fee, to, 2**32, amount_in, min_out, 0)
+        return v3.router, selector("exactInputSingle((address,address,uint24,address,uint256,uint256,uint256,uint160))") + abi_encode(
+            ["(address,address,uint24,address,uint256,uint256,uint256,uint160)"], [params]
+        )
+    return info.dex("uniswap").router, selector("swapExactTokensForTokens(uint256,uint256,address[],address,uint256)") + abi_encode(
+        ["uint256", "uint256", "address[]", "address", "uint256"], [amount_in, min_out, [tin, tout], to, 2**32]
+    )
+
+
+def test_sized_cycles_realise_their_predicted_profit_to_the_wei(v3net: V3Net) -> None:
+    """V2->V3, V3->V2 and V3->V3 cycles sized on the exact curves, executed as two plain EOA swaps
+    through Router02 and SwapRouter in one block: the searcher's WETH grows by the predicted profit, to the wei."""
+    info, v3 = v3net.info, v3net.v3
+    searcher = _searcher_account(info.seed)
+
+    async def body(rpc: RpcClient) -> dict[str, int]:
+        block = int(await rpc.call("eth_blockNumber", []), 16)
+        tag = hex(block)
+        weth_bal = selector("balanceOf(address)") + abi_encode(["address"], [searcher.address])
+        cap = int(await rpc.call("eth_call", [{"to": info.weth, "data": _hex(weth_bal)}, tag]), 16)
+        best: dict[str, tuple[int, CycleSizing, tuple[str, int], tuple[str, int], str]] = {}
+        for tok in info.tokens:
+            pair = info.pair("uniswap", info.weth, tok.address)
+            assert pair is not None
+            raw = await rpc.call("eth_call", [{"to": pair.address, "data": _hex(selector("getReserves()"))}, tag])
+            r_weth, r_tok = _v2_reserves(raw, pair.token0 == info.weth)
+            states = [await fetch_pool_state(rpc, k, block=block) for k in v3.pools if tok.address in (k.token0, k.token1)]
+            venues_buy: list[tuple[tuple[str, int], Any]] = [(("v2", 0), V2Leg(r_weth, r_tok))]
+            venues_sell: list[tuple[tuple[str, int], Any]] = [(("v2", 0), V2Leg(r_tok, r_weth))]
+            for s in states:
+                venues_buy.append((("v3", s.key.fee), V3Leg(s, info.weth)))
+                venues_sell.append((("v3", s.key.fee), V3Leg(s, tok.address)))
+            for (va, leg_a) in venues_buy:
+                for (vb, leg_b) in venues_sell:
+                    if va == vb or (va[0] == vb[0] == "v2"):
+                        continue
+                    z = size_cycle(leg_a, leg_b, cap=cap)
+                    if z.refusal is not None:
+                        continue
+                    kind = f"{va[0]}->{vb[0]}"
+                    if kind not in best or z.profit > best[kind][0]:
+                        best[kind] = (z.profit, z, va, vb, tok.address)
+        assert {"v2->v3", "v3->v2", "v3->v3"} <= set(best), sorted(best)
+
+        realised: dict[str, int] = {}
+        for kind, (_, z, va, vb, tok) in sorted(best.items()):
+            snap = await rpc.call("evm_snapshot", [])
+            try:
+                tok_bal = selector("balanceOf(address)") + abi_encode(["address"], [searcher.address])
+                before = await rpc.batch([("eth_call", [{"to": a, "data": _hex(tok_bal)}, "latest"]) for a in (info.weth, tok)])
+                nonce = int(await rpc.call("eth_getTransactionCount", [searcher.address, "pending"]), 16)
+                s = _Signer(searcher, info.chain_id, nonce)
+                to, data = _swap_calldata(va[0], v3, info, va[1], info.weth, tok, z.amount_in, z.amount_mid, searcher.address)
+                s.send(f"{kind} leg A", to, data, gas=1_000_000)
+                to, data = _swap_calldata(vb[0], v3, info, vb[1], tok, info.weth, z.amount_mid, z.amount_out, searcher.address)
+                s.send(f"{kind} leg B", to, data, gas=1_000_000)
+                for raw in s.raws:
+                    await rpc.call("eth_sendRawTransaction", [raw])
+                receipts = await mine_until_included(rpc, s.hashes, s.labels)
+                assert receipts[0]["blockNumber"] == receipts[1]["blockNumber"]
+                after = await rpc.batch([("eth_call", [{"to": a, "data": _hex(tok_bal)}, "latest"]) for a in (info.weth, tok)])
+                weth_delta = int(after[0], 16) - int(before[0], 16)
+                assert weth_delta == z.profit, (kind, weth_delta, z)
+                assert int(after[1], 16) == int(before[1], 16)  # the token went in and out, to the wei
+                realised[kind] = weth_delta
+            finally:
+                await rpc.call("evm_revert", [snap])
+        return realised
+
+    realised = v3net.run(body)
+    print(f"\n[v3 cycles] realised profit (wei) = predicted, by venue pair: {realised}")
+    assert all(p > 0 for p in realised.values())
