@@ -41,7 +41,7 @@ from aether.dex._v3math import (
     swap,
     tick_spacing,
 )
-from aether.dex._v3pool import V3PoolKey, V3Refusal, fetch_pool_state, quote, v3_pool_address
+from aether.dex._v3pool import SWAP_EVENT_TOPIC, V3PoolKey, V3Refusal, fetch_pool_state, quote, v3_pool_address
 from aether.strategy._cross import CycleSizing, V2Leg, V3Leg, size_cycle
 
 pytestmark = pytest.mark.devnet
@@ -364,8 +364,12 @@ def test_a_price_exactly_on_a_tick_after_a_zero_for_one_swap_quotes_exactly(v3ne
             )
             for raw in s.raws:
                 await rpc.call("eth_sendRawTransaction", [raw])
-            await mine_until_included(rpc, s.hashes, s.labels)
+            receipts = await mine_until_included(rpc, s.hashes, s.labels)
             after = await fetch_pool_state(rpc, key)
+            # the pool's Swap event carries the same state as a fresh read
+            (log,) = [lg for lg in receipts[1]["logs"] if lg["topics"][0] == SWAP_EVENT_TOPIC and lg["address"].lower() == key.address]
+            from_event = state.after_swap_event(log["data"], block=after.block)
+            assert from_event == after
             assert after.sqrt_price_x96 == limit
             assert after.tick == target_tick - 1  # the pool's own convention at a boundary
             assert after.refusal() is None
