@@ -28,6 +28,7 @@ from aether.dex._v3math import (
     get_next_sqrt_price_from_output,
     get_sqrt_ratio_at_tick,
     get_tick_at_sqrt_ratio,
+    get_tick_at_sqrt_ratio_reference,
     liquidity_net_from_positions,
     mul_div,
     mul_div_rounding_up,
@@ -196,3 +197,17 @@ def test_swap_never_pays_more_than_it_takes(tick: int, amount: int, zero_for_one
     back = swap(**pool, fee=3000, zero_for_one=zero_for_one, amount_specified=-out)  # type: ignore[arg-type]
     paid = back.amount0 if zero_for_one else back.amount1
     assert paid <= amount
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.integers(MIN_SQRT_RATIO, MAX_SQRT_RATIO - 1))
+def test_fast_tick_at_sqrt_ratio_equals_the_bit_exact_port(price: int) -> None:
+    assert get_tick_at_sqrt_ratio(price) == get_tick_at_sqrt_ratio_reference(price)
+
+
+@pytest.mark.parametrize("tick", [MIN_TICK, MIN_TICK + 1, -1, 0, 1, MAX_TICK - 1])
+def test_fast_tick_at_sqrt_ratio_on_and_beside_boundaries(tick: int) -> None:
+    p = get_sqrt_ratio_at_tick(tick)
+    for q in (p - 1, p, p + 1):
+        if MIN_SQRT_RATIO <= q < MAX_SQRT_RATIO:
+            assert get_tick_at_sqrt_ratio(q) == get_tick_at_sqrt_ratio_reference(q)

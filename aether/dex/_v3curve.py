@@ -31,9 +31,9 @@ from ._v3math import (
     Q96,
     TicksNotLoaded,
     V3MathError,
-    compute_swap_step,
     get_amount0_delta,
     get_amount1_delta,
+    get_next_sqrt_price_from_input,
     get_sqrt_ratio_at_tick,
     mul_div_rounding_up,
 )
@@ -133,11 +133,15 @@ class V3Curve:
         i = self._segment(a)
         if self.a[i] == a:
             return self.o[i]
+        price, liq = self.price[i], self.liq[i]
+        # the one partial step (it stops short of its target: see the module docstring)
         try:
-            _, _, amount_out, _ = compute_swap_step(self.price[i], self.target[i], self.liq[i], a - self.a[i], self.fee)
+            nxt = get_next_sqrt_price_from_input(price, liq, (a - self.a[i]) * (_FEE_DENOM - self.fee) // _FEE_DENOM, self.zero_for_one)
         except V3MathError:
             return None
-        return self.o[i] + amount_out
+        if self.zero_for_one:
+            return self.o[i] + get_amount1_delta(nxt, price, liq, False)
+        return self.o[i] + get_amount0_delta(price, nxt, liq, False)
 
     def min_input_for(self, x: int) -> int | None:
         """The smallest exact input whose output is at least ``x`` (None: no quote reaches it).
@@ -211,7 +215,8 @@ class V3Curve:
                     return None
         liq = self.liq[i]
         if a > self.a[i]:
-            price, _, _, _ = compute_swap_step(self.price[i], self.target[i], liq, a - self.a[i], self.fee)
+            less_fee = (a - self.a[i]) * (_FEE_DENOM - self.fee) // _FEE_DENOM
+            price = get_next_sqrt_price_from_input(self.price[i], liq, less_fee, self.zero_for_one)
         else:
             price = self.price[i]
         r0, r1 = liq * Q96 // price, liq * price // Q96

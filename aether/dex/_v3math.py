@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import bisect
 import enum
+import math
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 
@@ -69,6 +70,7 @@ UINT256_MAX = (1 << 256) - 1
 INT256_MAX = (1 << 255) - 1
 INT256_MIN = -(1 << 255)
 _FEE_DENOM = 1_000_000
+_TICKS_PER_LOG = 2 / math.log(1.0001)  # ticks per natural log of the sqrt price
 
 
 class FeeTier(enum.IntEnum):
@@ -196,6 +198,32 @@ def get_sqrt_ratio_at_tick(tick: int) -> int:
 
 def get_tick_at_sqrt_ratio(sqrt_price_x96: int) -> int:
     """``TickMath.getTickAtSqrtRatio``: the greatest tick whose ratio is <= the price.
+
+    The contract's result is defined exactly (its log2 approximation is only
+    a way to bracket it, then checked against ``getSqrtRatioAtTick``). Here a
+    float logarithm brackets it and the integer ``getSqrtRatioAtTick`` decides,
+    so the answer is the same integer (a test holds it equal to the bit-exact
+    port, :func:`get_tick_at_sqrt_ratio_reference`); the float only says
+    where to look, never what the answer is.
+
+    Raises:
+        V3MathError: the price is outside [MIN_SQRT_RATIO, MAX_SQRT_RATIO).
+    """
+    if not (MIN_SQRT_RATIO <= sqrt_price_x96 < MAX_SQRT_RATIO):
+        raise V3MathError(f"getTickAtSqrtRatio: price {sqrt_price_x96} out of range")
+    t = math.floor(math.log(sqrt_price_x96 / Q96) * _TICKS_PER_LOG)
+    t = min(max(t, MIN_TICK), MAX_TICK - 1)
+    while get_sqrt_ratio_at_tick(t) > sqrt_price_x96:
+        t -= 1
+    while t < MAX_TICK - 1 and get_sqrt_ratio_at_tick(t + 1) <= sqrt_price_x96:
+        t += 1
+    return t
+
+
+def get_tick_at_sqrt_ratio_reference(sqrt_price_x96: int) -> int:
+    """``TickMath.getTickAtSqrtRatio`` bit for bit: the greatest tick whose ratio is <= the price.
+
+    The reference :func:`get_tick_at_sqrt_ratio` is tested against (it is ~5x slower).
 
     The contract's log2 is a fixed-point approximation followed by a check
     against ``getSqrtRatioAtTick``; the result is defined as the exact floor,
@@ -514,11 +542,32 @@ def swap(
             target = sqrt_price_limit_x96 if sqrt_next < sqrt_price_limit_x96 else sqrt_next
         else:
             target = sqrt_price_limit_x96 if sqrt_next > sqrt_price_limit_x96 else sqrt_next
-        price, amount_in, amount_out, fee_amount = compute_swap_step(price, target, liq, remaining, fee)
         if exact_input:
-            remaining -= amount_in + fee_amount
+            # computeSwapStep's exact-input branch, without the work whose result is discarded:
+            # a step that stops short of its target leaves nothing remaining (its fee is the rest).
+            less_fee = remaining * (_FEE_DENOM - fee) // _FEE_DENOM
+            if zero_for_one:
+                to_target = get_amount0_delta(target, price, liq, True)
+            else:
+                to_target = get_amount1_delta(price, target, liq, True)
+            if less_fee >= to_target:
+                if zero_for_one:
+                    amount_out = get_amount1_delta(target, price, liq, False)
+                else:
+                    amount_out = get_amount0_delta(price, target, liq, False)
+                remaining -= to_target + mul_div_rounding_up(to_target, fee, _FEE_DENOM - fee)
+                price = target
+            else:
+                nxt = get_next_sqrt_price_from_input(price, liq, less_fee, zero_for_one)
+                if zero_for_one:
+                    amount_out = get_amount1_delta(nxt, price, liq, False)
+                else:
+                    amount_out = get_amount0_delta(price, nxt, liq, False)
+                remaining = 0
+                price = nxt
             calculated -= amount_out
         else:
+            price, amount_in, amount_out, fee_amount = compute_swap_step(price, target, liq, remaining, fee)
             remaining += amount_out
             calculated += amount_in + fee_amount
         if not INT256_MIN <= calculated <= INT256_MAX:
