@@ -29,6 +29,8 @@ from ._v3math import (
     MIN_SQRT_RATIO,
     MIN_TICK,
     Q96,
+    UINT160_MAX,
+    UINT256_MAX,
     TicksNotLoaded,
     V3MathError,
     get_amount0_delta,
@@ -134,9 +136,22 @@ class V3Curve:
         if self.a[i] == a:
             return self.o[i]
         price, liq = self.price[i], self.liq[i]
-        # the one partial step (it stops short of its target: see the module docstring)
+        # The one partial step (it stops short of its target: see the module docstring):
+        # getNextSqrtPriceFromInput then the output delta, inlined on the contract's main
+        # path (no 256-bit overflow); anything else goes through the general functions.
+        less_fee = (a - self.a[i]) * (_FEE_DENOM - self.fee) // _FEE_DENOM
+        n1 = liq << 96
+        if self.zero_for_one:
+            product = less_fee * price
+            if less_fee and product <= UINT256_MAX and n1 + product <= UINT256_MAX:
+                nxt = -(-(n1 * price) // (n1 + product))
+                return self.o[i] + liq * (price - nxt) // Q96
+        elif less_fee <= UINT160_MAX:
+            nxt = price + (less_fee << 96) // liq
+            if nxt <= UINT160_MAX:
+                return self.o[i] + n1 * (nxt - price) // nxt // price
         try:
-            nxt = get_next_sqrt_price_from_input(price, liq, (a - self.a[i]) * (_FEE_DENOM - self.fee) // _FEE_DENOM, self.zero_for_one)
+            nxt = get_next_sqrt_price_from_input(price, liq, less_fee, self.zero_for_one)
         except V3MathError:
             return None
         if self.zero_for_one:
