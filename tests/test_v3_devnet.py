@@ -472,3 +472,33 @@ def test_sized_cycles_realise_their_predicted_profit_to_the_wei(v3net: V3Net) ->
     realised = v3net.run(body)
     print(f"\n[v3 cycles] realised profit (wei) = predicted, by venue pair: {realised}")
     assert all(p > 0 for p in realised.values())
+
+
+def test_devnet_v3_flag_deploys_and_writes_the_v3_config_block(v3net: V3Net, tmp_path: Path) -> None:
+    """``aether devnet --v3`` is one additive call: it deploys V3 and writes ``v3.toml``; without the flag nothing changes."""
+    import io
+    import tomllib
+
+    from aether.devnet._run import _parser
+    from aether.devnet._v3 import deploy_v3_into
+
+    assert _parser().parse_args(["--v3"]).v3 is True and _parser().parse_args([]).v3 is False
+
+    async def body(rpc: RpcClient) -> V3DevnetInfo:
+        snap = await rpc.call("evm_snapshot", [])
+        try:
+            return await deploy_v3_into(rpc, v3net.info, tmp_path, out=(buf := io.StringIO()))
+        finally:
+            assert "uniswap_v3" in buf.getvalue() and "v3.toml" in buf.getvalue()
+            await rpc.call("evm_revert", [snap])
+
+    v3 = v3net.run(body)
+    (dex,) = tomllib.loads((tmp_path / "v3.toml").read_text())["dex"]
+    assert dex == {
+        "name": "uniswap_v3",
+        "kind": "v3",
+        "router": v3.router,
+        "factory": v3.factory,
+        "init_code_hash": v3.init_code_hash,
+        "fee_tiers": [100, 500, 3000, 10000],
+    }

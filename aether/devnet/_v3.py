@@ -29,7 +29,7 @@ import json
 import time
 from math import isqrt
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import attrs
 from eth_abi import encode as abi_encode
@@ -58,13 +58,22 @@ from ._deploy import (
     _Plan,
     _searcher_account,
     _send_and_mine,
+    _atomic_write,
     _Signer,
     mine_until_included,
     selector,
     victim_account,
 )
 
-__all__ = ["V3_DEX_NAME", "V3DevnetInfo", "V3PoolSpec", "deploy_v3", "load_v3_artifact", "v3_pool_init_code_hash"]
+__all__ = [
+    "V3_DEX_NAME",
+    "V3DevnetInfo",
+    "V3PoolSpec",
+    "deploy_v3",
+    "deploy_v3_into",
+    "load_v3_artifact",
+    "v3_pool_init_code_hash",
+]
 
 V3_DEX_NAME = "uniswap_v3"
 _MAX_UINT = 2**256 - 1
@@ -339,3 +348,22 @@ def _aligned(centre: int, lo_off: int, hi_off: int, spacing: int) -> tuple[int, 
     if hi <= lo:
         hi = lo + spacing
     return lo, hi
+
+
+async def deploy_v3_into(rpc: RpcClient, info: DevnetInfo, workdir: Path, *, out: TextIO | None = None) -> V3DevnetInfo:
+    """``aether devnet --v3``: deploy V3 beside the V2 devnet and write ``workdir/v3.toml``.
+
+    The ``[[dex]] kind = "v3"`` block goes to its own file rather than into
+    ``chain.toml``, so that the running ``aether run`` config stays what the
+    V2 path reads; one line on ``out`` says where the V3 contracts are.
+    """
+    v3 = await deploy_v3(rpc, info)
+    _atomic_write(workdir / "v3.toml", v3.toml())
+    if out is not None:
+        tiers = "/".join(str(f) for f in v3.fee_tiers)
+        print(
+            f"  {V3_DEX_NAME:<10} router {v3.router} factory {v3.factory} quoter {v3.quoter} "
+            f"({len(v3.pools)} pools, fee tiers {tiers}; config block in {workdir / 'v3.toml'})",
+            file=out,
+        )
+    return v3
