@@ -42,7 +42,7 @@ E18 = 10**18
 DOC = Path(__file__).resolve().parents[1] / "docs" / "performance-v3.md"
 
 
-def bench_state() -> V3PoolState:
+def bench_state(step_liquidity: int = 10**21) -> V3PoolState:
     """A 0.3% WETH/token pool with an initialised tick every spacing for 40 spacings below the price.
 
     Liquidity grows step by step away from the price (a ladder of nested ranges),
@@ -54,8 +54,8 @@ def bench_state() -> V3PoolState:
     nets: dict[int, int] = {}
     for i in range(1, 41):
         lo, hi = base - i * spacing, base + (i + 1) * spacing
-        nets[lo] = nets.get(lo, 0) + 10**21
-        nets[hi] = nets.get(hi, 0) - 10**21
+        nets[lo] = nets.get(lo, 0) + step_liquidity
+        nets[hi] = nets.get(hi, 0) - step_liquidity
     liquidity = sum(v for t, v in nets.items() if t <= tick)
     table = TickTable.build(spacing, nets, ((base // spacing) >> 8) - 4, ((base // spacing) >> 8) + 4)
     key = V3PoolKey("0x" + "33" * 20, "v3", WETH, TOKEN, 3000)
@@ -105,7 +105,7 @@ def pct(xs: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(q * len(s)))]
 
 
-def inprocess(reps: int = 15, n: int = 2000) -> dict[str, Any]:
+def inprocess(reps: int = 61, n: int = 300) -> dict[str, Any]:
     state = bench_state()
     no_cross = 10**15
     assert _swap(state, no_cross).ticks_crossed == 0
@@ -129,25 +129,35 @@ def inprocess(reps: int = 15, n: int = 2000) -> dict[str, Any]:
             ratios[k].append(v / v2)
 
     # the whole sizing of a V2/V3 cycle: V3 leg built from the state (a victim changes the state), locate, refine
-    price = state.sqrt_price_x96
-    v2_tokens = 300 * E18 * price * price // 2**192 * 10_000 // 10_150  # the V2 pair pays 1.5% more WETH per token
-    sizing_us: list[float] = []
-    crossed = evaluations = 0
-    for _ in range(max(2000, reps * 100)):
-        t0 = time.perf_counter_ns()
-        z = size_cycle(V3Leg(state, WETH), V2Leg(v2_tokens, 300 * E18))
-        sizing_us.append((time.perf_counter_ns() - t0) / 1000)
-        crossed, evaluations = z.pieces, z.evaluations
-    assert z.refusal is None and z.profit > 0
+    sizing = [sizing_case(state, 10_150, max(2000, reps * 100))]
+    shallow = bench_state(10**17)
+    sizing += [sizing_case(shallow, gap, max(1000, reps * 50)) for gap in (10_600, 11_000)]
     return {
         "median": {k: statistics.median(v) for k, v in rows.items()},
         "ratio": {k: statistics.median(v) for k, v in ratios.items()},
-        "sizing_p50": pct(sizing_us, 0.50),
-        "sizing_p99": pct(sizing_us, 0.99),
-        "sizing_pieces": crossed,
-        "sizing_evaluations": evaluations,
-        "sizing_profit": z.profit,
+        "sizing": sizing,
         "ten_amount": ten,
+    }
+
+
+def sizing_case(state: V3PoolState, gap: int, calls: int) -> dict[str, Any]:
+    """p50/p99 of sizing WETH -> token on ``state``, token -> WETH on a V2 pair paying ``gap``/10,000 more."""
+    price = state.sqrt_price_x96
+    v2_tokens = 300 * E18 * price * price // 2**192 * 10_000 // gap
+    times: list[float] = []
+    for _ in range(calls):
+        t0 = time.perf_counter_ns()
+        z = size_cycle(V3Leg(state, WETH), V2Leg(v2_tokens, 300 * E18))
+        times.append((time.perf_counter_ns() - t0) / 1000)
+    assert z.refusal is None and z.profit > 0
+    return {
+        "gap_bps": gap - 10_000,
+        "p50": pct(times, 0.50),
+        "p99": pct(times, 0.99),
+        "pieces": z.pieces,
+        "evaluations": z.evaluations,
+        "profit": z.profit,
+        "amount_in": z.amount_in,
     }
 
 
@@ -200,8 +210,8 @@ def render(ip: dict[str, Any], dn: dict[str, Any] | None, commit: str) -> str:
         "",
         f"Measured by `python -m bench._v3quote --write` at `{commit}` on {platform.machine()} "
         f"(Python {platform.python_version()}), one run; ratios are medians of per-repetition ratios "
-        "(subject and V2 baseline timed back to back). The machine is shared (2 cores, other test runs), "
-        "so absolute microseconds are noisy; ratios less so.",
+        "(subject and V2 baseline timed back to back, 300 calls each). The machine is shared (2 cores, other "
+        "engineers' test runs), so absolute microseconds are noisy; ratios less so; p99s include being preempted.",
         "",
         "| What | per call | vs V2 quote | goal |",
         "|---|---:|---:|---|",
@@ -218,12 +228,16 @@ def render(ip: dict[str, Any], dn: dict[str, Any] | None, commit: str) -> str:
             f"| QuoterV2 `quoteExactInputSingle` by `eth_call`, devnet anvil over loopback HTTP | {dn['quoter_p50']:.0f} us p50 ({dn['quoter_p99']:.0f} us p99) | | |",
             f"| Python quote of the same devnet pool (`quote`, 1 WETH) | {dn['python_same_pool']:.2f} us | | |",
         ]
+    for c in ip["sizing"]:
+        lines.append(
+            f"| V2/V3 cycle sizing, whole (V3 leg built from state, locate, refine): {c['gap_bps']} bp gap, "
+            f"optimum {c['pieces']} tick boundaries in, {c['evaluations']} exact evaluations | "
+            f"{c['p50']:.0f} us p50 ({c['p99']:.0f} us p99) | | < 200 us p50 |"
+        )
     lines += [
-        f"| V2/V3 cycle sizing, whole (V3 leg built from state, locate, refine) | {ip['sizing_p50']:.0f} us p50 ({ip['sizing_p99']:.0f} us p99) | | < 200 us p50 |",
         "",
-        f"The sizing case: a 0.3% V3 pool (40 nested ranges, an initialised tick every spacing) against a V2 pair "
-        f"paying 1.5% more per token; the optimum crosses {ip['sizing_pieces']} piece boundaries, the refinement "
-        f"spends {ip['sizing_evaluations']} exact evaluations, profit {ip['sizing_profit']} wei. "
+        "Sizing cases: a 0.3% V3 pool (40 nested ranges, an initialised tick every spacing; deep for the first case, "
+        "1/10,000 as deep for the others) against a 300-WETH V2 pair paying the gap more WETH per token. "
         "`get_sqrt_ratio_at_tick` is cached (a pool's boundaries repeat from quote to quote), so these are warm figures.",
         "",
     ]
@@ -234,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench._v3quote", description=__doc__.splitlines()[0])
     ap.add_argument("--write", action="store_true", help=f"write the rows to {DOC.relative_to(DOC.parents[1])}")
     ap.add_argument("--no-devnet", action="store_true", help="skip the QuoterV2 eth_call row (no anvil)")
-    ap.add_argument("--reps", type=int, default=15)
+    ap.add_argument("--reps", type=int, default=61, help="repetitions (short, interleaved: the ratios are their medians)")
     args = ap.parse_args(argv)
     ip = inprocess(args.reps)
     dn = None if args.no_devnet else devnet()

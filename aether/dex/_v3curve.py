@@ -88,12 +88,13 @@ class V3Curve:
         tick_next = min(max(tick_next, MIN_TICK), MAX_TICK)
         sqrt_next = get_sqrt_ratio_at_tick(tick_next)
         target = (limit if sqrt_next < limit else sqrt_next) if zfo else (limit if sqrt_next > limit else sqrt_next)
+        # The deltas rounded down cannot leave uint256 (uint128 liquidity, uint160 prices): inlined.
         if zfo:
             amount_in = get_amount0_delta(target, price, liq, True)
-            amount_out = get_amount1_delta(target, price, liq, False)
+            amount_out = liq * (price - target) // Q96
         else:
-            amount_in = get_amount1_delta(price, target, liq, True)
-            amount_out = get_amount0_delta(price, target, liq, False)
+            amount_in = -(-(liq * (target - price)) // Q96)
+            amount_out = ((liq << 96) * (target - price) // target) // price
         fee_amount = mul_div_rounding_up(amount_in, fee, _FEE_DENOM - fee)
         self.price.append(price)
         self.target.append(target)
