@@ -240,6 +240,21 @@ def render(ip: dict[str, Any], dn: dict[str, Any] | None, commit: str) -> str:
         "1/10,000 as deep for the others) against a 300-WETH V2 pair paying the gap more WETH per token. "
         "`get_sqrt_ratio_at_tick` is cached (a pool's boundaries repeat from quote to quote), so these are warm figures.",
         "",
+        "## Reading the rows",
+        "",
+        "- Two V3 quotes exist. `swap` runs `UniswapV3Pool.swap`'s loop step by step (one step per initialised "
+        "tick or bitmap word boundary): it is the reference, held equal to the deployed pool on anvil "
+        "(`tests/test_v3_devnet.py`). `V3Curve` precomputes, once per pool state and direction, the input and "
+        "output at every step boundary (constants of the state: a step that reaches its target does not depend "
+        "on what is left), so a quote is one bisect and one partial step whatever the number of ticks crossed; "
+        "`tests/test_cross.py` holds it equal to `swap`. The sizing uses the curve.",
+        "- The 5x goal: met by the curve quote; not met by the full-loop `swap` on a fresh state, whose no-cross "
+        "quote costs one `computeSwapStep`, a tick-bitmap lookup and `getTickAtSqrtRatio` for the final tick.",
+        "- QuoterV2 is the same quote by `eth_call` to a local anvil: the Python quote is two to three orders of "
+        "magnitude cheaper, before any network distance to a real node.",
+        "- The sizing p50 includes building the V3 leg from the state (a victim's swap changes the state, so the "
+        "curve is rebuilt per candidate); deeper optimums cost one curve segment per tick boundary crossed.",
+        "",
     ]
     return "\n".join(lines)
 
