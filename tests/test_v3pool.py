@@ -191,3 +191,17 @@ async def test_book_is_bounded_and_drops_pools_it_cannot_read() -> None:
     assert book.statistics().fetch_errors == 1
     with pytest.raises(ValueError, match="max_pools"):
         V3PoolBook(node, max_pools=0)
+
+
+@pytest.mark.parametrize("delta", [-2, -1, 0, 1, 2])
+async def test_tick_consistency_matches_get_tick_at_sqrt_ratio(delta: int) -> None:
+    from aether.dex._v3math import get_tick_at_sqrt_ratio
+
+    node = ScriptedPool(0, 10**20, {-600: 10**20, 600: -(10**20)})
+    state = await fetch_pool_state(node, KEY, block=5)
+    for price in (get_sqrt_ratio_at_tick(37) - 1, get_sqrt_ratio_at_tick(37), get_sqrt_ratio_at_tick(37) + 1):
+        expected = get_tick_at_sqrt_ratio(price)
+        on_boundary = get_sqrt_ratio_at_tick(expected) == price
+        s = attrs.evolve(state, sqrt_price_x96=price, tick=expected + delta)
+        ok = delta == 0 or (delta == -1 and on_boundary)
+        assert (s.refusal() is None) == ok, (price, delta)

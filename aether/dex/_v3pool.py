@@ -34,14 +34,15 @@ from eth_utils import keccak
 from .._errors import BadNodeData, RpcError
 from ._v3math import (
     MAX_SQRT_RATIO,
+    MAX_TICK,
     MIN_SQRT_RATIO,
+    MIN_TICK,
     UINT128_MAX,
     SwapResult,
     TickTable,
     TicksNotLoaded,
     V3MathError,
     get_sqrt_ratio_at_tick,
-    get_tick_at_sqrt_ratio,
     swap,
     tick_spacing,
 )
@@ -128,9 +129,11 @@ class V3PoolState:
             return V3Refusal.NOT_INITIALIZED
         if not MIN_SQRT_RATIO <= self.sqrt_price_x96 < MAX_SQRT_RATIO:
             return V3Refusal.TICK_MISMATCH
-        expected = get_tick_at_sqrt_ratio(self.sqrt_price_x96)
-        on_boundary = get_sqrt_ratio_at_tick(expected) == self.sqrt_price_x96
-        if self.tick != expected and not (on_boundary and self.tick == expected - 1):
+        # tick == getTickAtSqrtRatio(price), or price sits exactly on tick + 1's boundary;
+        # checked with two (cached) getSqrtRatioAtTick calls instead of the logarithm.
+        if not MIN_TICK <= self.tick < MAX_TICK:
+            return V3Refusal.TICK_MISMATCH
+        if not get_sqrt_ratio_at_tick(self.tick) <= self.sqrt_price_x96 <= get_sqrt_ratio_at_tick(self.tick + 1):
             return V3Refusal.TICK_MISMATCH
         if self.liquidity == 0:
             return V3Refusal.ZERO_LIQUIDITY
