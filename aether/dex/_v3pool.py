@@ -73,13 +73,12 @@ _MAX_WORD_RADIUS = 16
 class V3Refusal(enum.StrEnum):
     """Why a V3 pool gives no quote. Every one is counted, none is a number."""
 
-    UNREADABLE = "unreadable"  # the node refused or garbled a read
+    UNREADABLE = "unreadable"  # the node refused or garbled a read, or the pool was locked (mid-call state)
     NOT_INITIALIZED = "not_initialized"  # slot0 price is 0: the pool was never initialised
     ZERO_LIQUIDITY = "zero_liquidity"  # no active liquidity at the current price
     TICK_MISMATCH = "tick_mismatch"  # the tick does not belong to the price (corrupt state/event)
     TICKS_NOT_LOADED = "ticks_not_loaded"  # the swap leaves the fetched tick range
     OVERFLOW = "overflow"  # the contract would revert (overflow-sized amount, price limit)
-    LOCKED = "locked"  # slot0.unlocked is false (mid-reentrancy state)
 
 
 def v3_pool_address(factory: str, token_a: str, token_b: str, fee: int, init_code_hash: str) -> str:
