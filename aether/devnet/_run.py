@@ -28,6 +28,7 @@ from ..chain import RpcClient, open_rpc
 from ._anvil import run_anvil
 from ._deploy import DevnetInfo, deploy
 from ._traffic import VictimTraffic
+from ._v3 import deploy_v3_into
 
 __all__ = ["ENV_KEYS", "DevnetReady", "devnet_main", "env_file_text", "run_devnet"]
 
@@ -108,6 +109,7 @@ async def run_devnet(
     env_file: Path | None = None,
     out: TextIO | None = None,
     task_status: trio.TaskStatus[DevnetReady] = trio.TASK_STATUS_IGNORED,
+    v3: bool = False,
 ) -> None:
     """Run the devnet until cancelled.
 
@@ -140,6 +142,8 @@ async def run_devnet(
             # Deploy before the nursery opens, so that a failure surfaces as itself,
             # not wrapped in an exception group.
             info = await deploy(rpc, workdir, seed=seed, ws_url=node.ws_url)
+            if v3:  # Uniswap V3 beside V2 (issue 16); its [[dex]] block goes to workdir/v3.toml
+                await deploy_v3_into(rpc, info, workdir, out=out)
             await _serve(rpc, info, started, block_time, tx_rate, traffic, builder, workdir, env_file, out, task_status)
 
 
@@ -212,6 +216,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", type=Path, default=Path(".devnet"), help="config, key file and logs (default .devnet)")
     p.add_argument("--seed", type=int, default=1, help="keys, prices and traffic are reproducible from it (default 1)")
     p.add_argument("--no-traffic", action="store_true", help="do not send victim traffic")
+    p.add_argument("--v3", action="store_true", help="also deploy Uniswap V3 pools (config block in WORKDIR/v3.toml)")
     return p
 
 
@@ -241,6 +246,7 @@ def devnet_main(argv: list[str]) -> int:
                     seed=args.seed,
                     traffic=not args.no_traffic,
                     env_file=args.env_file,
+                    v3=args.v3,
                 )
 
     try:
