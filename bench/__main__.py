@@ -138,7 +138,7 @@ def run_all(args: argparse.Namespace) -> tuple[list[Row], dict[str, Any]]:
         bare: list[dict[str, float]] = []
         own: list[dict[str, float]] = []
         pipe: list[dict[str, Any]] = []
-        with _wsbench.feeder(stream.frames, count=args.ws_frames) as url:
+        with _wsbench.feeder(stream.frames, count=args.ws_frames, head=market.head_json(), head_every=1.0) as url:
             for _ in range(args.ws_reps):
                 b = trio.run(_wsbench.bare_client, url, args.ws_frames)
                 o = trio.run(_wsbench.subscriber_client, url, args.ws_frames)
@@ -184,7 +184,8 @@ def soak_rows(market: Any, stream: Any, minutes: float, say: Any, extra: dict[st
         if int(t) % 60 < 5:
             say(f"  t={t:5.0f}s rss={rss:6.1f} MB frames={seen:,}")
 
-    with _wsbench.feeder(stream.frames, count=int(minutes * 60 * 1000) + 10_000, rate=1000.0) as url:
+    with _wsbench.feeder(stream.frames, count=int(minutes * 60 * 1000) + 10_000, rate=1000.0,
+                         head=market.head_json(), head_every=12.0) as url:
         s = trio.run(lambda: _wsbench.soak_run(market, url, minutes * 60, rate=1000.0,
                                                warmup_s=min(30.0, minutes * 60 / 4), progress=progress))
     extra["soak"] = {k: v for k, v in s.items() if k != "samples"}
