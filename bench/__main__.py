@@ -84,89 +84,95 @@ def run_all(args: argparse.Namespace) -> tuple[list[Row], dict[str, Any]]:
                        f"{sizes[len(sizes) // 2]:,} B, p99 {sizes[int(0.99 * len(sizes))]:,} B")
     say("  " + extra["stream"])
 
-    # ---------------------------------------------------------------- in-process
-    say("screening throughput (in-process) ...")
-    scr = trio.run(_inproc.screening, market, stream, args.reps)
-    rows.append(("Screening throughput, in-process (parse + IntakeActor.screen)",
-                 f"{_fmt_rate(scr['screen_rate'])} = {scr['ratio']:.2f} x orjson.loads ({_fmt_rate(scr['orjson_rate'])})",
-                 ">= 0.25 x orjson", _met(scr["ratio"] >= 0.25)))
-    say(f"  {rows[-1]}")
-
-    say("frame -> bundle signed and gated (in-process) ...")
-    lat = trio.run(_inproc.latency, market, stream, args.reps)
-    gated_frames = lat.pop("gated_frames")
-    extra["latency_outcomes"] = lat["outcomes"]
-    rows.append((f"Latency frame -> bundle signed + gated, p50 ({lat['gated']} gated bundles a pass, "
-                 f"median of {lat['passes']} passes after a warm-up)",
-                 f"{lat['p50_us']:.0f} us", "<= 200 us", _met(lat["p50_us"] <= 200)))
-    rows.append(("Latency frame -> bundle signed + gated, p99", f"{lat['p99_us']:.0f} us", "<= 1,000 us",
-                 _met(lat["p99_us"] <= 1000)))
-    rows.append(("Floor: parse + the two signatures alone, p50 / p99",
-                 f"{lat['floor_p50_us']:.0f} / {lat['floor_p99_us']:.0f} us", "(reference)", "n/a"))
-    say(f"  p50 {lat['p50_us']:.0f} us, p99 {lat['p99_us']:.0f} us, floor {lat['floor_p50_us']:.0f} us")
-
-    wi = trio.run(lambda: _inproc.latency(market, stream, 1, what_if_budget=8))
-    wi.pop("gated_frames")
-    rows.append(("What-if: same latency with the sizing walk's budget at 8, p50 / p99",
-                 f"{wi['p50_us']:.0f} / {wi['p99_us']:.0f} us", "(diagnosis)", "n/a"))
-    say(f"  what-if budget 8: p50 {wi['p50_us']:.0f} us, p99 {wi['p99_us']:.0f} us")
-
-    if not args.skip_devnet:
-        say("simulation round trip on the devnet ...")
-        try:
-            from ._devnet import simulate_round_trip
-
-            sim = simulate_round_trip(50)
-            rows.append(("Simulation round trip on the devnet (eth_simulateV1 over HTTP, anvil), p50 / p99",
-                         f"{sim['p50_us']:.0f} / {sim['p99_us']:.0f} us", "(reported separately)", "n/a"))
-        except Exception as exc:  # the devnet needs node_modules; the rest of the bench does not
-            rows.append(("Simulation round trip on the devnet", f"not measured: {type(exc).__name__}: {exc}",
-                         "(reported separately)", "n/a"))
+    if args.only in (None, "inproc"):
+        # ---------------------------------------------------------------- in-process
+        say("screening throughput (in-process) ...")
+        scr = trio.run(_inproc.screening, market, stream, args.reps)
+        rows.append(("Screening throughput, in-process (parse + IntakeActor.screen)",
+                     f"{_fmt_rate(scr['screen_rate'])} = {scr['ratio']:.2f} x orjson.loads ({_fmt_rate(scr['orjson_rate'])})",
+                     ">= 0.25 x orjson", _met(scr["ratio"] >= 0.25)))
         say(f"  {rows[-1]}")
 
-    say("aether against the idiomatic web3.py path ...")
-    vs = trio.run(_inproc.versus_web3, market, gated_frames[: args.web3_frames], max(1, args.reps // 2))
-    rows.append((f"Candidate path vs idiomatic web3.py, p50 ({vs['frames']} candidate frames)",
-                 f"aether {vs['aether_p50_us']:.0f} us, web3 {vs['web3_p50_us']:.0f} us = {vs['ratio']:.1f}x",
-                 ">= 10x", _met(vs["ratio"] >= 10)))
-    say(f"  {rows[-1]}")
+        say("frame -> bundle signed and gated (in-process) ...")
+        lat = trio.run(_inproc.latency, market, stream, args.reps)
+        gated_frames = lat.pop("gated_frames")
+        extra["latency_outcomes"] = lat["outcomes"]
+        rows.append((f"Latency frame -> bundle signed + gated, p50 ({lat['gated']} gated bundles a pass, "
+                     f"median of {lat['passes']} passes after a warm-up)",
+                     f"{lat['p50_us']:.0f} us", "<= 200 us", _met(lat["p50_us"] <= 200)))
+        rows.append(("Latency frame -> bundle signed + gated, p99", f"{lat['p99_us']:.0f} us", "<= 1,000 us",
+                     _met(lat["p99_us"] <= 1000)))
+        rows.append(("Floor: parse + the two signatures alone, p50 / p99",
+                     f"{lat['floor_p50_us']:.0f} / {lat['floor_p99_us']:.0f} us", "(reference)", "n/a"))
+        say(f"  p50 {lat['p50_us']:.0f} us, p99 {lat['p99_us']:.0f} us, floor {lat['floor_p50_us']:.0f} us")
 
-    # ---------------------------------------------------------------- loopback WS
-    say("over loopback WebSocket (feeder in another process) ...")
-    bare: list[float] = []
-    own: list[float] = []
-    pipe: list[dict[str, Any]] = []
-    ratios: list[float] = []
-    own_ratios: list[float] = []
-    with _wsbench.feeder(stream.frames, count=args.ws_frames) as url:
-        for _ in range(args.ws_reps):
-            b = trio.run(_wsbench.bare_client, url, args.ws_frames)
-            o = trio.run(_wsbench.aether_client, url, args.ws_frames)
-            p = trio.run(lambda: _wsbench.pipeline_run(market, url, args.ws_frames))
-            bare.append(b)
-            own.append(o)
-            pipe.append(p)
-            ratios.append(p["rate"] / b)
-            own_ratios.append(o / b)
-            say(f"  bare {b:,.0f}/s, aether client {o:,.0f}/s, pipeline {p['rate']:,.0f}/s, "
-                f"dropped {p['dropped']}, bundles {p['bundles']}")
-    median = _inproc.median
-    bare_med = median(bare)
-    rows.append(("Frame reception alone (receive + orjson.loads): aether's client vs bare trio-websocket",
-                 f"{_fmt_rate(median(own))} = {median(own_ratios):.2f} x trio-websocket ({_fmt_rate(bare_med)})",
-                 "(why aether.chain._wsconn exists)", "n/a"))
-    med = sorted(pipe, key=lambda p: p["rate"])[len(pipe) // 2]
-    ratio = median(ratios)
-    dropped = sum(p["dropped"] for p in pipe)
-    rows.append((f"Whole pipeline over loopback WS ({args.ws_frames:,} frames a pass)",
-                 f"{_fmt_rate(med['rate'])} = {ratio:.2f} x bare trio-websocket client ({_fmt_rate(bare_med)})",
-                 ">= 0.50 x bare client", _met(ratio >= 0.5)))
-    rows.append(("Whole pipeline over loopback WS, absolute", _fmt_rate(med["rate"]), ">= 20,000/s",
-                 _met(med["rate"] >= 20_000)))
-    rows.append(("Frames dropped in those passes", f"{dropped}", "0", _met(dropped == 0)))
+        wi = trio.run(lambda: _inproc.latency(market, stream, 1, what_if_budget=8))
+        wi.pop("gated_frames")
+        rows.append(("What-if: same latency with the sizing walk's budget at 8, p50 / p99",
+                     f"{wi['p50_us']:.0f} / {wi['p99_us']:.0f} us", "(diagnosis)", "n/a"))
+        say(f"  what-if budget 8: p50 {wi['p50_us']:.0f} us, p99 {wi['p99_us']:.0f} us")
 
-    # ---------------------------------------------------------------- soak
-    rows += soak_rows(market, stream, args.soak_minutes, say, extra)
+        if not args.skip_devnet:
+            say("simulation round trip on the devnet ...")
+            try:
+                from ._devnet import simulate_round_trip
+
+                sim = simulate_round_trip(50)
+                rows.append(("Simulation round trip on the devnet (eth_simulateV1 over HTTP, anvil), p50 / p99",
+                             f"{sim['p50_us']:.0f} / {sim['p99_us']:.0f} us", "(reported separately)", "n/a"))
+            except Exception as exc:  # the devnet needs node_modules; the rest of the bench does not
+                rows.append(("Simulation round trip on the devnet", f"not measured: {type(exc).__name__}: {exc}",
+                             "(reported separately)", "n/a"))
+            say(f"  {rows[-1]}")
+
+        say("aether against the idiomatic web3.py path ...")
+        vs = trio.run(_inproc.versus_web3, market, gated_frames[: args.web3_frames], max(1, args.reps // 2))
+        rows.append((f"Candidate path vs idiomatic web3.py, p50 ({vs['frames']} candidate frames)",
+                     f"aether {vs['aether_p50_us']:.0f} us, web3 {vs['web3_p50_us']:.0f} us = {vs['ratio']:.1f}x",
+                     ">= 10x", _met(vs["ratio"] >= 10)))
+        say(f"  {rows[-1]}")
+
+    if args.only in (None, "ws"):
+        # ---------------------------------------------------------------- loopback WS
+        say("over loopback WebSocket (feeder in another process) ...")
+        bare: list[dict[str, float]] = []
+        own: list[dict[str, float]] = []
+        pipe: list[dict[str, Any]] = []
+        with _wsbench.feeder(stream.frames, count=args.ws_frames, head=market.head_json(), head_every=1.0) as url:
+            for _ in range(args.ws_reps):
+                b = trio.run(_wsbench.bare_client, url, args.ws_frames)
+                o = trio.run(_wsbench.subscriber_client, url, args.ws_frames)
+                p = trio.run(lambda: _wsbench.pipeline_run(market, url, args.ws_frames))
+                bare.append(b)
+                own.append(o)
+                pipe.append(p)
+                say(f"  bare {b['rate']:,.0f}/s ({b['cpu_rate']:,.0f}/CPU-s), Subscriber {o['rate']:,.0f}/s "
+                    f"({o['cpu_rate']:,.0f}/CPU-s), pipeline {p['rate']:,.0f}/s ({p['cpu_rate']:,.0f}/CPU-s), "
+                    f"dropped {p['dropped']}, bundles {p['bundles']}")
+        median = _inproc.median
+
+        def both(xs: list[dict[str, Any]]) -> str:
+            return (f"{_fmt_rate(median([x['rate'] for x in xs]))} wall, "
+                    f"{median([x['cpu_rate'] for x in xs]):,.0f} per CPU-second")
+
+        def ratio(xs: list[dict[str, Any]], key: str) -> float:  # per repetition, against that one's bare client
+            return median([x[key] / b[key] for x, b in zip(xs, bare, strict=True)])
+
+        rows.append(("Frame reception alone (receive + orjson.loads), bare trio-websocket client",
+                     both(bare), "(baseline)", "n/a"))
+        rows.append(("Frame reception through aether's Subscriber (trio-websocket, frame checks, stamps)",
+                     f"{both(own)} = {ratio(own, 'rate'):.2f} x bare client (CPU: {ratio(own, 'cpu_rate'):.2f} x)",
+                     "(reference)", "n/a"))
+        med = sorted(pipe, key=lambda p: p["rate"])[len(pipe) // 2]
+        dropped = sum(p["dropped"] for p in pipe)
+        rows.append((f"Whole pipeline over loopback WS ({args.ws_frames:,} frames a pass, median of {len(pipe)})",
+                     f"{both(pipe)} = {ratio(pipe, 'rate'):.2f} x bare client (CPU: {ratio(pipe, 'cpu_rate'):.2f} x)",
+                     ">= 10,000/s wall", _met(med["rate"] >= 10_000)))
+        rows.append(("Frames dropped in those passes", f"{dropped}", "0", _met(dropped == 0)))
+
+    if args.only is None:
+        # ---------------------------------------------------------------- soak
+        rows += soak_rows(market, stream, args.soak_minutes, say, extra)
     extra["load_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     return rows, extra
 
@@ -178,7 +184,8 @@ def soak_rows(market: Any, stream: Any, minutes: float, say: Any, extra: dict[st
         if int(t) % 60 < 5:
             say(f"  t={t:5.0f}s rss={rss:6.1f} MB frames={seen:,}")
 
-    with _wsbench.feeder(stream.frames, count=int(minutes * 60 * 1000) + 10_000, rate=1000.0) as url:
+    with _wsbench.feeder(stream.frames, count=int(minutes * 60 * 1000) + 10_000, rate=1000.0,
+                         head=market.head_json(), head_every=12.0) as url:
         s = trio.run(lambda: _wsbench.soak_run(market, url, minutes * 60, rate=1000.0,
                                                warmup_s=min(30.0, minutes * 60 / 4), progress=progress))
     extra["soak"] = {k: v for k, v in s.items() if k != "samples"}
@@ -237,6 +244,8 @@ def main() -> None:
     ap.add_argument("--ws-reps", type=int, default=3)
     ap.add_argument("--web3-frames", type=int, default=150)
     ap.add_argument("--skip-devnet", action="store_true")
+    ap.add_argument("--only", choices=("inproc", "ws"), default=None,
+                    help="only the in-process rows, or only the loopback WebSocket rows (no soak either way)")
     ap.add_argument("--no-write", action="store_true", help="print the table only")
     ap.add_argument("--out", type=Path, default=DOC)
     args = ap.parse_args()

@@ -8,7 +8,9 @@ With ``--rate 0`` it writes as fast as the client reads (TCP back-pressure is
 the only brake: server frames are unmasked, so the bytes are built once and
 written in 256 KiB chunks); with ``--rate R`` it paces R frames a second in
 10 ms batches (the soak). Each connection first reads one text message from the
-client (the ``eth_subscribe``), then sends ``--count`` frames, cycling the file.
+client (the ``eth_subscribe``), then sends ``--count`` frames, cycling the file;
+a ``newHeads`` subscription instead gets ``--head`` and then one head after
+another every ``--head-every`` seconds, as a node would send them.
 """
 
 from __future__ import annotations
@@ -53,7 +55,8 @@ def write_frames(path: Path, frames: list[bytes]) -> None:
     path.write_bytes(b"".join(struct.pack("!I", len(f)) + f for f in frames))
 
 
-def _serve(conn: socket.socket, framed: list[bytes], rate: float, count: int) -> None:
+def _serve(conn: socket.socket, framed: list[bytes], rate: float, count: int, head: dict[str, str],
+           head_every: float) -> None:
     ws = WSConnection(ConnectionType.SERVER)
     want: int | None = None
     try:
@@ -70,6 +73,9 @@ def _serve(conn: socket.socket, framed: list[bytes], rate: float, count: int) ->
                     want = count or len(framed)
                     reply = {"jsonrpc": "2.0", "id": req["id"], "result": SUB_ID}
                     conn.sendall(ws.send(TextMessage(orjson.dumps(reply).decode())))
+                    if req["params"][0] == "newHeads":
+                        _heads(conn, ws, head, head_every)
+                        return
                 elif isinstance(event, CloseConnection):
                     return
         if rate <= 0:
@@ -88,6 +94,22 @@ def _serve(conn: socket.socket, framed: list[bytes], rate: float, count: int) ->
         return
     finally:
         conn.close()
+
+
+def _heads(conn: socket.socket, ws: WSConnection, first: dict[str, str], every: float) -> None:
+    """A ``newHeads`` subscription: the first head at once, then the next one every ``every`` seconds."""
+    number = int(first["number"], 16)
+    parent = first["parentHash"]
+    timestamp = int(first["timestamp"], 16)
+    while True:
+        head = {**first, "number": hex(number), "hash": "0x" + f"{number:064x}", "parentHash": parent,
+                "timestamp": hex(timestamp)}
+        note = {"jsonrpc": "2.0", "method": "eth_subscription", "params": {"subscription": SUB_ID, "result": head}}
+        conn.sendall(ws.send(TextMessage(orjson.dumps(note).decode())))
+        parent = head["hash"]
+        number += 1
+        timestamp += 12
+        time.sleep(every)
 
 
 def _blast(conn: socket.socket, framed: list[bytes], want: int) -> None:
@@ -120,6 +142,8 @@ def main() -> None:
     ap.add_argument("--port-file", type=Path, required=True)
     ap.add_argument("--rate", type=float, default=0.0)
     ap.add_argument("--count", type=int, default=0, help="frames per connection, cycling the file (0: one pass)")
+    ap.add_argument("--head", default="{}", help="the first head (JSON) for newHeads subscriptions")
+    ap.add_argument("--head-every", type=float, default=1.0, help="seconds between heads")
     args = ap.parse_args()
     framed = [ws_frame(f) for f in read_frames(args.frames_file)]
     srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -132,7 +156,8 @@ def main() -> None:
     while True:
         conn, _ = srv.accept()
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        threading.Thread(target=_serve, args=(conn, framed, args.rate, args.count), daemon=True).start()
+        threading.Thread(target=_serve, args=(conn, framed, args.rate, args.count, orjson.loads(args.head),
+                                              args.head_every), daemon=True).start()
 
 
 if __name__ == "__main__":

@@ -69,7 +69,13 @@ class Market:
         return Tick(head, head.base_fee, 100 * ETHER, 100 * ETHER, 0)
 
     def rpc(self) -> FakeNode:
-        return FakeNode(self.reserves)
+        return FakeNode(self.reserves, weth=self.chain.weth)
+
+    def head_json(self) -> dict[str, Any]:
+        """The first head as a node's ``newHeads`` notification carries it (the feeder counts on from it)."""
+        h = self.head
+        return {"number": hex(h.number), "hash": h.hash, "parentHash": h.parent_hash, "timestamp": hex(h.timestamp),
+                "baseFeePerGas": hex(h.base_fee), "gasUsed": hex(h.gas_used), "gasLimit": hex(h.gas_limit)}
 
     async def fill(self, book: PoolBook) -> int:
         """Load every pool into ``book`` through ``ensure`` (the node is this market); returns the count."""
@@ -82,14 +88,28 @@ class Market:
 
 
 class FakeNode:
-    """Answers ``getReserves`` batches from a dict, like a node at a fixed block (no I/O)."""
+    """Answers ``getReserves`` batches from a dict, like a node at a fixed block (no I/O).
 
-    def __init__(self, reserves: dict[str, tuple[int, int]]) -> None:
+    The heads actor's per-head account batch gets the state :meth:`Market.tick` pretends:
+    100 ETH, 100 WETH (``balanceOf`` on WETH), nonce 0.
+    """
+
+    def __init__(self, reserves: dict[str, tuple[int, int]], *, weth: str = "") -> None:
         self._reserves = reserves
+        self._weth = weth.lower()
 
     async def batch(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
         out: list[Any] = []
         for method, params in calls:
+            if method == "eth_getBalance":
+                out.append(hex(100 * ETHER))
+                continue
+            if method == "eth_getTransactionCount":
+                out.append("0x0")
+                continue
+            if method == "eth_call" and params[0]["to"].lower() == self._weth:
+                out.append("0x" + (100 * ETHER).to_bytes(32, "big").hex())
+                continue
             r = self._reserves.get(params[0]["to"]) if method == "eth_call" else None
             out.append("0x" if r is None else "0x" + (r[0].to_bytes(32, "big") + r[1].to_bytes(32, "big")
                                                       + bytes(32)).hex())

@@ -161,11 +161,11 @@ class IntakeActor:
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         sub = Subscriber(self._ws_url, "newPendingTransactions", rpc=self._rpc, metrics=self._metrics)
-        # Frames are screened inline as the subscription delivers them: no channel hop on
-        # the hottest path. Bursts wait in the connection's receive buffer, then in TCP; a
-        # forwarded victim makes the subscription yield so the strategy takes it before the
-        # rest of the burst is screened; victims that still find the strategy's inbox full
-        # are dropped and counted.
+        # Frames are screened inline as the subscription delivers them: no channel hop of
+        # ours on the hottest path. Bursts wait in trio-websocket's queue, then in TCP;
+        # reading each frame is a checkpoint, so the strategy takes a forwarded victim
+        # before the rest of the burst is screened; victims that still find the strategy's
+        # inbox full are dropped and counted.
         await sub.run(_InlineScreen(self.screen), task_status=task_status)
 
     def screen(self, frame: Any) -> PendingTx | None:

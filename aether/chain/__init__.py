@@ -3,7 +3,7 @@
 from ._fees import BASE_FEE_MAX_CHANGE_DENOMINATOR, ELASTICITY_MULTIPLIER, head_from_rpc, next_base_fee
 from ._rpc import RpcClient, RpcStatistics, open_rpc
 from ._tx import SUPPORTED_TX_TYPES, decode_pending_tx, encode_signed_tx, keccak256
-from ._ws import HEADS, PENDING, Frame, Subscriber, SubscriberStatistics, SubscriptionKind
+from ._ws import HEADS, PENDING, Frame, FrameSink, StreamOpener, Subscriber, SubscriberStatistics, SubscriptionKind
 
 __all__ = [
     "BASE_FEE_MAX_CHANGE_DENOMINATOR",
@@ -12,8 +12,10 @@ __all__ = [
     "PENDING",
     "SUPPORTED_TX_TYPES",
     "Frame",
+    "FrameSink",
     "RpcClient",
     "RpcStatistics",
+    "StreamOpener",
     "Subscriber",
     "SubscriberStatistics",
     "SubscriptionKind",

@@ -1,4 +1,4 @@
-"""WebSocket subscriptions (``eth_subscribe``), with reconnect.
+"""WebSocket subscriptions (``eth_subscribe``), with reconnect, over trio-websocket.
 
 A :class:`Subscriber` holds one subscription (``newHeads`` or
 ``newPendingTransactions``) alive for as long as its ``run`` task lives: any
@@ -14,44 +14,99 @@ Nodes that send only hashes for pending transactions (no ``true`` param, or a
 node that ignores it) are handled by fetching each transaction with
 ``eth_getTransactionByHash`` through a bounded pool of workers.
 
-The connection itself is :mod:`aether.chain._wsconn` (a client written for this
-hot path: see its docstring and the benchmark); it raises :mod:`aether._errors`
-already, and OS and trio transport errors are translated in one place,
-:func:`_map_ws_errors`. Garbage from the node (non-JSON, wrong shape) is counted
-in ``bad_frames`` and skipped, never raised.
+The WebSocket protocol is trio-websocket's (the design card's choice; wsproto
+underneath). The byte stream under it comes from a *transport*: by default TCP,
+or TLS over TCP with the system trust store for ``wss://``; tests pass one that
+returns an end of ``trio.testing.memory_stream_pair()`` and run the node's side
+on the other end, in virtual time. trio-websocket's, trio's and the OS's
+exceptions become aether's own in one place, :func:`_map_ws_errors`. Garbage
+from the node (non-JSON, wrong shape) is counted in ``bad_frames`` and skipped,
+never raised.
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
+import functools
 import itertools
 import logging
-import math
 import random
 import re
+import ssl
 import time
-from collections.abc import Callable, Iterator
-from typing import Any, Final, Literal
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any, Final, Protocol, cast
+from urllib.parse import urlsplit
 
 import attrs
 import orjson
 import trio
+from trio_websocket import (
+    ConnectionClosed,
+    ConnectionRejected,
+    HandshakeError,
+    WebSocketConnection,
+    wrap_client_stream,
+)
 
 from .._errors import BadNodeData, NodeError, NodeTimeout, NodeUnreachable, RpcError
-from .._urls import display_url
+from .._urls import display_url, url_problem
 from ..metrics import Metrics
 from ._rpc import RpcClient
-from ._wsconn import WsConnection, check_ws_url, open_ws
 
-__all__ = ["HEADS", "PENDING", "Frame", "Subscriber", "SubscriberStatistics", "SubscriptionKind"]
+__all__ = [
+    "HEADS",
+    "PENDING",
+    "Frame",
+    "FrameSink",
+    "StreamOpener",
+    "Subscriber",
+    "SubscriberStatistics",
+    "SubscriptionKind",
+]
 
 log = logging.getLogger(__name__)
 
-SubscriptionKind = Literal["newHeads", "newPendingTransactions"]
-HEADS: Final = "newHeads"
-PENDING: Final = "newPendingTransactions"
+
+class SubscriptionKind(enum.StrEnum):
+    """What ``eth_subscribe`` is asked for (the value is the node's own name)."""
+
+    HEADS = "newHeads"
+    PENDING = "newPendingTransactions"
+
+
+HEADS: Final = SubscriptionKind.HEADS
+PENDING: Final = SubscriptionKind.PENDING
+
+#: A longer message is refused by trio-websocket (close 1009), which makes a reconnect.
+#: Full blocks are not subscribed to; the longest pending transaction (a 128 KiB
+#: calldata, hex-encoded) fits with room to spare.
+MAX_MESSAGE_SIZE: Final = 4 * 1024 * 1024
+#: Bytes asked of the stream per read (trio-websocket's default is 4 KiB): a burst of
+#: notifications is parsed from one read instead of one read per frame or two.
+RECEIVE_BUFFER_SIZE: Final = 256 * 1024
+#: Parsed messages the reader task may hold ahead of us; a full queue stops it reading,
+#: so a slow consumer pushes back into TCP instead of into memory.
+MESSAGE_QUEUE_SIZE: Final = 256
+#: How long the close handshake may take before the stream is simply closed.
+CLOSE_TIMEOUT: Final = 1.0
 
 _TX_HASH_RE = re.compile(r"0x[0-9a-fA-F]{64}\Z")
+
+#: Opens one byte stream to the node for one connection attempt.
+StreamOpener = Callable[[], Awaitable[trio.abc.Stream]]
+
+
+class FrameSink(Protocol):
+    """Where pending-transaction frames go: a memory channel, or an inline screen.
+
+    ``send_nowait`` must not block; it raises ``trio.WouldBlock`` when full (the
+    frame is dropped and counted) and ``trio.BrokenResourceError`` /
+    ``trio.ClosedResourceError`` when nobody listens any more (the subscription ends).
+    """
+
+    def send_nowait(self, frame: Frame, /) -> object: ...
 
 
 @attrs.frozen
@@ -102,15 +157,111 @@ class _BadFrame(Exception):
     """A frame that is not JSON or not of the expected shape (counted, skipped)."""
 
 
+def _leaves(exc: BaseException) -> Iterator[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        for sub in exc.exceptions:
+            yield from _leaves(sub)
+    else:
+        yield exc
+
+
+def _translate(exc: BaseException, where: str) -> BaseException | None:
+    """Ours for a library's exception; ``exc`` itself if it is ours already; None if not a connection failure."""
+    if isinstance(exc, (NodeError, _DownstreamClosed)):
+        return exc
+    if isinstance(exc, ConnectionRejected):
+        return NodeUnreachable(f"{where} rejected the websocket handshake with HTTP {exc.status_code}")
+    if isinstance(exc, ConnectionClosed):
+        reason = exc.reason
+        why = f"{reason.name} ({reason.code})" if reason is not None else "no close frame"
+        return NodeUnreachable(f"websocket to {where} closed: {why}")
+    if isinstance(exc, HandshakeError):
+        return NodeUnreachable(f"websocket handshake with {where} failed: {type(exc).__name__}")
+    if isinstance(exc, trio.TooSlowError):
+        return NodeTimeout(f"{where} did not answer in time")
+    if isinstance(exc, trio.BrokenResourceError) and isinstance(exc.__cause__, ssl.SSLError):
+        cause = exc.__cause__
+        detail = getattr(cause, "verify_message", None) or cause.reason or type(cause).__name__
+        return NodeUnreachable(f"TLS with {where} failed: {detail}")
+    if isinstance(exc, ssl.SSLError):
+        detail = getattr(exc, "verify_message", None) or exc.reason or type(exc).__name__
+        return NodeUnreachable(f"TLS with {where} failed: {detail}")
+    if isinstance(exc, (OSError, trio.BrokenResourceError, trio.ClosedResourceError)):
+        return NodeUnreachable(f"websocket to {where} failed: {type(exc).__name__}")
+    return None
+
+
 @contextlib.contextmanager
 def _map_ws_errors(where: str) -> Iterator[None]:
-    """The one place where OS and trio transport errors become ours (the connection raises ours already)."""
+    """The one place where trio-websocket's, trio's and OS errors become ours (``raise Ours from exc``).
+
+    The connection lives in a nursery (trio-websocket's reader task), so what comes
+    out may be an exception group: one failure plus the cancellations it caused. The
+    failure is what counts; a group of cancellations only, or of two real failures,
+    goes on as it is.
+    """
     try:
         yield
-    except trio.TooSlowError as exc:
-        raise NodeTimeout(f"{where} did not answer in time") from exc
-    except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-        raise NodeUnreachable(f"websocket to {where} failed: {type(exc).__name__}") from exc
+    except BaseExceptionGroup as group:
+        failures = [e for e in _leaves(group) if not isinstance(e, trio.Cancelled)]
+        if len(failures) != 1:
+            raise
+        exc = failures[0]
+        ours = _translate(exc, where)
+        if ours is None:
+            raise
+        if ours is exc:
+            raise exc from None  # ours already (or the end of the line): out of its group
+        raise ours from exc
+    except BaseException as exc:
+        ours = _translate(exc, where)
+        if ours is None or ours is exc:
+            raise
+        raise ours from exc
+
+
+@functools.cache
+def _default_ssl_context() -> ssl.SSLContext:
+    """The system trust store, loaded once per process rather than once per reconnect."""
+    return ssl.create_default_context()
+
+
+def check_ws_url(url: str) -> None:
+    """Raise ``ValueError`` (without the path, which may hold a key) unless ``url`` can be dialled."""
+    parts = urlsplit(url)
+    shown = display_url(url)
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise ValueError(f"ws_url must be a ws:// or wss:// URL, not {shown!r}")
+    problem = url_problem(url)
+    if problem is not None:
+        raise ValueError(f"{shown}: {problem}")
+
+
+def tcp_opener(url: str, *, ssl_context: ssl.SSLContext | None = None) -> StreamOpener:
+    """The default transport: TCP to the URL's host and port, TLS over it for ``wss://``.
+
+    ``wss://`` verifies the certificate and host name (the system trust store unless
+    ``ssl_context`` is given). The TLS handshake is done here, before any WebSocket
+    byte, so an untrusted certificate is a clear error at once rather than a reader
+    task that ends without a handshake.
+    """
+    parts = urlsplit(url)
+    secure = parts.scheme == "wss"
+    host = parts.hostname or ""
+    port = parts.port or (443 if secure else 80)
+
+    async def open_stream() -> trio.abc.Stream:
+        if not secure:
+            return await trio.open_tcp_stream(host, port)
+        stream = await trio.open_ssl_over_tcp_stream(host, port, ssl_context=ssl_context or _default_ssl_context())
+        try:
+            await stream.do_handshake()
+        except BaseException:
+            await trio.aclose_forcefully(stream)
+            raise
+        return stream
+
+    return open_stream
 
 
 class Subscriber:
@@ -118,7 +269,7 @@ class Subscriber:
 
     Args:
         ws_url: ``ws://`` or ``wss://`` endpoint of the node.
-        kind: ``"newHeads"`` or ``"newPendingTransactions"``.
+        kind: ``"newHeads"`` or ``"newPendingTransactions"`` (a :class:`SubscriptionKind`).
         rpc: used to fetch transactions when the node sends only hashes.
             Without it, hash-only notifications are counted as ``fetch_failed``.
         metrics: where reconnects, bad frames, failed fetches and drops are counted.
@@ -133,7 +284,10 @@ class Subscriber:
             probed with a ping; ``None`` disables the probe.
         ping_timeout: seconds to wait for the pong before treating the connection
             as dead and reconnecting.
-        connect_timeout: seconds for TCP + handshake + the subscription reply.
+        connect_timeout: seconds for TCP + TLS + handshake + the subscription reply.
+        transport: opens the byte stream of one connection attempt (the seam tests
+            use for in-memory streams); default :func:`tcp_opener` of ``ws_url``.
+        ssl_context: for ``wss://`` with the default transport (default: system trust).
         clock: the monotonic clock stamped into ``Frame.seen_at``.
         wall_ns: the wall clock stamped into ``Frame.first_seen_ns``.
         rng: jitter source (tests pass a seeded one).
@@ -145,7 +299,7 @@ class Subscriber:
     def __init__(
         self,
         ws_url: str,
-        kind: SubscriptionKind,
+        kind: SubscriptionKind | str,
         *,
         rpc: RpcClient | None = None,
         metrics: Metrics | None = None,
@@ -157,12 +311,16 @@ class Subscriber:
         idle_timeout: float | None = 30.0,
         ping_timeout: float = 5.0,
         connect_timeout: float = 5.0,
+        transport: StreamOpener | None = None,
+        ssl_context: ssl.SSLContext | None = None,
         clock: Callable[[], float] = trio.current_time,
         wall_ns: Callable[[], int] = time.time_ns,
         rng: random.Random | None = None,
     ) -> None:
-        if kind not in (HEADS, PENDING):
-            raise ValueError(f"kind must be 'newHeads' or 'newPendingTransactions', not {kind!r}")
+        try:
+            kind = SubscriptionKind(kind)
+        except ValueError:
+            raise ValueError(f"kind must be 'newHeads' or 'newPendingTransactions', not {kind!r}") from None
         check_ws_url(ws_url)
         if max_fetch_concurrency < 1:
             raise ValueError(f"max_fetch_concurrency must be >= 1, not {max_fetch_concurrency}")
@@ -175,8 +333,14 @@ class Subscriber:
         if ping_timeout <= 0 or connect_timeout <= 0:
             raise ValueError("ping_timeout and connect_timeout must be positive")
         self.ws_url = ws_url
-        self.kind: SubscriptionKind = kind
+        self.kind = kind
         self._where = display_url(ws_url)
+        parts = urlsplit(ws_url)
+        host = parts.hostname or ""
+        bracketed = f"[{host}]" if ":" in host else host  # an IPv6 literal (RFC 7230 5.4)
+        self._host_header = bracketed if parts.port is None else f"{bracketed}:{parts.port}"
+        self._resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self._transport = transport if transport is not None else tcp_opener(ws_url, ssl_context=ssl_context)
         self._rpc = rpc
         self._metrics = metrics
         self._full_param = full_txs and kind == PENDING
@@ -193,6 +357,9 @@ class Subscriber:
         self._ids = itertools.count(1)
         self._attempt = 0
         self._hash_send: trio.MemorySendChannel[tuple[str, float, int]] | None = None
+        self._messages = 0  # every message read, good or bad: the idle watch's sign of life
+        self._delivering = False  # a head is waiting on a full channel: our stall, not the node's
+        self._peer_silent = False  # the idle watch found the connection dead: close it without a handshake
         self._frames = 0
         self._bad_frames = 0
         self._reconnects = 0
@@ -233,6 +400,17 @@ class Subscriber:
         while self._subscriptions < count:
             await self._subscribed.wait()
 
+    def _next_delay(self) -> float:
+        """The wait before the next connection attempt (counted as an attempt).
+
+        Doubles from ``backoff_initial`` per failed attempt up to ``backoff_max``, with
+        jitter in [d/2, d] so that many clients cut at once do not come back in step.
+        A connection that delivers a frame starts the sequence over.
+        """
+        base = min(self._backoff_max, self._backoff_initial * (2 ** min(self._attempt, 32)))
+        self._attempt += 1
+        return base * (0.5 + 0.5 * self._rng.random())
+
     # ----------------------------------------------------------------- counting
 
     def _count_bad_frame(self) -> None:
@@ -255,16 +433,11 @@ class Subscriber:
         if self._metrics is not None:
             self._metrics.ws_reconnects.labels(self.kind).inc()
 
-    def _next_delay(self) -> float:
-        base = min(self._backoff_max, self._backoff_initial * (2 ** min(self._attempt, 32)))
-        self._attempt += 1
-        return base * (0.5 + 0.5 * self._rng.random())
-
     # ----------------------------------------------------------------- run
 
     async def run(
         self,
-        send: trio.MemorySendChannel[Frame],
+        send: FrameSink | trio.MemorySendChannel[Frame],
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
@@ -278,15 +451,15 @@ class Subscriber:
 
         Overload: pending transactions are pushed with ``send_nowait`` and
         counted in ``dropped`` when the channel is full (a stale transaction is
-        worthless); heads are pushed with a blocking ``send``.
+        worthless); heads are pushed with a blocking ``send`` (``send`` must then
+        be a memory channel).
 
-        For pending transactions ``send`` may be any object with a
-        ``send_nowait(frame)`` that handles the frame at once (the intake actor
-        screens inline that way, without a channel hop on the hot path). Its
-        return value says whether it passed work on to another task (a victim
-        forwarded): then the subscription yields before the next frame, so a
-        burst read in one go does not starve the actors downstream. A memory
-        channel's receiver gets a turn after every frame.
+        For pending transactions ``send`` may be any :class:`FrameSink` that
+        handles the frame at once (the intake actor screens inline that way,
+        without a channel hop on the hot path). Every frame is read through a
+        checkpoint (trio-websocket's ``get_message``), so the tasks downstream get
+        a turn between any two frames of a burst and a victim forwarded is taken
+        by the strategy before the next one is screened.
         """
         started = False
 
@@ -318,118 +491,166 @@ class Subscriber:
                 self._connected = False
                 nursery.cancel_scope.cancel()
 
-    async def _session(self, send: trio.MemorySendChannel[Frame], on_subscribed: Callable[[], None]) -> None:
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[WebSocketConnection]:
+        """Open the stream, shake hands (within ``connect_timeout``), yield the connection, close it.
+
+        trio-websocket's reader task lives in this nursery: the connection's lifetime
+        is this block, as with ``open_websocket_url``, only over our transport.
+        """
+        self._peer_silent = False
+        async with trio.open_nursery() as nursery:
+            with trio.move_on_after(self._connect_timeout) as scope:
+                stream = await self._transport()
+                try:
+                    ws = await wrap_client_stream(
+                        nursery,
+                        cast(trio.SocketStream, stream),  # any trio Stream works; the hint is narrower
+                        self._host_header,
+                        self._resource,
+                        message_queue_size=MESSAGE_QUEUE_SIZE,
+                        max_message_size=MAX_MESSAGE_SIZE,
+                        receive_buffer_size=RECEIVE_BUFFER_SIZE,
+                    )
+                except BaseException:
+                    await trio.aclose_forcefully(stream)
+                    raise
+            if scope.cancelled_caught:
+                # A peer that closes or garbles the HTTP answer leaves trio-websocket's
+                # handshake waiting: the deadline is what ends it.
+                raise NodeTimeout(f"websocket handshake with {self._where} timed out")
+            try:
+                yield ws
+            finally:
+                # A drop closes with a close handshake (the reader task still runs to read
+                # the answer). A cancellation does not wait: aclose is cancelled at once
+                # and trio-websocket then closes the stream without ceremony.
+                # A peer found dead by the idle watch is not waited for either.
+                with trio.move_on_after(0.0 if self._peer_silent else CLOSE_TIMEOUT):
+                    await ws.aclose()
+                nursery.cancel_scope.cancel()
+
+    async def _session(
+        self, send: FrameSink | trio.MemorySendChannel[Frame], on_subscribed: Callable[[], None]
+    ) -> None:
         """One connection: connect, subscribe, pump frames until something breaks."""
         with _map_ws_errors(self._where):
-            async with open_ws(
-                self.ws_url, where=self._where, connect_timeout=self._connect_timeout,
-                max_message_size=4 * 1024 * 1024,
-            ) as ws:
-                sub_id = await self._subscribe(ws)
+            async with self._connection() as ws:
+                with trio.fail_after(self._connect_timeout):
+                    sub_id = await self._subscribe(ws)
                 self._connected = True
                 self._subscriptions += 1
                 self._subscribed.set()
                 self._subscribed = trio.Event()
                 on_subscribed()
                 log.info("%s subscription to %s is live", self.kind, self._where)
-                await self._pump(ws, sub_id, send)
-
-    async def _pump(self, ws: WsConnection, sub_id: str, send: trio.MemorySendChannel[Frame]) -> None:
-        """Frames until the connection breaks or stays silent past the idle timeout and a ping.
-
-        Hot path: the idle watch is one cancel scope per quiet period, not one per
-        frame. The scope's deadline is the last frame's time plus the idle timeout
-        as of when it was armed (or the ping's time plus the ping timeout once a ping
-        is out); when it fires, a connection that did deliver in the meantime simply
-        re-arms, and only a really quiet one gets pinged. Any frame, a pong included,
-        is a sign of life.
-        """
-        first = True
-        idle = self._idle_timeout
-        last_frame = trio.current_time()
-        pinged_at: float | None = None
-        # A memory channel's receiver is another task: give it a turn after every frame.
-        yield_each = isinstance(send, trio.MemorySendChannel)
-        while True:
-            if idle is None:
-                deadline = math.inf
-            elif pinged_at is None:
-                deadline = last_frame + idle
-            else:
-                deadline = pinged_at + self._ping_timeout
-            with trio.CancelScope(deadline=deadline):
-                while True:
-                    message = await ws.get_message()
-                    last_frame = trio.current_time()
-                    if message is None:
-                        continue  # a pong
-                    try:
-                        result = self._parse(message, sub_id)
-                    except _BadFrame:
-                        self._count_bad_frame()
-                        continue
-                    self._frames += 1
-                    if first:
-                        # The connection delivers: the next drop starts from the short delay.
-                        self._attempt = 0
-                        first = False
+                async with trio.open_nursery() as nursery:
+                    if self._idle_timeout is not None:
+                        nursery.start_soon(self._watch, ws, self._idle_timeout)
                     if self.kind == HEADS:
-                        # A head's delivery may wait on a full channel: never let the idle
-                        # deadline cancel it half-way (a head would be lost).
-                        with trio.CancelScope(shield=True):
-                            await self._deliver(result, send)
-                    elif await self._deliver(result, send) or yield_each:
-                        # The sink handed work on (a victim): let the actors downstream take it
-                        # before the next frame of the burst is screened. Frames that were only
-                        # screened out cost no task switch.
-                        await trio.lowlevel.checkpoint()
-            assert idle is not None  # an infinite deadline never fires
-            now = trio.current_time()
-            if pinged_at is not None and last_frame >= pinged_at:
-                pinged_at = None  # the ping was answered (or data came): alive
-            if pinged_at is None:
-                if now < last_frame + idle:
-                    continue  # frames kept coming: re-arm from the last one
-                # Quiet for a while: a quiet mempool, or a dead peer? Ask.
-                await ws.ping()
-                pinged_at = now
-                continue
-            raise NodeTimeout(f"{self._where}: no frame for {idle}s and no pong within {self._ping_timeout}s")
+                        await self._pump_heads(ws, sub_id, cast(trio.MemorySendChannel[Frame], send))
+                    else:
+                        await self._pump_pending(ws, sub_id, send)
 
-    async def _subscribe(self, ws: WsConnection) -> str:
-        params: list[Any] = [self.kind, True] if self._full_param else [self.kind]
+    async def _watch(self, ws: WebSocketConnection, idle: float) -> None:
+        """Ping a connection that stayed quiet for ``idle`` seconds; raise if it answers nothing.
+
+        Runs beside the pump, so the hot path pays one integer increment a frame for it.
+        Any message is a sign of life, and so is a pong; time spent waiting for our own
+        consumer (a full heads channel) is not held against the node.
+        """
+        while True:
+            seen = self._messages
+            await trio.sleep(idle)
+            if self._messages != seen or self._delivering:
+                continue
+            # Quiet for a while: a quiet mempool, or a dead peer? Ask.
+            with trio.move_on_after(self._ping_timeout):
+                await ws.ping()
+                continue
+            if self._messages == seen and not self._delivering:
+                self._peer_silent = True
+                raise NodeTimeout(f"{self._where}: no frame for {idle}s and no pong within {self._ping_timeout}s")
+
+    async def _pump_pending(self, ws: WebSocketConnection, sub_id: str, send: FrameSink) -> None:
+        """The hot path: read, parse, hand on without blocking, until the connection breaks."""
+        get = ws.get_message
+        parse = self._parse
+        clock = self._clock
+        wall_ns = self._wall_ns
+        first = True
+        while True:
+            message = await get()  # a checkpoint: downstream tasks run between frames
+            self._messages += 1
+            try:
+                result = parse(message, sub_id)
+            except _BadFrame:
+                self._count_bad_frame()
+                continue
+            self._frames += 1
+            if first:
+                # The connection delivers: the next drop starts from the short delay.
+                self._attempt = 0
+                first = False
+            if result.__class__ is dict:
+                self._push_pending(send, Frame(cast(dict[str, Any], result), clock(), wall_ns()))
+            else:
+                self._queue_fetch(cast(str, result))
+
+    async def _pump_heads(self, ws: WebSocketConnection, sub_id: str, send: trio.MemorySendChannel[Frame]) -> None:
+        """Heads: a blocking send, so a slow consumer holds the node back instead of losing a head."""
+        first = True
+        while True:
+            message = await ws.get_message()
+            self._messages += 1
+            try:
+                result = self._parse(message, sub_id)
+            except _BadFrame:
+                self._count_bad_frame()
+                continue
+            self._frames += 1
+            if first:
+                self._attempt = 0
+                first = False
+            self._delivering = True
+            try:
+                await send.send(Frame(cast(dict[str, Any], result), self._clock(), self._wall_ns()))
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                raise _DownstreamClosed from exc
+            finally:
+                self._delivering = False
+
+    async def _subscribe(self, ws: WebSocketConnection) -> str:
+        params: list[Any] = [str(self.kind), True] if self._full_param else [str(self.kind)]
         req_id = next(self._ids)
         await ws.send_message(
             orjson.dumps({"jsonrpc": "2.0", "id": req_id, "method": "eth_subscribe", "params": params}).decode()
         )
-        with trio.fail_after(self._connect_timeout):
-            while True:
-                message = await ws.get_message()
-                if message is None:
-                    continue  # a pong
-                try:
-                    reply = orjson.loads(message)
-                except orjson.JSONDecodeError:
-                    self._count_bad_frame()
-                    continue
-                if reply.__class__ is not dict or reply.get("id") != req_id:
-                    self._count_bad_frame()
-                    continue
-                err = reply.get("error")
-                if err is not None:
-                    code = err.get("code") if isinstance(err, dict) else None
-                    msg = err.get("message", "") if isinstance(err, dict) else str(err)
-                    if self._full_param:
-                        # The node does not take the `true` form: hashes plus fetches will do.
-                        log.warning("%s refused full transaction objects (%s); falling back to hashes",
-                                    self._where, msg)
-                        self._full_param = False
-                        return await self._subscribe(ws)
-                    raise RpcError("eth_subscribe", code if isinstance(code, int) else -1, str(msg))
-                sub_id = reply.get("result")
-                if sub_id.__class__ is not str or not sub_id:
-                    raise BadNodeData(f"eth_subscribe: {self._where} answered without a subscription id")
-                return sub_id  # type: ignore[no-any-return]
+        while True:
+            message = await ws.get_message()
+            try:
+                reply = orjson.loads(message)
+            except orjson.JSONDecodeError:
+                self._count_bad_frame()
+                continue
+            if reply.__class__ is not dict or reply.get("id") != req_id:
+                self._count_bad_frame()
+                continue
+            err = reply.get("error")
+            if err is not None:
+                code = err.get("code") if isinstance(err, dict) else None
+                msg = err.get("message", "") if isinstance(err, dict) else str(err)
+                if self._full_param:
+                    # The node does not take the `true` form: hashes plus fetches will do.
+                    log.warning("%s refused full transaction objects (%s); falling back to hashes",
+                                self._where, msg)
+                    self._full_param = False
+                    return await self._subscribe(ws)
+                raise RpcError("eth_subscribe", code if isinstance(code, int) else -1, str(msg))
+            sub_id = reply.get("result")
+            if sub_id.__class__ is not str or not sub_id:
+                raise BadNodeData(f"eth_subscribe: {self._where} answered without a subscription id")
+            return cast(str, sub_id)
 
     def _parse(self, message: str | bytes, sub_id: str) -> dict[str, Any] | str:
         try:
@@ -443,51 +664,37 @@ class Subscriber:
             raise _BadFrame
         result = params.get("result")
         if result.__class__ is dict:
-            return result  # type: ignore[no-any-return]
+            return cast(dict[str, Any], result)
         if self.kind == PENDING and result.__class__ is str and _TX_HASH_RE.match(result):
-            return result  # type: ignore[no-any-return]
+            return cast(str, result)
         raise _BadFrame
 
-    async def _deliver(self, result: dict[str, Any] | str, send: trio.MemorySendChannel[Frame]) -> bool:
-        """Hand one result on; True when the sink says it passed work to another task."""
-        seen_at = self._clock()
-        first_seen_ns = self._wall_ns()
-        if self.kind == HEADS:
-            try:
-                await send.send(Frame(result, seen_at, first_seen_ns))  # type: ignore[arg-type]
-            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                raise _DownstreamClosed from exc
-            return False
-        if isinstance(result, dict):
-            return self._push_pending(send, Frame(result, seen_at, first_seen_ns))
-        # A hash only: fetch the object (bounded; overflow is dropped and counted).
+    def _queue_fetch(self, tx_hash: str) -> None:
+        """A hash only: fetch the object (bounded; overflow is dropped and counted)."""
         if self._rpc is None or self._hash_send is None:
             self._count_fetch_failed()
-            return False
+            return
         try:
-            self._hash_send.send_nowait((result, seen_at, first_seen_ns))
+            self._hash_send.send_nowait((tx_hash, self._clock(), self._wall_ns()))
         except trio.WouldBlock:
             self._count_drop()
-            return False
-        return True
 
-    def _push_pending(self, send: trio.MemorySendChannel[Frame], frame: Frame) -> bool:
+    def _push_pending(self, send: FrameSink, frame: Frame) -> None:
         try:
-            return bool(send.send_nowait(frame))  # an inline sink returns what it forwarded
+            send.send_nowait(frame)
         except trio.WouldBlock:
             self._count_drop()
-            return False
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise _DownstreamClosed from exc
 
     async def _fetch_worker(
         self,
         hashes: trio.MemoryReceiveChannel[tuple[str, float, int]],
-        send: trio.MemorySendChannel[Frame],
+        send: FrameSink,
     ) -> None:
         async with hashes:
             async for tx_hash, seen_at, first_seen_ns in hashes:
-                if self._rpc is None:  # pragma: no cover - _deliver never queues without rpc
+                if self._rpc is None:  # pragma: no cover - _queue_fetch never queues without rpc
                     self._count_fetch_failed()
                     continue
                 try:
