@@ -50,14 +50,16 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from eth_hash.auto import keccak
 
 from ._errors import NodeError
-from .chain import RpcClient
 from .messages import Bundle
+
+if TYPE_CHECKING:  # the chain package imports the metrics, which import the outcomes from here
+    from .chain import RpcClient
 
 __all__ = [
     "GIVE_UP_AFTER",
