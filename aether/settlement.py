@@ -10,8 +10,10 @@ first in this order wins (ARCHITECTURE.md, "Settlement"):
    is (an earlier or later block, still pending, replaced by another
    transaction of the same nonce, or dropped).
 3. ``state_moved_before_victim``: a transaction before the victim in block N
-   (neither ours nor the victim) touched one of the route's pools; the row
-   says by how much our profit changes at the victim's real position.
+   (neither ours nor the victim) touched one of the route's pools or one of
+   the pools the victim itself trades through (its effect on ours flows
+   through them); the row says by how much our profit changes at the
+   victim's real position.
 4. ``lost_to_competitor``: a transaction after the victim (or anywhere in the
    block, for the block-driven source which has no victim) touched one of the
    route's pools; the row names each such transaction, its sender, its
@@ -487,16 +489,18 @@ class Settler:
             return Settlement(**common, outcome=SettlementOutcome.INCLUDED, reason=reason,
                               realised_profit_wei=realised)
 
-        def others(idx: range) -> list[int]:
-            return [i for i in idx if blk.touched[i] & pools
+        def others(idx: range, watched: set[str] | frozenset[str]) -> list[int]:
+            return [i for i in idx if blk.touched[i] & watched
                     and str(blk.txs[i]["hash"]).lower() not in ours and str(blk.txs[i]["hash"]).lower() != victim]
 
-        before_victim = others(range(0, max(k, 0)))
+        # Before the victim, the victim's own pools count too: its effect on ours flows through them
+        # (seen on the devnet: a swap on the victim's first hop changed our gas by 4,800).
+        before_victim = others(range(0, max(k, 0)), pools | (blk.touched[k] if k >= 0 else frozenset()))
         if before_victim:
             return Settlement(**common, outcome=SettlementOutcome.STATE_MOVED_BEFORE_VICTIM,
                               reason=reason or "pools moved before the victim",
                               moved_by=tuple(str(blk.txs[i]["hash"]).lower() for i in before_victim))
-        after_victim = others(range(k + 1, len(blk.txs)))
+        after_victim = others(range(k + 1, len(blk.txs)), pools)
         if after_victim:
             return Settlement(**common, outcome=SettlementOutcome.LOST_TO_COMPETITOR, reason=reason,
                               winners=tuple(self._winner(blk, i) for i in after_victim))

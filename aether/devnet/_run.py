@@ -26,6 +26,7 @@ import trio
 from .._errors import AetherError, ConfigError, NodeError
 from ..chain import RpcClient, open_rpc
 from ._anvil import run_anvil
+from ._competitor import CompetitorConfig, Competitors
 from ._deploy import DevnetInfo, deploy
 from ._traffic import VictimTraffic
 
@@ -107,6 +108,7 @@ async def run_devnet(
     builder: bool = True,
     env_file: Path | None = None,
     out: TextIO | None = None,
+    competitors: CompetitorConfig | None = None,
     task_status: trio.TaskStatus[DevnetReady] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the devnet until cancelled.
@@ -120,6 +122,7 @@ async def run_devnet(
         traffic: start the victim traffic.
         builder: start the local builder (when its module is available).
         env_file: written atomically once everything is ready.
+        competitors: competing searchers (needs the builder); None: none.
         out: where the ready banner goes (default stdout).
         task_status: receives a :class:`DevnetReady` once everything is up.
 
@@ -140,7 +143,8 @@ async def run_devnet(
             # Deploy before the nursery opens, so that a failure surfaces as itself,
             # not wrapped in an exception group.
             info = await deploy(rpc, workdir, seed=seed, ws_url=node.ws_url)
-            await _serve(rpc, info, started, block_time, tx_rate, traffic, builder, workdir, env_file, out, task_status)
+            await _serve(rpc, info, started, block_time, tx_rate, traffic, builder, workdir, env_file, out, task_status,
+                         competitors)
 
 
 async def _serve(
@@ -155,6 +159,7 @@ async def _serve(
     env_file: Path | None,
     out: TextIO,
     task_status: trio.TaskStatus[DevnetReady],
+    competitors: CompetitorConfig | None = None,
 ) -> None:
     async with trio.open_nursery() as nursery:
         lock = trio.Lock()
@@ -166,6 +171,11 @@ async def _serve(
             builder_url = await nursery.start(local_builder.serve)
         elif builder:
             print("aether devnet: aether/devnet/_builder.py is not available; no local builder", file=sys.stderr)
+        rivals = None
+        if competitors is not None and builder_url is not None:
+            rivals = Competitors(rpc, info, builder_url, competitors)
+            await rivals.setup()  # funded and approved before the first mined block
+            await nursery.start(rivals.run)
         nursery.start_soon(_miner, rpc, lock, local_builder, block_time, sys.stderr)
         if traffic:
             victims = VictimTraffic(rpc, info, lock=lock)
@@ -173,7 +183,12 @@ async def _serve(
         if env_file is not None:
             _write_atomic(env_file, env_file_text(info, builder_url))
         seconds = time.perf_counter() - started
-        print(_banner(info, builder_url, env_file, block_time, tx_rate if traffic else 0.0, seconds), file=out, flush=True)
+        banner = _banner(info, builder_url, env_file, block_time, tx_rate if traffic else 0.0, seconds)
+        if rivals is not None:
+            c = rivals.config
+            banner += (f"\n  rivals     {c.count} competing searchers (latency {c.latency_s * 1000:.0f} ms, tip share "
+                       f"{c.tip_share_bps} bps, miss {c.miss_share:.0%}, private flow {c.private_share:.0%} of blocks)")
+        print(banner, file=out, flush=True)
         task_status.started(DevnetReady(info=info, builder_url=builder_url, env_file=env_file, seconds=seconds))
         await trio.sleep_forever()
 
@@ -212,6 +227,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", type=Path, default=Path(".devnet"), help="config, key file and logs (default .devnet)")
     p.add_argument("--seed", type=int, default=1, help="keys, prices and traffic are reproducible from it (default 1)")
     p.add_argument("--no-traffic", action="store_true", help="do not send victim traffic")
+    p.add_argument(
+        "--competitors", default=os.environ.get("AETHER_DEVNET_COMPETITORS", "on"), metavar="SPEC",
+        help="competing searchers: on (default; 2 of them), off, or count=N,latency_ms=MS,tip_bps=BPS,miss=0..1,"
+             "private=0..1 (default from AETHER_DEVNET_COMPETITORS)",
+    )
     return p
 
 
@@ -221,6 +241,11 @@ def devnet_main(argv: list[str]) -> int:
     Returns 2 on a configuration error (one line on stderr), 1 if the devnet failed.
     """
     args = _parser().parse_args(argv)
+    try:
+        rivals = CompetitorConfig.parse(args.competitors, seed=args.seed)
+    except ConfigError as exc:
+        print(f"aether devnet: {exc}", file=sys.stderr)
+        return 2
 
     async def main() -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -241,6 +266,7 @@ def devnet_main(argv: list[str]) -> int:
                     seed=args.seed,
                     traffic=not args.no_traffic,
                     env_file=args.env_file,
+                    competitors=rivals,
                 )
 
     try:
