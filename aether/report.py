@@ -221,8 +221,15 @@ def report_main(path: Path, *, html: Path | None = None) -> int:
         print(f"aether report: {exc}", file=sys.stderr)
         return 2
     sys.stdout.write(render_text(run))
+    from ._settlement_report import SettlementFileError, load_settlements, render_settlement_html, render_settlement_text
+    try:
+        settled = load_settlements(run.path)
+    except SettlementFileError as exc:
+        print(f"aether report: {run.path}: settlements.jsonl: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.write(render_settlement_text(settled))
     if html is not None:
-        html.write_text(render_html(run))
+        html.write_text(render_html(run) + render_settlement_html(settled) + "\n")
         print(f"html report: {html}")
     return 0
 
@@ -281,6 +288,8 @@ def check_stage(stage: str, runs: Sequence[RunData]) -> StageCheck:
         submitted = sum(int(src.get("submitted") or 0) for r in shadow
                         for src in ((r.summary or {}).get("sources") or {}).values())
         crit.append(Criterion("submissions during shadow", str(submitted), "0", submitted == 0 and not missing_summary))
+        from ._settlement_report import load_settlements, stage_b_settlement_criteria
+        crit += [Criterion(*c) for c in stage_b_settlement_criteria([load_settlements(r.path) for r in shadow])]
     elif stage == "C":
         live = [r for r in runs if r.meta.get("mode") == "live"]
         inc = [i for r in live for i in r.inclusions if i.get("included")]

@@ -179,6 +179,25 @@ class Settlement:
     moved_by: tuple[str, ...] = ()
 
     @property
+    def winner_payment_wei(self) -> int:
+        return sum(w.coinbase_payment_wei for w in self.winners)
+
+    @property
+    def winner_gross_wei(self) -> int | None:
+        """The WETH the winner's transactions took out of the gap, together (None when not derivable)."""
+        if not self.winners or any(w.gross_wei is None for w in self.winners):
+            return None
+        return sum(w.gross_wei or 0 for w in self.winners)
+
+    @property
+    def winner_tip_share_bps(self) -> int | None:
+        """What the winner paid the builder as a share of the gap it took (its tip_share_bps)."""
+        gross = self.winner_gross_wei
+        if gross is None or gross <= 0:
+            return None
+        return self.winner_payment_wei * 10_000 // gross
+
+    @property
     def predicted_net_wei(self) -> int:
         return self.bundle.expected_net_profit_wei
 
@@ -217,6 +236,9 @@ class Settlement:
             "realised_profit_wei": s(self.realised_profit_wei),
             "winners": [w.record() for w in self.winners],
             "winner_tx_hashes": [w.tx_hash for w in self.winners],
+            "winner_payment_wei": str(self.winner_payment_wei) if self.winners else None,
+            "winner_gross_wei": s(self.winner_gross_wei),
+            "winner_tip_share_bps": self.winner_tip_share_bps,
             "moved_by": list(self.moved_by),
             "our_tx_hashes": ["0x" + h.hex() for h in b.our_tx_hashes],
         }
@@ -502,8 +524,16 @@ class Settler:
                               moved_by=tuple(str(blk.txs[i]["hash"]).lower() for i in before_victim))
         after_victim = others(range(k + 1, len(blk.txs)), pools)
         if after_victim:
+            # The winner is the first to touch our pools after the victim, with its sender's next
+            # touching transactions up to someone else's (a backrun of two legs is two txs).
+            first = str(blk.txs[after_victim[0]]["from"]).lower()
+            group: list[int] = []
+            for i in after_victim:
+                if str(blk.txs[i]["from"]).lower() != first:
+                    break
+                group.append(i)
             return Settlement(**common, outcome=SettlementOutcome.LOST_TO_COMPETITOR, reason=reason,
-                              winners=tuple(self._winner(blk, i) for i in after_victim))
+                              winners=tuple(self._winner(blk, i) for i in group))
         if net is None or b.max_fee_per_gas_wei < blk.base_fee:
             # Nothing else explains it: our backrun could not have run there (say why).
             return Settlement(**common, outcome=SettlementOutcome.UNKNOWN, reason=reason)

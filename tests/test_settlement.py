@@ -103,7 +103,7 @@ async def test_every_outcome_on_anvil() -> None:
         assert w.coinbase_payment_wei == 7 * 10**9 * int(receipt["gasUsed"], 16)
         assert w.gross_wei is not None and w.gross_wei > 0  # it took WETH out of the gap
         assert w.earned_wei == w.gross_wei - int(receipt["gasUsed"], 16) * int(receipt["effectiveGasPrice"], 16)
-        assert w.tip_share_bps == w.coinbase_payment_wei * 10_000 // w.gross_wei
+        assert w.tip_share_bps == w.coinbase_payment_wei * 10_000 // w.gross_wei == s.winner_tip_share_bps
         assert s.counterfactual_net_wei == b.expected_net_profit_wei  # we would have been right behind the victim
         assert s.record()["winner_tx_hashes"] == [comp.lower()]
         await reset()
