@@ -20,6 +20,12 @@ one-transaction bundle. It never appears in the mempool and lands at the top
 of the next block, before the victims: what moves pools "before the victim"
 on a real chain.
 
+Cancellations: ``cancel_share`` of victims are cancelled by their own sender
+``cancel_delay_s`` after they appear (a same-nonce self-transfer paying twice
+the fees, sent publicly): what a user does with a stuck swap. aether may
+already have built a bundle for the victim, which then meets a block without
+it (``victim_not_included``, replaced).
+
 Everything is deterministic from ``seed`` except timing. Statistics say what
 each competitor saw, missed, sized and sent.
 """
@@ -46,7 +52,7 @@ from ..chain import RpcClient, decode_pending_tx, head_from_rpc
 from ..dex import PoolBook
 from ..messages import Candidate, Head
 from ..strategy import BackrunStrategy
-from ._deploy import DevnetInfo, mine_until_included, selector
+from ._deploy import DevnetInfo, mine_until_included, selector, victim_account
 
 __all__ = ["CompetitorConfig", "CompetitorStatistics", "Competitors"]
 
@@ -66,6 +72,8 @@ class CompetitorConfig:
     tip_share_bps: int = 9000
     miss_share: float = 0.35
     private_share: float = 0.25
+    cancel_share: float = 0.03
+    cancel_delay_s: float = 0.4
     poll_s: float = 0.1
     seed: int = 1
 
@@ -99,8 +107,10 @@ class CompetitorConfig:
                     kw["miss_share"] = float(value)
                 elif key == "private":
                     kw["private_share"] = float(value)
+                elif key == "cancel":
+                    kw["cancel_share"] = float(value)
                 else:
-                    raise ConfigError(f"--competitors: unknown key {key!r} (count, latency_ms, tip_bps, miss, private)")
+                    raise ConfigError(f"--competitors: unknown key {key!r} (count, latency_ms, tip_bps, miss, private, cancel)")
             except ValueError:
                 raise ConfigError(f"--competitors: {part.strip()!r} is not key=number") from None
         cfg = cls(**kw)
@@ -108,8 +118,9 @@ class CompetitorConfig:
             raise ConfigError(f"--competitors: count={cfg.count} out of range 0..8")
         if not 0 <= cfg.tip_share_bps <= 10_000:
             raise ConfigError(f"--competitors: tip_bps={cfg.tip_share_bps} out of range 0..10000")
-        if not (0 <= cfg.miss_share <= 1 and 0 <= cfg.private_share <= 1 and 0 <= cfg.latency_s <= 60):
-            raise ConfigError("--competitors: miss and private must be within 0..1, latency_ms within 0..60000")
+        if not (0 <= cfg.miss_share <= 1 and 0 <= cfg.private_share <= 1 and 0 <= cfg.cancel_share <= 1
+                and 0 <= cfg.latency_s <= 60):
+            raise ConfigError("--competitors: miss, private and cancel must be within 0..1, latency_ms within 0..60000")
         return cfg if cfg.count else None
 
 
@@ -123,6 +134,7 @@ class CompetitorStatistics:
     sent: int = 0
     refused: int = 0
     private_sent: int = 0
+    cancelled: int = 0
 
 
 def _competitor_account(seed: int, index: int) -> LocalAccount:
@@ -174,6 +186,10 @@ class Competitors:
                 )
             )
         self._rng = random.Random(f"{config.seed}:private")
+        self._cancel_rng = random.Random(f"{config.seed}:cancel")
+        self._victims = {a: victim_account(info.seed, i) for i, a in enumerate(info.victims)}
+        self._cancels: list[tuple[float, dict[str, Any]]] = []
+        self.cancelled = 0
         self._seen: dict[str, float] = {}  # pending hash -> first seen (trio clock)
         self._due: list[tuple[float, int, str]] = []  # (when, searcher index, hash)
         self._head: Head | None = None
@@ -239,6 +255,8 @@ class Competitors:
             if h in self._seen or str(t.get("from", "")).lower() in mine:
                 continue
             self._seen[h] = now
+            if str(t.get("from", "")).lower() in self._victims and self._cancel_rng.random() < self.config.cancel_share:
+                self._cancels.append((now + self.config.cancel_delay_s, t))
             for i, s in enumerate(self._searchers):
                 s.stats.seen += 1
                 if s.rng.random() < self.config.miss_share:
@@ -254,6 +272,13 @@ class Competitors:
             else:
                 self._searchers[i].stats.late += 1  # mined (or gone) before this competitor reacted
         self._due = keep
+        later: list[tuple[float, dict[str, Any]]] = []
+        for when, t in self._cancels:
+            if when > now:
+                later.append((when, t))
+            elif str(t["hash"]).lower() in txs:
+                await self._cancel(t)
+        self._cancels = later
         if len(self._seen) > 50_000:  # bounded: forget the oldest half
             for k in list(self._seen)[:25_000]:
                 del self._seen[k]
@@ -325,6 +350,21 @@ class Competitors:
             "data": data, "gas": 200_000, "maxPriorityFeePerGas": tip, "maxFeePerGas": 3 * head.base_fee + tip})
         if await self._send(s, [bytes(signed.raw_transaction)], head.number + 1):
             s.stats.private_sent += 1
+
+    async def _cancel(self, t: dict[str, Any]) -> None:
+        """The victim's sender replaces it: same nonce, a self-transfer of 0 paying twice the fees."""
+        acct = self._victims[str(t["from"]).lower()]
+        tip = 2 * int(t.get("maxPriorityFeePerGas") or t.get("gasPrice") or "0x3b9aca00", 16) + 10**9
+        cap = 2 * int(t.get("maxFeePerGas") or t.get("gasPrice") or "0x3b9aca00", 16) + tip
+        signed = acct.sign_transaction({"type": 2, "chainId": self._info.chain_id, "nonce": int(t["nonce"], 16),
+                                        "to": acct.address, "value": 0, "data": b"", "gas": 21_000,
+                                        "maxPriorityFeePerGas": tip, "maxFeePerGas": cap})
+        try:
+            await self._rpc.call("eth_sendRawTransaction", ["0x" + bytes(signed.raw_transaction).hex()])
+        except NodeError as exc:
+            log.info("cancellation refused: %s", exc)
+            return
+        self.cancelled += 1
 
     async def _send(self, s: _Searcher, raws: list[bytes], block: int) -> bool:
         assert self._client is not None

@@ -187,7 +187,8 @@ async def _serve(
         if rivals is not None:
             c = rivals.config
             banner += (f"\n  rivals     {c.count} competing searchers (latency {c.latency_s * 1000:.0f} ms, tip share "
-                       f"{c.tip_share_bps} bps, miss {c.miss_share:.0%}, private flow {c.private_share:.0%} of blocks)")
+                       f"{c.tip_share_bps} bps, miss {c.miss_share:.0%}, private flow {c.private_share:.0%} of blocks, "
+                       f"victims cancelled {c.cancel_share:.0%})")
         print(banner, file=out, flush=True)
         task_status.started(DevnetReady(info=info, builder_url=builder_url, env_file=env_file, seconds=seconds))
         await trio.sleep_forever()
