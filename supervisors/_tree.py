@@ -166,7 +166,7 @@ def build_pipeline(rt: Runtime, *, tail_wants_ticks: bool, settle: bool = True) 
                 settler=Settler(rt.rpc, searcher=searcher, weth=s.chain.weth),
                 records=SettlementFile(rt.run_dir.path / "settlements.jsonl"),
                 metrics=rt.metrics, inbox=verdict_rx, out=tail_verdict_tx, ticks=inflight_ticks_rx,
-                feedback=inflight_halt, confirmations=SETTLE_CONFIRMATIONS, enabled=settle,
+                feedback=inflight_halt, confirmations=SETTLE_CONFIRMATIONS, enabled=settle, dumps=rt.run_dir,
             ),
             outputs=[tail_verdict_tx, inflight_halt],
         )

@@ -19,6 +19,7 @@ import trio.testing
 
 from aether.actors import HaltRequest
 from aether.actors._inflight import InFlightActor, InFlightLedger, SettlementFile
+from aether.dumps import RunDir
 from aether.messages import Bundle, Head, RiskDecision, Tick, Verdict
 from aether.metrics import Metrics
 from aether.settlement import GIVE_UP_AFTER, Retry, Settlement, SettlementOutcome
@@ -91,8 +92,12 @@ async def test_hands_every_verdict_on_and_settles_passed_bundles_once(
     tmp_path: Path, autojump_clock: trio.abc.Clock
 ) -> None:
     settler = ScriptedSettler({101: [O.LOST_TO_COMPETITOR]})
-    r = rig(tmp_path, settler, confirmations=1)
+    dumps = RunDir(tmp_path / "reports", shadow=True)
+    dumps.create()
+    r = rig(tmp_path, settler, confirmations=1, dumps=dumps)
     a, b, rejected = bundle("a", 101), bundle("b", 101), bundle("r", 101)
+    dumps.write_bundle(verdict(a, passed=False), outcome="rejected")  # an earlier rejected twin
+    dumps.write_bundle(verdict(a), outcome="shadow_blocked")  # b's dump is not written (yet)
     async with trio.open_nursery() as nursery:
         await nursery.start(r.actor.run)
         for v in (verdict(a), verdict(rejected, passed=False), verdict(b), verdict(a)):  # a arrives twice
@@ -117,6 +122,10 @@ async def test_hands_every_verdict_on_and_settles_passed_bundles_once(
     assert r.metrics.value("aether_bundle_settlements_total", source="mempool_backrun",
                            outcome="lost_to_competitor") == 2
     assert os.stat(r.path).st_mode & 0o777 == 0o600
+    # The dump's outcome: the passed twin of a carries its settlement; the rejected one does not.
+    assert orjson.loads(dumps.bundle_path("a-2").read_bytes())["settlement"]["outcome"] == "lost_to_competitor"
+    assert "settlement" not in orjson.loads(dumps.bundle_path("a").read_bytes())
+    assert (st.annotated, st.not_annotated) == (1, 1)
 
 
 async def test_node_trouble_is_retried_then_unknown_with_its_reason(

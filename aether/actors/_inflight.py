@@ -8,7 +8,8 @@ at ``target + confirmations``) a worker task, off the hot path, settles all
 the block's bundles at once with a :class:`~aether.settlement.Settler` and
 appends one line per bundle to ``<run dir>/settlements.jsonl`` (flushed and
 fsynced per line, file mode 0600, in a worker thread), counting
-``aether_bundle_settlements_total{source,outcome}``.
+``aether_bundle_settlements_total{source,outcome}``, and adds the outcome to
+the bundle's dump (its ``settlement`` field).
 
 Exactly one outcome per bundle, never lost:
 
@@ -46,6 +47,7 @@ import attrs
 import orjson
 import trio
 
+from ..dumps import RunDir
 from ..messages import ActorStatistics, Bundle, Tick, Verdict
 from ..metrics import Metrics
 from ..settlement import GIVE_UP_AFTER, Retry, Settlement, SettlementOutcome, unknown
@@ -89,6 +91,8 @@ class InFlightStatistics:
     retries: int
     errors: int
     record_errors: int
+    annotated: int = 0
+    not_annotated: int = 0
 
 
 class SettlementFile:
@@ -153,6 +157,7 @@ class InFlightActor:
         enabled: bool = True,
         on_settled: Callable[[Settlement], None] | None = None,
         threaded: bool = True,
+        dumps: RunDir | None = None,
     ) -> None:
         self.ledger = ledger
         self._settler = settler
@@ -168,6 +173,9 @@ class InFlightActor:
         self._enabled = enabled
         self._on_settled = on_settled
         self._threaded = threaded
+        self._dumps = dumps
+        self._annotated = 0
+        self._annotate_failed = 0
         self._wake = trio.Event()
         self._admitted = 0
         self._settled = 0
@@ -188,6 +196,8 @@ class InFlightActor:
             retries=self._retries,
             errors=self._errors,
             record_errors=self._record_errors,
+            annotated=self._annotated,
+            not_annotated=self._annotate_failed,
         )
 
     def actor_statistics(self) -> ActorStatistics:
@@ -309,8 +319,30 @@ class InFlightActor:
                 else:
                     if self._halted:
                         self._halted = not ask_risk(self._feedback, HaltRequest(_RECORD_HALT, False))
+                    await self._annotate(settlement)
                 led.writing.pop(0)
                 self._count(settlement)
+
+    async def _annotate(self, s: Settlement) -> None:
+        """The dump's outcome: its ``settlement`` field (best effort; the line above is the record)."""
+        if self._dumps is None:
+            return
+        r = s.record()
+        doc = {k: r[k] for k in ("outcome", "reason", "target_block", "victim_status", "counterfactual_net_wei",
+                                 "error_wei", "realised_profit_wei", "winner_tx_hashes")}
+        try:
+            if self._threaded:
+                done = await trio.to_thread.run_sync(self._dumps.annotate_settlement, s.bundle.arb_id, doc)
+            else:
+                done = self._dumps.annotate_settlement(s.bundle.arb_id, doc)
+        except OSError as exc:
+            self._annotate_failed += 1
+            log.warning("dump of %s not annotated: %s", s.bundle.arb_id, exc.strerror or type(exc).__name__)
+            return
+        if done:
+            self._annotated += 1
+        else:
+            self._annotate_failed += 1
 
     def _count(self, s: Settlement) -> None:
         self._settled += 1
