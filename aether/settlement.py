@@ -55,6 +55,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
+import trio
 from eth_hash.auto import keccak
 
 from ._errors import NodeError
@@ -395,9 +396,11 @@ class Settler:
         for r in first:
             if isinstance(r, Exception):
                 return Retry(f"node_error: {str(r)[:120]}")
+        await trio.lowlevel.checkpoint()  # the hot path runs between the parse steps
         blk = _parse_block(first[0], first[1], first[2], self._max_txs)
         if isinstance(blk, Retry):
             return blk
+        await trio.lowlevel.checkpoint()
 
         calls: list[tuple[str, list[Any]]] = []
         plan: list[tuple[Bundle, str, int, int]] = []  # bundle, kind, first call index, victim index
@@ -424,6 +427,7 @@ class Settler:
                 if isinstance(reply, Exception):
                     return Retry(f"node_error: {str(reply)[:120]}")
                 out.append(self._judge(b, blk, k, reply))
+            await trio.lowlevel.checkpoint()
         return out
 
     def _simulate_params(self, b: Bundle, blk: _Block, k: int, ours: set[str]) -> list[Any]:

@@ -5,8 +5,11 @@
 The candidate path is the bench's own (``_inproc.Rig``: parse, screen, size,
 sign, gate), and every verdict then goes through the real
 :class:`~aether.actors._inflight.InFlightActor` to the end of the line; the
-latency is taken from the frame to the verdict leaving the in-flight actor.
-Every ``CANDIDATES_PER_HEAD`` verdicts the head moves, and with settlement on
+latency is taken from the frame's arrival to the verdict leaving the in-flight
+actor; frames arrive at ``--rate`` per second (open loop: a frame that waits
+for a busy event loop counts the wait) or back to back (``--rate 0``, the
+worst case: any CPU settlement takes is taken from the next frame). Every
+``--frames-per-head`` swap frames the head moves, and with settlement on
 the actor's worker settles the previous block with the real
 :class:`~aether.settlement.Settler` against an in-process node whose every
 block holds ``--block-txs`` transactions with their receipts (JSON bytes parsed
@@ -32,7 +35,7 @@ from aether.messages import Tick, Verdict
 from aether.settlement import Settler
 
 from ._gen import make_market, make_stream
-from ._inproc import CANDIDATES_PER_HEAD, Rig, median, pct
+from ._inproc import Rig, median, pct
 
 
 class BlockNode:
@@ -76,7 +79,13 @@ class BlockNode:
         return out
 
 
-async def one_pass(rig: Rig, frames: list[bytes], *, settle: bool, node: BlockNode, tmp: Path) -> list[float]:
+async def one_pass(rig: Rig, frames: list[bytes], *, settle: bool, node: BlockNode, tmp: Path,
+                   rate: float | None, frames_per_head: int) -> list[float]:
+    """Latencies (us) of one pass: back to back when ``rate`` is None, else frames arriving at ``rate``/s.
+
+    Open loop: each frame has an arrival time, and its latency runs from that time (a frame
+    that waited for the event loop, busy settling, counts that wait).
+    """
     v_tx, v_rx = trio.open_memory_channel[Verdict](256)
     o_tx, o_rx = trio.open_memory_channel[Verdict](256)
     t_tx, t_rx = trio.open_memory_channel[Tick](256)
@@ -87,59 +96,73 @@ async def one_pass(rig: Rig, frames: list[bytes], *, settle: bool, node: BlockNo
     lat: list[float] = []
     async with trio.open_nursery() as nursery:
         await nursery.start(actor.run)
-        for f in frames:
-            t0 = time.perf_counter_ns()
+        start = trio.current_time()
+        for i, f in enumerate(frames):
+            if rate is None:
+                arrival = trio.current_time()
+            else:
+                arrival = start + i / rate
+                await trio.sleep_until(arrival)
             out = await rig.candidate_path(f)
-            if out is None or not hasattr(out, "bundle"):
-                continue
-            await v_tx.send(out)
-            await o_rx.receive()
-            lat.append((time.perf_counter_ns() - t0) / 1000)
-            before = rig.head.number
-            rig.after_verdict()
-            if rig.head.number != before:
+            if out is not None and hasattr(out, "bundle"):
+                await v_tx.send(out)
+                await o_rx.receive()
+                lat.append((trio.current_time() - arrival) * 1e6)
+            if (i + 1) % frames_per_head == 0:
+                rig.new_head(rig.head.number + 1)
                 await t_tx.send(rig.tick)  # the previous head's bundles are now due
         v_tx.close()
         t_tx.close()
     return lat
 
 
-async def measure(reps: int, block_txs: int) -> dict[str, Any]:
+async def measure(reps: int, block_txs: int, rate: float | None, frames_per_head: int) -> dict[str, Any]:
     market = make_market()
     stream = make_stream(market, 20_000)
     frames = [stream.frames[i] for i in stream.swaps]
     node = BlockNode(block_txs)
     on_p50, off_p50, on_p99, off_p99 = [], [], [], []
+    n = 0
     with tempfile.TemporaryDirectory() as d:
         for rep in range(reps + 1):
             for settle in (False, True) if rep % 2 else (True, False):
                 rig = Rig(market)
                 await rig.start()
-                lat = await one_pass(rig, frames, settle=settle, node=node, tmp=Path(d))
+                calls = node.calls
+                lat = await one_pass(rig, frames, settle=settle, node=node, tmp=Path(d), rate=rate,
+                                     frames_per_head=frames_per_head)
+                n = len(lat)
                 if rep == 0:
                     continue  # warm-up
                 (on_p50 if settle else off_p50).append(pct(lat, 0.5))
                 (on_p99 if settle else off_p99).append(pct(lat, 0.99))
-    return {"verdicts_per_pass": len(lat), "block_txs": block_txs, "reps": reps,
+                if settle:
+                    per_pass_calls = node.calls - calls
+    return {"verdicts_per_pass": n, "block_txs": block_txs, "reps": reps, "rate": rate,
+            "frames_per_head": frames_per_head, "heads_per_pass": len(frames) // frames_per_head,
             "on_p50_us": median(on_p50), "off_p50_us": median(off_p50),
             "on_p99_us": median(on_p99), "off_p99_us": median(off_p99),
             "ratio_p50": median([a / b for a, b in zip(on_p50, off_p50, strict=True)]),
             "ratio_p99": median([a / b for a, b in zip(on_p99, off_p99, strict=True)]),
-            "node_calls": node.calls}
+            "node_calls_per_pass": per_pass_calls}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(prog="python -m bench._settlement")
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--block-txs", type=int, default=300)
+    p.add_argument("--rate", type=float, default=200.0, help="swap frames per second (0: back to back)")
+    p.add_argument("--frames-per-head", type=int, default=100, help="swap frames between heads")
     args = p.parse_args()
-    r = trio.run(measure, args.reps, args.block_txs)
-    print(f"frame -> verdict out of the in-flight actor, {r['verdicts_per_pass']} verdicts a pass, "
-          f"{r['reps']} reps, blocks of {r['block_txs']} txs:")
+    r = trio.run(measure, args.reps, args.block_txs, args.rate or None, args.frames_per_head)
+    mode = f"{r['rate']:g} swap frames/s" if r["rate"] else "back to back"
+    print(f"frame -> verdict out of the in-flight actor ({mode}, a head every {r['frames_per_head']} frames, "
+          f"{r['heads_per_pass']} heads and {r['verdicts_per_pass']} verdicts a pass, {r['reps']} reps, "
+          f"blocks of {r['block_txs']} txs):")
     print(f"  settlement off: p50 {r['off_p50_us']:.0f} us, p99 {r['off_p99_us']:.0f} us")
     print(f"  settlement on:  p50 {r['on_p50_us']:.0f} us, p99 {r['on_p99_us']:.0f} us")
     print(f"  ratio on/off (median of per-rep ratios): p50 {r['ratio_p50']:.2f}, p99 {r['ratio_p99']:.2f}; "
-          f"settler node calls {r['node_calls']}")
+          f"settler node calls a pass {r['node_calls_per_pass']}")
 
 
 if __name__ == "__main__":
