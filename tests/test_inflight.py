@@ -245,3 +245,21 @@ async def test_a_panic_and_restart_loses_no_pending_settlement(tmp_path: Path, a
     assert settler.calls == [(101, ("a", "b")), (102, ("c",))]  # block 101 was not settled twice
     assert sum(metrics.value("aether_bundle_settlements_total", source="mempool_backrun", outcome=o)
                for o in O) == 4
+
+
+async def test_a_graceful_stop_settles_mined_blocks_before_giving_up_on_the_rest(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    settler = ScriptedSettler({102: [Retry("block_missing")]})
+    r = rig(tmp_path, settler, confirmations=1)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(r.actor.run)
+        for name, target in (("mined", 101), ("flaky", 102), ("future", 103)):
+            await r.verdicts.send(verdict(bundle(name, target)))
+            await r.out.receive()
+        await r.ticks.send(tick(102))  # 101 is confirmed; 102 is mined but not confirmed; 103 is not mined
+        await trio.testing.wait_all_tasks_blocked()
+        r.verdicts.close()
+    rows = {x["arb_id"]: (x["outcome"], x["reason"]) for x in r.rows()}
+    assert rows == {"mined": ("would_have_won", ""), "flaky": ("unknown", "stopped"), "future": ("unknown", "stopped")}
+    assert settler.calls == [(101, ("mined",)), (102, ("flaky",))]  # the last pass tried 102 once

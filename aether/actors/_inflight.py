@@ -136,6 +136,8 @@ class InFlightActor:
         max_pending: bound of the ledger; beyond it a bundle is settled at
             once as ``unknown`` (``ledger_full``).
         threaded: write lines in a worker thread (False in clock-driven tests).
+        dumps: the run directory whose dumps get a ``settlement`` field.
+        final_pass_s: at a graceful stop, time allowed to settle blocks already mined.
         enabled: False skips the counterfactual (every bundle is ``unknown``,
             ``settlement_off``); for measuring what settlement costs.
     """
@@ -158,6 +160,7 @@ class InFlightActor:
         on_settled: Callable[[Settlement], None] | None = None,
         threaded: bool = True,
         dumps: RunDir | None = None,
+        final_pass_s: float = 5.0,
     ) -> None:
         self.ledger = ledger
         self._settler = settler
@@ -174,6 +177,7 @@ class InFlightActor:
         self._on_settled = on_settled
         self._threaded = threaded
         self._dumps = dumps
+        self._final_pass_s = final_pass_s
         self._annotated = 0
         self._annotate_failed = 0
         self._wake = trio.Event()
@@ -221,7 +225,12 @@ class InFlightActor:
                     await self._out.send(verdict)
                     self.ledger.handoff = None
                 nursery.cancel_scope.cancel()
-            # End of input (a graceful stop): what is still pending will never be settled by us.
+            # End of input (a graceful stop): one last pass over every block already mined
+            # (confirmed or not, within a few seconds), then what is still pending will never
+            # be settled by us.
+            with trio.move_on_after(self._final_pass_s):
+                for target in sorted(t for t in self.ledger.pending if t <= self.ledger.head):
+                    await self._settle_block(target, final=True)
             await self._stop_pending("stopped")
         except BaseException as exc:
             if _only_cancelled(exc):  # a hard stop, not a panic: account for what is pending
@@ -266,7 +275,7 @@ class InFlightActor:
                 await self._settle_block(target)
             self._prune()
 
-    async def _settle_block(self, target: int) -> None:
+    async def _settle_block(self, target: int, *, final: bool = False) -> None:
         led = self.ledger
         bundles = list(led.pending.get(target, {}).values())
         if not bundles:
@@ -284,8 +293,8 @@ class InFlightActor:
         if isinstance(result, Retry):
             self._retries += 1
             led.retry_reason[target] = result.reason
-            if led.head - target < self._give_up:
-                return
+            if led.head - target < self._give_up or final:
+                return  # a last pass leaves it to _stop_pending
             result = [unknown(b, f"gave up: {result.reason}") for b in bundles]
         by_id = {s.bundle.arb_id: s for s in result}
         # One row per bundle asked about, whatever the settler returned.
