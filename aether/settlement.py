@@ -421,6 +421,8 @@ class Settler:
         out: list[Settlement] = []
         for b, kind, at, k in plan:
             if kind == "victim_lookup":
+                if isinstance(replies[at], Exception) or isinstance(replies[at + 1], Exception):
+                    return Retry(f"node_error: {str(replies[at] if isinstance(replies[at], Exception) else replies[at + 1])[:120]}")
                 out.append(self._victim_missing(b, blk, replies[at], replies[at + 1]))
             else:
                 reply = replies[at]

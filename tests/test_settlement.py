@@ -220,6 +220,9 @@ def _fake_node(answers: dict[str, Any]) -> RpcClient:
             a = answers.get(r["method"])
             if a == 502:
                 return httpx.Response(502, content=b"")
+            if a == "rpc_error":
+                out.append({"jsonrpc": "2.0", "id": r["id"], "error": {"code": -32000, "message": "busy"}})
+                continue
             out.append({"jsonrpc": "2.0", "id": r["id"], "result": a(r["params"]) if callable(a) else a})
         return httpx.Response(200, json=out if isinstance(body, list) else out[0])
 
@@ -242,6 +245,10 @@ async def test_node_trouble_is_a_retry_never_an_outcome() -> None:
         ({"eth_getBlockByNumber": lambda p: {**block, "parentHash": parent["hash"]} if p[0] == hex(101) else parent,
           "eth_getBlockReceipts": [{"blockHash": "0x" + "09" * 32}]}, "reorg_between_calls"),
         ({"eth_getBlockByNumber": "garbage", "eth_getBlockReceipts": 7}, "bad_node_answer"),
+        # The block is fine, the victim look-up fails: a retry, never "dropped".
+        ({"eth_getBlockByNumber": lambda p: {**block, "parentHash": parent["hash"]} if p[0] == hex(101) else parent,
+          "eth_getBlockReceipts": [], "eth_getTransactionByHash": "rpc_error", "eth_getTransactionCount": "0x0"},
+         "node_error"),
     ]
     for answers, reason in cases:
         got = await Settler(_fake_node(answers), searcher=SEARCHER.address, weth="0x" + "ee" * 20).settle(101, [b])

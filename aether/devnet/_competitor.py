@@ -190,6 +190,7 @@ class Competitors:
         self._victims = {a: victim_account(info.seed, i) for i, a in enumerate(info.victims)}
         self._cancels: list[tuple[float, dict[str, Any]]] = []
         self.cancelled = 0
+        self.poll_errors = 0
         self._seen: dict[str, float] = {}  # pending hash -> first seen (trio clock)
         self._due: list[tuple[float, int, str]] = []  # (when, searcher index, hash)
         self._head: Head | None = None
@@ -234,7 +235,8 @@ class Competitors:
             while True:
                 try:
                     await self._poll()
-                except (NodeError, KeyError, TypeError, ValueError) as exc:
+                except Exception as exc:  # noqa: BLE001 - a rival's bad poll must not stop the devnet
+                    self.poll_errors += 1
                     log.info("competitors: poll failed (%s)", type(exc).__name__)
                 await trio.sleep(self.config.poll_s)
 
