@@ -43,6 +43,8 @@ VICTIM_QUEUE = 1024
 QUEUE = 256
 #: Settle block N once the head is at N + this (a one-block reorg cannot change a settled outcome).
 SETTLE_CONFIRMATIONS = 1
+#: ... and this long after that head, when the hot path is not busy with it.
+SETTLE_DELAY_S = 0.3
 
 
 @attrs.frozen
@@ -167,6 +169,7 @@ def build_pipeline(rt: Runtime, *, tail_wants_ticks: bool, settle: bool = True) 
                 records=SettlementFile(rt.run_dir.path / "settlements.jsonl"),
                 metrics=rt.metrics, inbox=verdict_rx, out=tail_verdict_tx, ticks=inflight_ticks_rx,
                 feedback=inflight_halt, confirmations=SETTLE_CONFIRMATIONS, enabled=settle, dumps=rt.run_dir,
+                settle_delay_s=SETTLE_DELAY_S,
             ),
             outputs=[tail_verdict_tx, inflight_halt],
         )

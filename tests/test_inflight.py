@@ -263,3 +263,17 @@ async def test_a_graceful_stop_settles_mined_blocks_before_giving_up_on_the_rest
     rows = {x["arb_id"]: (x["outcome"], x["reason"]) for x in r.rows()}
     assert rows == {"mined": ("would_have_won", ""), "flaky": ("unknown", "stopped"), "future": ("unknown", "stopped")}
     assert settler.calls == [(101, ("mined",)), (102, ("flaky",))]  # the last pass tried 102 once
+
+
+async def test_settlement_waits_out_the_heads_rush(tmp_path: Path, autojump_clock: trio.abc.Clock) -> None:
+    r = rig(tmp_path, ScriptedSettler(), settle_delay_s=2.0)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(r.actor.run)
+        await r.verdicts.send(verdict(bundle("a", 101)))
+        await r.out.receive()
+        await r.ticks.send(tick(101))
+        await trio.sleep(1.9)
+        assert r.rows() == []  # the head's own work goes first
+        await trio.sleep(0.2)
+        assert [x["arb_id"] for x in r.rows()] == ["a"]
+        r.verdicts.close()

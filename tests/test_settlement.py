@@ -264,3 +264,24 @@ async def test_node_trouble_is_a_retry_never_an_outcome() -> None:
 def test_precedence_is_the_architecture_order() -> None:
     assert [str(o) for o in PRECEDENCE] == ["included", "victim_not_included", "state_moved_before_victim",
                                            "lost_to_competitor", "would_have_won"]
+
+
+@pytest.mark.devnet
+async def test_a_block_of_hundreds_of_transactions_is_replayed_exactly() -> None:
+    async with world_with_competitor() as (rpc, world):
+        victim, b = await staged(rpc, world)
+        await rpc.call("anvil_dropTransaction", [victim.hash_hex])
+        n0 = int(await rpc.call("eth_getTransactionCount", [DEPLOYER.address, "pending"]), 16)
+        sends = [("eth_sendTransaction", [{"from": DEPLOYER.address, "to": "0x%040x" % (0x1000 + i), "value": "0x1",
+                                            "gas": hex(21_000), "nonce": hex(n0 + i)}]) for i in range(300)]
+        hashes = await rpc.batch(sends)
+        assert all(isinstance(h, str) for h in hashes), [h for h in hashes if not isinstance(h, str)][:2]
+        await rpc.call("eth_sendRawTransaction", ["0x" + victim.raw.hex()])
+        await rpc.call("evm_mine")
+        blk = await rpc.call("eth_getBlockByNumber", [hex(b.target_block), False])
+        assert len(blk["transactions"]) == 301 and blk["transactions"][-1] == victim.hash_hex
+        settler = Settler(rpc, searcher=SEARCHER.address, weth=world.weth)
+        [s] = await settler.settle(b.target_block, [b])  # type: ignore[misc]
+        assert s.outcome is O.WOULD_HAVE_WON and s.victim_index == 300
+        assert s.counterfactual_net_wei == b.expected_net_profit_wei
+        assert (settler.batches, settler.node_calls) == (2, 4)  # bounded, whatever the block's size

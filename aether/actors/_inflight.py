@@ -138,6 +138,7 @@ class InFlightActor:
         threaded: write lines in a worker thread (False in clock-driven tests).
         dumps: the run directory whose dumps get a ``settlement`` field.
         final_pass_s: at a graceful stop, time allowed to settle blocks already mined.
+        settle_delay_s: wait this long after a head before settling (off the head's rush).
         enabled: False skips the counterfactual (every bundle is ``unknown``,
             ``settlement_off``); for measuring what settlement costs.
     """
@@ -161,6 +162,7 @@ class InFlightActor:
         threaded: bool = True,
         dumps: RunDir | None = None,
         final_pass_s: float = 5.0,
+        settle_delay_s: float = 0.0,
     ) -> None:
         self.ledger = ledger
         self._settler = settler
@@ -178,6 +180,7 @@ class InFlightActor:
         self._threaded = threaded
         self._dumps = dumps
         self._final_pass_s = final_pass_s
+        self._delay_s = settle_delay_s
         self._annotated = 0
         self._annotate_failed = 0
         self._wake = trio.Event()
@@ -269,6 +272,9 @@ class InFlightActor:
     async def _worker(self) -> None:
         while True:
             await self._wake.wait()
+            # A head is the hot path's busiest moment (stale bundles cut, nonces and reserves
+            # reset, new victims): settle a little later, in the quiet part of the slot.
+            await trio.sleep(self._delay_s)
             self._wake = trio.Event()
             led = self.ledger
             for target in sorted(t for t in led.pending if t + self._confirmations <= led.head):
