@@ -218,6 +218,32 @@ class RunDir:
         write_json_atomic(path, bundle_document(verdict, mode=self.mode, outcome=outcome))
         return path
 
+    def annotate_settlement(self, arb_id: str, settlement: dict[str, Any]) -> bool:
+        """Add a bundle's settlement to its dump under ``"settlement"`` (atomically); False if no dump.
+
+        The dump of the bundle that passed is the first of its twins not
+        ``rejected``. Called by the in-flight actor a block or more after the
+        end of the line wrote the dump; a dump not written yet is left alone
+        (``settlements.jsonl`` is the record either way).
+
+        Raises:
+            OSError: the dump exists but cannot be rewritten.
+        """
+        for n in range(1, 4):
+            path = self.bundle_path(arb_id) if n == 1 else self.bundles / f"{arb_id}-{n}.json"
+            try:
+                doc = orjson.loads(path.read_bytes())
+            except FileNotFoundError:
+                return False
+            except orjson.JSONDecodeError:
+                return False
+            if not isinstance(doc, dict) or doc.get("outcome") == "rejected":
+                continue
+            doc["settlement"] = settlement
+            write_json_atomic(path, doc)
+            return True
+        return False
+
     def write_meta(self, name: str, doc: Any) -> Path:
         path = self.path / name
         write_json_atomic(path, doc)

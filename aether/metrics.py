@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from .messages import GATES, RISK_ERROR, SOURCES
+from .settlement import OUTCOMES
 
 __all__ = ["CANDIDATE_REJECT_REASONS", "INTAKE_REJECT_REASONS", "Metrics"]
 
@@ -135,6 +136,14 @@ class Metrics:
             "aether_validation_seconds", "eth_simulateV1 round trip", registry=r,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
         )
+        self.settlements = Counter(
+            "aether_bundle_settlements", "Bundles that passed risk, by their outcome at the target block",
+            ["source", "outcome"], registry=r,
+        )
+        self.settlement_record_errors = Counter(
+            "aether_settlement_record_errors", "Settlements that could not be written to settlements.jsonl",
+            registry=r,
+        )
         self.shadow_mode = Gauge("aether_shadow_mode", "1 when shadow mode is on", registry=r)
         self._init_series(builders)
 
@@ -149,6 +158,8 @@ class Metrics:
                 c.labels(source)
             for reason in CANDIDATE_REJECT_REASONS:
                 self.candidate_rejected.labels(source, reason)
+            for outcome in OUTCOMES:
+                self.settlements.labels(source, outcome)
         for reason in INTAKE_REJECT_REASONS:
             self.intake_rejected.labels(reason)
         for state in RISK_STATES:

@@ -9,9 +9,16 @@ Channel sizes are the overload policy, all bounded (invariant 5):
     heads ──tick──▶ strategy ◀──victim── intake      victims: dropped when full, counted
                        │ candidates (256, back-pressure)
                        ▼
-                    validate ──▶ build ──▶ risk ──verdicts──▶ end of line
-                                             ▲                   │
-                                             └──── feedback ─────┘  (halt requests, outcomes)
+                    validate ──▶ build ──▶ risk ──verdicts──▶ inflight ──verdicts──▶ end of line
+                                             ▲                 │ ▲ ticks               │
+                                             │                 ▼ settlements.jsonl     │
+                                             └──────────── feedback ◀──────────────────┘
+                                                   (halt requests; live: inclusion outcomes)
+
+``inflight`` hands every verdict on first and settles the bundles that passed
+against their target block in a task of its own (off the hot path). Its
+ledger belongs to the tree, so a restart of the actor loses no pending
+settlement.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import attrs
 import trio
 
 from aether.actors import BuilderActor, HeadsActor, IntakeActor, RiskActor, StrategyActor, ValidatorActor
+from aether.actors._inflight import InFlightActor, InFlightLedger, SettlementFile
 from aether.chain import RpcClient
 from aether.config import Settings
 from aether.dumps import RunDir
@@ -33,6 +41,10 @@ __all__ = ["Pipeline", "Runtime", "build_pipeline"]
 
 VICTIM_QUEUE = 1024
 QUEUE = 256
+#: Settle block N once the head is at N + this (a one-block reorg cannot change a settled outcome).
+SETTLE_CONFIRMATIONS = 1
+#: ... and this long after that head, when the hot path is not busy with it.
+SETTLE_DELAY_S = 0.3
 
 
 @attrs.frozen
@@ -61,10 +73,11 @@ def _channel(size: int) -> tuple[trio.MemorySendChannel[Any], trio.MemoryReceive
     return trio.open_memory_channel[Any](size)
 
 
-def build_pipeline(rt: Runtime, *, tail_wants_ticks: bool) -> Pipeline:
+def build_pipeline(rt: Runtime, *, tail_wants_ticks: bool, settle: bool = True) -> Pipeline:
     """Build every actor up to risk. The caller appends the end of the line."""
     from aether.bundle import BundleBuilder, NonceTracker
     from aether.risk import RiskEngine, RiskStore
+    from aether.settlement import Settler
 
     s = rt.settings
     searcher = rt.signer.address.lower()
@@ -73,12 +86,14 @@ def build_pipeline(rt: Runtime, *, tail_wants_ticks: bool) -> Pipeline:
     build_tx, build_rx = _channel(QUEUE)
     risk_tx, risk_rx = _channel(QUEUE)
     verdict_tx, verdict_rx = _channel(QUEUE)
+    tail_verdict_tx, tail_verdict_rx = _channel(QUEUE)
+    inflight_ticks_tx, inflight_ticks_rx = _channel(QUEUE)
     feedback_tx, feedback_rx = _channel(QUEUE)
     tail_tx, tail_rx = _channel(QUEUE) if tail_wants_ticks else (None, None)
 
     # Build, risk and the tail first: a strategy inbox full of victims must not delay the
     # heads that reset nonces, latch HALTs and prune in-flight state.
-    heads_outs = [build_tx.clone(), risk_tx.clone()]
+    heads_outs = [build_tx.clone(), risk_tx.clone(), inflight_ticks_tx]
     if tail_tx is not None:
         heads_outs.append(tail_tx.clone())
     heads_outs.append(strategy_tx.clone())
@@ -143,4 +158,20 @@ def build_pipeline(rt: Runtime, *, tail_wants_ticks: bool) -> Pipeline:
             policy=RestartPolicy(max_restarts=3, window_s=60.0),
         ),
     ]
-    return Pipeline(specs=specs, verdicts=verdict_rx, feedback=feedback_tx, ticks=tail_rx)
+    ledger = InFlightLedger()  # outlives the actor: a restart loses no pending settlement
+    inflight_halt = feedback_tx.clone()
+    specs.append(
+        ActorSpec(
+            "inflight",
+            lambda: InFlightActor(
+                ledger=ledger,
+                settler=Settler(rt.rpc, searcher=searcher, weth=s.chain.weth),
+                records=SettlementFile(rt.run_dir.path / "settlements.jsonl"),
+                metrics=rt.metrics, inbox=verdict_rx, out=tail_verdict_tx, ticks=inflight_ticks_rx,
+                feedback=inflight_halt, confirmations=SETTLE_CONFIRMATIONS, enabled=settle, dumps=rt.run_dir,
+                settle_delay_s=SETTLE_DELAY_S,
+            ),
+            outputs=[tail_verdict_tx, inflight_halt],
+        )
+    )
+    return Pipeline(specs=specs, verdicts=tail_verdict_rx, feedback=feedback_tx, ticks=tail_rx)

@@ -81,6 +81,10 @@ def test_shadow_run_dumps_every_bundle_and_the_builder_receives_nothing(
     assert "submit" not in tasks["actors"] and "shadow_sink" in tasks["actors"]
     assert not any("submit" in t.lower() for t in tasks["tasks"])
     assert tasks["submit_module_loaded"] is False
+    # Every bundle that passed risk was settled exactly once (settlements.jsonl).
+    settled = [json.loads(x)["arb_id"] for x in (run / "settlements.jsonl").read_text().splitlines()]
+    passed = {json.loads(f.read_text())["arb_id"] for f in dumps if json.loads(f.read_text())["outcome"] == "shadow_blocked"}
+    assert len(settled) == len(set(settled)) and set(settled) == passed
     # The recording builder received not one byte during the shadow run.
     after = record.stat().st_size if record.exists() else 0
     assert after == before

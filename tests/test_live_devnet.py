@@ -87,3 +87,12 @@ def test_live_bundles_land_and_realise_their_prediction(devnet_env: dict[str, st
     assert inclusions.measured == str(len(included))
     [pva] = [c for c in check.criteria if c.name == "predicted vs actual profit"]
     assert pva.met, pva.measured
+
+    # Settlement of the same bundles: every included one is `included` there too, and its
+    # realised profit (receipts) equals the counterfactual (the target block replayed up to
+    # the victim, then our backrun) and the inclusion tracker's figure, to the wei.
+    settled = {json.loads(x)["arb_id"]: json.loads(x) for x in (run / "settlements.jsonl").read_text().splitlines()}
+    for r in included:
+        s = settled[r["arb_id"]]
+        assert s["outcome"] == "included", s
+        assert s["realised_profit_wei"] == s["counterfactual_net_wei"] == r["realised_profit_wei"], (s, r)

@@ -26,6 +26,7 @@ import trio
 from .._errors import AetherError, ConfigError, NodeError
 from ..chain import RpcClient, open_rpc
 from ._anvil import run_anvil
+from ._competitor import CompetitorConfig, Competitors
 from ._deploy import DevnetInfo, deploy
 from ._traffic import VictimTraffic
 from ._v3 import deploy_v3_into
@@ -108,6 +109,7 @@ async def run_devnet(
     builder: bool = True,
     env_file: Path | None = None,
     out: TextIO | None = None,
+    competitors: CompetitorConfig | None = None,
     task_status: trio.TaskStatus[DevnetReady] = trio.TASK_STATUS_IGNORED,
     v3: bool = False,
 ) -> None:
@@ -122,6 +124,7 @@ async def run_devnet(
         traffic: start the victim traffic.
         builder: start the local builder (when its module is available).
         env_file: written atomically once everything is ready.
+        competitors: competing searchers (needs the builder); None: none.
         out: where the ready banner goes (default stdout).
         task_status: receives a :class:`DevnetReady` once everything is up.
 
@@ -144,7 +147,8 @@ async def run_devnet(
             info = await deploy(rpc, workdir, seed=seed, ws_url=node.ws_url)
             if v3:  # Uniswap V3 beside V2 (issue 16); its [[dex]] block goes to workdir/v3.toml
                 await deploy_v3_into(rpc, info, workdir, out=out)
-            await _serve(rpc, info, started, block_time, tx_rate, traffic, builder, workdir, env_file, out, task_status)
+            await _serve(rpc, info, started, block_time, tx_rate, traffic, builder, workdir, env_file, out, task_status,
+                         competitors)
 
 
 async def _serve(
@@ -159,6 +163,7 @@ async def _serve(
     env_file: Path | None,
     out: TextIO,
     task_status: trio.TaskStatus[DevnetReady],
+    competitors: CompetitorConfig | None = None,
 ) -> None:
     async with trio.open_nursery() as nursery:
         lock = trio.Lock()
@@ -170,6 +175,11 @@ async def _serve(
             builder_url = await nursery.start(local_builder.serve)
         elif builder:
             print("aether devnet: aether/devnet/_builder.py is not available; no local builder", file=sys.stderr)
+        rivals = None
+        if competitors is not None and builder_url is not None:
+            rivals = Competitors(rpc, info, builder_url, competitors)
+            await rivals.setup()  # funded and approved before the first mined block
+            await nursery.start(rivals.run)
         nursery.start_soon(_miner, rpc, lock, local_builder, block_time, sys.stderr)
         if traffic:
             victims = VictimTraffic(rpc, info, lock=lock)
@@ -177,7 +187,13 @@ async def _serve(
         if env_file is not None:
             _write_atomic(env_file, env_file_text(info, builder_url))
         seconds = time.perf_counter() - started
-        print(_banner(info, builder_url, env_file, block_time, tx_rate if traffic else 0.0, seconds), file=out, flush=True)
+        banner = _banner(info, builder_url, env_file, block_time, tx_rate if traffic else 0.0, seconds)
+        if rivals is not None:
+            c = rivals.config
+            banner += (f"\n  rivals     {c.count} competing searchers (latency {c.latency_s * 1000:.0f} ms, tip share "
+                       f"{c.tip_share_bps} bps, miss {c.miss_share:.0%}, private flow {c.private_share:.0%} of blocks, "
+                       f"victims cancelled {c.cancel_share:.0%})")
+        print(banner, file=out, flush=True)
         task_status.started(DevnetReady(info=info, builder_url=builder_url, env_file=env_file, seconds=seconds))
         await trio.sleep_forever()
 
@@ -217,6 +233,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1, help="keys, prices and traffic are reproducible from it (default 1)")
     p.add_argument("--no-traffic", action="store_true", help="do not send victim traffic")
     p.add_argument("--v3", action="store_true", help="also deploy Uniswap V3 pools (config block in WORKDIR/v3.toml)")
+    p.add_argument(
+        "--competitors", default=os.environ.get("AETHER_DEVNET_COMPETITORS", "on"), metavar="SPEC",
+        help="competing searchers: on (default; 2 of them), off, or count=N,latency_ms=MS,tip_bps=BPS,miss=0..1,"
+             "private=0..1 (default from AETHER_DEVNET_COMPETITORS)",
+    )
     return p
 
 
@@ -226,6 +247,11 @@ def devnet_main(argv: list[str]) -> int:
     Returns 2 on a configuration error (one line on stderr), 1 if the devnet failed.
     """
     args = _parser().parse_args(argv)
+    try:
+        rivals = CompetitorConfig.parse(args.competitors, seed=args.seed)
+    except ConfigError as exc:
+        print(f"aether devnet: {exc}", file=sys.stderr)
+        return 2
 
     async def main() -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -247,6 +273,7 @@ def devnet_main(argv: list[str]) -> int:
                     traffic=not args.no_traffic,
                     env_file=args.env_file,
                     v3=args.v3,
+                    competitors=rivals,
                 )
 
     try:

@@ -6,6 +6,7 @@ Both read run directories as ``aether run`` leaves them:
     <run>/summary.json        counters and the risk record (every 15 s and at a clean stop)
     <run>/bundles/*.json      one forensic dump per built bundle
     <run>/inclusions.jsonl    live mode: one line per submitted bundle's outcome
+    <run>/settlements.jsonl   one line per bundle that passed risk: its settled outcome
 
 Reading (:mod:`._load`) is strict and counts each run once; a malformed or
 inconsistent input is exit 2 with one line per problem naming the file, never a
@@ -22,6 +23,7 @@ from pathlib import Path
 from ._load import LoadResult, Note, Problem, RunData, RunDirError, load_run, load_runs
 from ._report import SECTIONS, Section, fmt_eth, render_html, render_text
 from ._rollout import Criterion, Stage, StageCheck, check_stage
+from ._settlement import SettlementFileError, load_settlements, render_settlement_html, render_settlement_text
 
 __all__ = [
     "SECTIONS",
@@ -66,10 +68,14 @@ def report_main(path: Path, *, html: Path | None = None) -> int:
     try:
         loaded = load_runs([path])
         run = loaded.runs[0]
-        text = render_text(run, loaded.notes)
-        page = None if html is None else render_html(run, loaded.notes)
+        settled = load_settlements(run.path)
+        text = render_text(run, loaded.notes) + render_settlement_text(settled)
+        page = None if html is None else render_html(run, loaded.notes) + render_settlement_html(settled) + "\n"
     except RunDirError as exc:
         return _print_problems("aether report", exc)
+    except SettlementFileError as exc:
+        print(f"aether report: {_one_line(str(exc))[:2000]}", file=sys.stderr)
+        return 2
     except Exception as exc:  # noqa: BLE001 - as in rollout_check_main
         print(f"aether report: internal error ({type(exc).__name__}: {_one_line(str(exc))[:200]}); please report it",
               file=sys.stderr)
@@ -93,6 +99,9 @@ def rollout_check_main(stage: str, dirs: Sequence[Path]) -> int:
         result = check_stage(stage, loaded.runs)
     except RunDirError as exc:
         return _print_problems("aether rollout check", exc)
+    except SettlementFileError as exc:
+        print(f"aether rollout check: {_one_line(str(exc))[:2000]}", file=sys.stderr)
+        return 2
     except Exception as exc:  # noqa: BLE001 - a bug must not print a traceback or pass: exit 2, named
         print(f"aether rollout check: internal error ({type(exc).__name__}: {_one_line(str(exc))[:200]}); "
               "the gate is not met; please report it", file=sys.stderr)

@@ -27,6 +27,7 @@ from fractions import Fraction
 import attrs
 
 from ._load import Bundle, Inclusion, RunData
+from ._settlement import load_settlements, stage_b_settlement_criteria
 
 __all__ = [
     "MAX_GAP_S",
@@ -277,7 +278,10 @@ def _stage_b(runs: Sequence[RunData]) -> list[Criterion]:
     subs = Criterion("submissions during shadow", str(submitted) + ("; " + "; ".join(evidence) if evidence else ""),
                      "0 (summary, builder requests, inclusions.jsonl, dumps)", not evidence and not missing)
     panics, *summaries = _panics(runs)
-    return [settings, week, daily, panics, subs, *summaries]
+    # Evidence without a threshold (the runbook sets none): would it have won, and how far
+    # the counterfactual was from the prediction, from each run's settlements.jsonl.
+    settled = [Criterion(*c) for c in stage_b_settlement_criteria([load_settlements(r.path) for r in runs])]
+    return [settings, week, daily, panics, subs, *summaries, *settled]
 
 
 def _breaches(runs: Sequence[RunData]) -> Criterion:

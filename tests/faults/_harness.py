@@ -131,15 +131,21 @@ class Devnet:
 
 @contextlib.contextmanager
 def devnet_process(
-    root: Path, *, block_time: float = 1.0, tx_rate: float = 25.0, seed: int = 7, timeout: float = 60.0
+    root: Path, *, block_time: float = 1.0, tx_rate: float = 25.0, seed: int = 7, timeout: float = 60.0,
+    competitors: str = "off",
 ) -> Iterator[Devnet]:
-    """Start ``aether devnet`` (free ports) under ``root``; stop it (SIGINT, then SIGKILL) on exit."""
+    """Start ``aether devnet`` (free ports) under ``root``; stop it (SIGINT, then SIGKILL) on exit.
+
+    ``competitors`` is ``aether devnet --competitors`` (off here unless a test asks: the
+    other tests' figures assume aether is the only searcher).
+    """
     root.mkdir(parents=True, exist_ok=True)
     env_file = root / "devnet.env"
     log = open(root / "devnet.log", "w")  # noqa: SIM115 - closed in finally
     proc = subprocess.Popen(
         [*AETHER, "devnet", "--env-file", str(env_file), "--port", "0", "--workdir", str(root / "chain"),
-         "--block-time", str(block_time), "--tx-rate", str(tx_rate), "--seed", str(seed)],
+         "--block-time", str(block_time), "--tx-rate", str(tx_rate), "--seed", str(seed),
+         "--competitors", competitors],
         stdout=log, stderr=subprocess.STDOUT, text=True,
     )
     try:
