@@ -54,7 +54,7 @@ CANDIDATE_REJECT_REASONS: tuple[str, ...] = (
     "victim_nonce_used",
     "stale_head",
     "build_failed",
-    *SimFailure,
+    *(r.value for r in SimFailure),
 )
 
 RISK_STATES = ("active", "paused", "halted")
@@ -172,9 +172,9 @@ class Metrics:
         for reason in INTAKE_REJECT_REASONS:
             self.intake_rejected.labels(reason)
         for skip in ScreenSkip:
-            self.screen_skipped.labels(skip)
+            self.screen_skipped.labels(skip.value)
         for hint in ScreenHint:
-            self.screen_passed.labels(hint)
+            self.screen_passed.labels(hint.value)
         for state in RISK_STATES:
             self.risk_state.labels(state)
         for gate in GATES:

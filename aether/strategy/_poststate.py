@@ -310,7 +310,7 @@ class VictimSimulator:
 
     async def _simulate(self, tx: PendingTx, head: Head) -> PostState | Rejection:
         if tx.to is None:
-            return Rejection(SimFailure.NO_POOL_MOVED, "contract creation")
+            return Rejection(SimFailure.NO_POOL_MOVED.value, "contract creation")
         calls: list[tuple[str, list[Any]]] = [
             ("eth_simulateV1", self.simulate_params(tx, head)),
             # Same request, same block: a victim that is not its sender's next
@@ -322,18 +322,18 @@ class VictimSimulator:
             with trio.move_on_after(self.timeout_s):
                 replies = await self._rpc.batch(calls)
         except NodeTimeout as exc:
-            return Rejection(SimFailure.SIM_TIMEOUT, str(exc)[:200])
+            return Rejection(SimFailure.SIM_TIMEOUT.value, str(exc)[:200])
         except NodeError as exc:
-            return Rejection(SimFailure.SIM_ERROR, f"{type(exc).__name__}: {str(exc)[:200]}")
+            return Rejection(SimFailure.SIM_ERROR.value, f"{type(exc).__name__}: {str(exc)[:200]}")
         if replies is None:
-            return Rejection(SimFailure.SIM_TIMEOUT, f"no answer in {self.timeout_s} s")
+            return Rejection(SimFailure.SIM_TIMEOUT.value, f"no answer in {self.timeout_s} s")
         sim, count = replies
         if isinstance(sim, RpcError):
-            return Rejection(SimFailure.SIM_ERROR, f"eth_simulateV1: {str(sim)[:200]}")
+            return Rejection(SimFailure.SIM_ERROR.value, f"eth_simulateV1: {str(sim)[:200]}")
         try:
             next_nonce = int(count, 16)
         except (TypeError, ValueError):
-            return Rejection(SimFailure.SIM_ERROR, "bad eth_getTransactionCount answer")
+            return Rejection(SimFailure.SIM_ERROR.value, "bad eth_getTransactionCount answer")
         if tx.nonce > next_nonce:
             return Rejection("victim_nonce_ahead", f"victim nonce {tx.nonce}, the sender's next is {next_nonce}")
         if tx.nonce < next_nonce:
@@ -355,15 +355,15 @@ class VictimSimulator:
                 return Rejection("victim_reverts", msg[:200])
             syncs = sync_events(parse_logs(results[0].get("logs")))
         except DecodeError as exc:
-            return Rejection(SimFailure.SIM_MALFORMED, str(exc)[:200])
+            return Rejection(SimFailure.SIM_MALFORMED.value, str(exc)[:200])
         except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
-            return Rejection(SimFailure.SIM_MALFORMED, f"{type(exc).__name__}")
+            return Rejection(SimFailure.SIM_MALFORMED.value, f"{type(exc).__name__}")
         if not syncs:
-            return Rejection(SimFailure.NO_POOL_MOVED)
+            return Rejection(SimFailure.NO_POOL_MOVED.value)
         try:
             trusted = await self.trust.check(ev.address for ev in syncs)
         except NodeError as exc:
-            return Rejection(SimFailure.SIM_ERROR, f"token0/token1: {type(exc).__name__}")
+            return Rejection(SimFailure.SIM_ERROR.value, f"token0/token1: {type(exc).__name__}")
         last: dict[str, V2Reserves] = {}
         untrusted = 0
         for ev in syncs:
@@ -371,12 +371,12 @@ class VictimSimulator:
                 untrusted += 1
                 continue
             if ev.reserves is None:
-                return Rejection(SimFailure.SIM_MALFORMED, f"tracked pair {ev.address}: malformed Sync")
+                return Rejection(SimFailure.SIM_MALFORMED.value, f"tracked pair {ev.address}: malformed Sync")
             last[ev.address] = V2Reserves(ev.address, ev.reserves[0], ev.reserves[1])
         if untrusted:
             self._untrusted += untrusted
             if self._on_untrusted is not None:
                 self._on_untrusted(untrusted)
         if not last:
-            return Rejection(SimFailure.NO_POOL_MOVED, f"{untrusted} untrusted Sync logs")
+            return Rejection(SimFailure.NO_POOL_MOVED.value, f"{untrusted} untrusted Sync logs")
         return PostState(tx.hash, head.number, tuple(last.values()))
