@@ -225,3 +225,51 @@ async def test_strategy_actor_simulates_victims_end_to_end(devnet: Any, chain: A
         stats = actor.simulator.statistics() if actor.simulator else None
         assert stats is not None and stats.post_states == 1 and stats.max_in_flight == 1
         await _validated_and_realised(rpc, devnet, got[0], direct.hash_hex)
+
+
+# --------------------------------------------------------------------------- the Universal Router
+
+
+async def test_universal_router_victims_of_every_shape_are_seen_and_backrun_to_the_wei(devnet: Any, chain: Any) -> None:
+    from aether.devnet._universal import (
+        ADDRESS_THIS, MSG_SENDER, deploy_route_contracts, encode_execute, unwrap_weth, v2_swap_exact_in,
+        v2_swap_exact_out, wrap_eth,
+    )
+
+    W, link, dai, usdc = (devnet.weth, devnet.token("LINK").address, devnet.token("DAI").address,
+                          devnet.token("USDC").address)
+    async with open_rpc(devnet.rpc_url, timeout=30) as rpc:
+        routes = await deploy_route_contracts(rpc, devnet)
+        head = await _head(rpc)
+        d = head.timestamp + 600
+        shapes = {
+            # ETH in, exact in: WRAP_ETH then the swap paid by the router
+            "eth_exact_in": ([wrap_eth(ADDRESS_THIS, 30 * ETHER), v2_swap_exact_in(MSG_SENDER, 30 * ETHER, 1, [W, link], False)],
+                             30 * ETHER, [(W, link)]),
+            # ETH in, exact out, the change unwrapped back
+            "eth_exact_out": ([wrap_eth(ADDRESS_THIS, 40 * ETHER), v2_swap_exact_out(MSG_SENDER, 3000 * ETHER, 40 * ETHER, [W, link], False),
+                               unwrap_weth(MSG_SENDER, 0)], 40 * ETHER, [(W, link)]),
+            # token in through Permit2, ETH out
+            "token_exact_in_eth_out": ([v2_swap_exact_in(ADDRESS_THIS, 5000 * ETHER, 1, [link, W], True), unwrap_weth(MSG_SENDER, 1)],
+                                       0, [(link, W)]),
+            # multi-hop, exact out, token to token: two WETH pairs moved
+            "token_multihop_exact_out": ([v2_swap_exact_out(MSG_SENDER, 50_000 * 10**6, 10**24, [dai, W, usdc], True)],
+                                         0, [(dai, W), (W, usdc)]),
+        }
+        inventory = await _weth(rpc, W, devnet.searcher_address)
+        for i, (name, (commands, value, hops)) in enumerate(shapes.items()):
+            snap = await rpc.call("evm_snapshot", [])
+            try:
+                victim = victim_account(devnet.seed, 10 + i)
+                vhash = await _send(rpc, victim, devnet.chain_id, routes.universal_router, encode_execute(commands, d), value=value)
+                tx = await _pending(rpc, vhash)
+                book, strategy, sim, untrusted = await _setup(rpc, devnet)
+                post = await sim.simulate(tx, head)
+                assert isinstance(post, PostState), (name, post)
+                assert [p.pair for p in post.pools] == [devnet.pair("uniswap", a, b).address for a, b in hops], name
+                cands = await strategy.on_post_state(tx, head, post, inventory_wei=inventory)
+                assert isinstance(cands, list) and cands, (name, cands)
+                await _validated_and_realised(rpc, devnet, cands[0], vhash)
+            finally:
+                await rpc.call("anvil_dropAllTransactions", [])
+                await rpc.call("evm_revert", [snap])

@@ -87,7 +87,7 @@ _TOKENS = (
 _CROSS = (("DAI", "USDC", (300 * ETHER, 200 * ETHER)), ("LINK", "UNI", (150 * ETHER, 100 * ETHER)))
 _DEX_NAMES = ("uniswap", "sushiswap")
 #: Contracts compiled from ``contracts/*.sol`` (artifacts committed).
-_OWN_CONTRACTS = frozenset({"DevToken6", "MultiSwap", "SyncMimic"})
+_OWN_CONTRACTS = frozenset({"DevToken6", "MultiSwap", "SyncMimic", "DevPermit2"})
 
 
 # --------------------------------------------------------------------------- helpers
