@@ -273,3 +273,49 @@ async def test_universal_router_victims_of_every_shape_are_seen_and_backrun_to_t
             finally:
                 await rpc.call("anvil_dropAllTransactions", [])
                 await rpc.call("evm_revert", [snap])
+
+
+async def test_mixed_traffic_ground_truth_matches_what_the_chain_does(devnet: Any, chain: Any) -> None:
+    import io
+    import json
+
+    from aether.devnet._traffic import VictimTraffic, parse_mix
+    from aether.devnet._universal import RouteKind, deploy_route_contracts
+    from aether.dex._logs import SYNC_TOPIC
+
+    async with open_rpc(devnet.rpc_url, timeout=30) as rpc:
+        routes = await deploy_route_contracts(rpc, devnet)
+        truth = io.StringIO()
+        traffic = VictimTraffic(rpc, devnet, seed=5, routes=routes, ground_truth=truth,
+                                mix=parse_mix("router02=1,universal_router=1,direct_multi_pair=1"))
+        book, strategy, sim, untrusted = await _setup(rpc, devnet)
+        sent, seen = [], {}
+        # One victim a block, so each is its sender's next transaction on the head it is simulated on.
+        for _ in range(90):
+            head = await _head(rpc)
+            await book.refresh(head.number)
+            s = await traffic.send_tx()
+            sent.append(s)
+            if s.kind != "transfer":
+                seen["0x" + s.hash.hex()] = await sim.simulate(await _pending(rpc, "0x" + s.hash.hex()), head)
+            await rpc.call("evm_mine", [])
+        kinds = {s.route_kind for s in sent}
+        assert kinds == {"transfer", *RouteKind}, kinds
+        lines = [json.loads(x) for x in truth.getvalue().splitlines()]
+        assert [x["hash"] for x in lines] == ["0x" + s.hash.hex() for s in sent]
+        receipts = {x["hash"]: await rpc.call("eth_getTransactionReceipt", [x["hash"]]) for x in lines}
+        for x in lines:
+            r = receipts[x["hash"]]
+            assert r is not None, x
+            if x["route_kind"] == "transfer":
+                continue
+            assert (r["status"] == "0x0") == x["expect_revert"], x
+            moved = list(dict.fromkeys(log["address"] for log in r["logs"] if log["topics"][:1] == [SYNC_TOPIC]))
+            assert moved == ([] if x["expect_revert"] else x["pools"]), x
+            got = seen[x["hash"]]
+            if x["expect_revert"]:
+                assert isinstance(got, Rejection) and got.reason == "victim_reverts", (x, got)
+            else:
+                assert isinstance(got, PostState) and [p.pair for p in got.pools] == x["pools"], (x, got)
+        by_route = dict(traffic.statistics().by_route)
+        assert sum(by_route.values()) == 90 and untrusted == []
