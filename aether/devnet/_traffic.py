@@ -155,6 +155,9 @@ class SentTx:
     #: Which contract the victim calls, and the tracked pairs it moves (in order) unless it reverts.
     route_kind: str = RouteKind.ROUTER02.value
     pools: tuple[str, ...] = ()
+    #: An earlier victim of the same block moves one of these pools: this one was quoted
+    #: on the state that victim leaves, so on the head alone it may do otherwise.
+    after_pending: bool = False
 
 
 @attrs.frozen
@@ -203,6 +206,12 @@ class VictimTraffic:
         ground_truth: a text file to which one JSON line per sent transaction is
             written: its hash, route kind, shape, the pools it moves and whether it
             is meant to revert (what ``scripts/coverage.py`` scores aether against).
+        fresh_senders: make victims independent of each other where possible (coverage
+            runs use it): draw each sender among the accounts that sent nothing in the
+            current or the previous block, so every victim is its sender's next
+            transaction on the head a searcher sees it on, and prefer routes through
+            pools no earlier victim of the block moved, so what the victim does on the
+            head alone (where a backrun bundle puts it) is what it does in the block.
     """
 
     def __init__(
@@ -216,6 +225,7 @@ class VictimTraffic:
         routes: RouteContracts | None = None,
         mix: Mapping[RouteKind, float] | None = None,
         ground_truth: IO[str] | None = None,
+        fresh_senders: bool = False,
     ) -> None:
         self.rpc = rpc
         self.routes = routes
@@ -225,6 +235,9 @@ class VictimTraffic:
             raise ValueError("VictimTraffic: a route mix beyond router02 needs the route contracts (routes=...)")
         self._mix = [(k, w) for k, w in mix.items() if w > 0]
         self._truth = ground_truth
+        self._fresh = fresh_senders
+        self._last_block: dict[str, int] = {}
+        self._touched: set[str] = set()  # pools moved by our swaps since the last block was read
         self.info = info
         self.lock = lock
         self._rng = random.Random(info.seed if seed is None else seed)
@@ -381,6 +394,7 @@ class VictimTraffic:
                 raise BadNodeData(f"victim traffic: unexpected getReserves ({type(exc).__name__})") from exc
             self._shadow = reserves
             self._shadow_block = number
+            self._touched = set()
         return base_fee, timestamp, self._shadow
 
     def _apply(self, route: _Route, amounts: list[int]) -> None:
@@ -406,6 +420,15 @@ class VictimTraffic:
     async def send_one(self, kind: str | None = None) -> bytes:
         """Send one victim transaction (random kind unless given); returns its hash."""
         return (await self.send_tx(kind)).hash
+
+    def _pick_account(self) -> LocalAccount:
+        if not self._fresh:
+            return self._rng.choice(self._accounts)
+        block = self._shadow_block
+        fresh = [a for a in self._accounts if self._last_block.get(a.address, -10) < block - 1]
+        account = self._rng.choice(fresh or self._accounts)
+        self._last_block[account.address] = block
+        return account
 
     def _pick_route_kind(self) -> RouteKind:
         if len(self._mix) == 1:
@@ -443,7 +466,7 @@ class VictimTraffic:
         nonces = await self._sync_nonces()
         base_fee, timestamp, reserves = await self._chain_state()
         kind = kind or self._pick_kind()
-        account = self._rng.choice(self._accounts)
+        account = self._pick_account()
         tx_type = self._rng.choices((0, 1, 2), weights=(3, 2, 5))[0]
         size = self._draw_size_wei()
         tx: dict[str, Any] = {"type": tx_type, "chainId": self.info.chain_id, "nonce": nonces[account.address]}
@@ -469,6 +492,9 @@ class VictimTraffic:
             candidates = [r for r in self._candidates(kind) if dex is None or r.dex == dex]
             if not candidates:
                 raise ValueError(f"VictimTraffic.send_tx: no route for {kind!r} on dex {dex!r}")
+            if self._fresh:
+                untouched = [r for r in candidates if not any(p.address in self._touched for p in r.pairs)]
+                candidates = untouched or candidates
             weights = [self._weight(r, reserves) for r in candidates]
             route = self._rng.choices(candidates, weights=weights if sum(weights) > 0 else None)[0]
             deadline = timestamp + 1200
@@ -492,6 +518,7 @@ class VictimTraffic:
             sent = SentTx(
                 b"", kind, account.address.lower(), tx_type, to_addr.lower(), route.dex, route.path, revert, size,
                 route_kind=rk.value, pools=tuple(dict.fromkeys(p.address for p in route.pairs)),
+                after_pending=any(p.address in self._touched for p in route.pairs),
             )
         if tx_type == 1:
             tx.setdefault("accessList", [])
@@ -511,6 +538,7 @@ class VictimTraffic:
         nonces[account.address] += 1
         if effect is not None:
             self._apply(*effect)
+            self._touched.update(p.address for p in effect[0].pairs)
         sent = attrs.evolve(sent, hash=bytes(signed.hash))
         self._sent += 1
         self._by_kind[kind] += 1
@@ -522,6 +550,7 @@ class VictimTraffic:
             self._truth.write(orjson.dumps({
                 "hash": "0x" + sent.hash.hex(), "route_kind": sent.route_kind, "kind": sent.kind,
                 "pools": list(sent.pools), "expect_revert": sent.expect_revert, "to": sent.router,
+                "after_pending": sent.after_pending,
             }).decode() + "\n")
             self._truth.flush()
         return sent
@@ -531,6 +560,8 @@ class VictimTraffic:
         pairs = []
         for x, y in zip(route.path, route.path[1:]):
             options = [p for d in self.info.dexes if (p := self._pair(d.name, x, y)) is not None]
+            if self._fresh:
+                options = [p for p in options if p.address not in self._touched] or options
             pairs.append(self._rng.choice(options))
         dexes = {p.dex for p in pairs}
         return _Route(dexes.pop() if len(dexes) == 1 else "mixed", route.router, route.path, tuple(pairs))
