@@ -66,7 +66,7 @@ class _Record:
     ensure_s: dict[str, float] = attrs.field(factory=dict)
     validate_s: dict[str, float] = attrs.field(factory=dict)
     txs: dict[str, PendingTx] = attrs.field(factory=dict)
-    verified: dict[str, bool] = attrs.field(factory=dict)
+    verified: dict[str, str] = attrs.field(factory=dict)
     latencies: list[tuple[float, float]] = attrs.field(factory=list)  # (total, node)
     in_flight: int = 0
     max_in_flight: int = 0
@@ -153,21 +153,31 @@ def _instrument(rec: _Record, on_post: Callable[[PendingTx, Any], None]) -> Any:
         _backrun.BackrunStrategy.on_post_state = post0  # type: ignore[method-assign]
 
 
-async def _verify(rpc: RpcClient, tx: PendingTx, post: PostState, head_ts: int) -> bool:
-    """The victim again on ``post.block``, then ``getReserves`` of each pool it moved, in one simulated block."""
+async def _verify(rpc: RpcClient, tx: PendingTx, post: PostState, head_ts: int) -> str:
+    """The victim again on ``post.block``, then ``getReserves`` of each pool it moved, in one simulated block.
+
+    Returns ``"ok"`` or why the post-state was not confirmed (a node error is retried once).
+    """
     calls = [victim_call(tx)] + [{"to": p.pair, "input": _GET_RESERVES, "gas": "0x30000"} for p in post.pools]
     params = [{"blockStateCalls": [{"blockOverrides": {"baseFeePerGas": "0x0", "time": hex(head_ts + 1)},
                                     "calls": calls}], "validation": False}, hex(post.block)]
-    try:
-        blocks = await rpc.call("eth_simulateV1", params)
-        results = blocks[0]["calls"]
-        for p, r in zip(post.pools, results[1:], strict=True):
-            data = r["returnData"]
-            if (int(data[2:66], 16), int(data[66:130], 16)) != (p.reserve0, p.reserve1):
-                return False
-        return int(results[0]["status"], 16) == 1
-    except (NodeError, KeyError, IndexError, TypeError, ValueError):
-        return False
+    for attempt in range(2):
+        try:
+            blocks = await rpc.call("eth_simulateV1", params)
+            results = blocks[0]["calls"]
+            if int(results[0]["status"], 16) != 1:
+                return "victim_reverted_on_recheck"
+            for p, r in zip(post.pools, results[1:], strict=True):
+                data = r["returnData"]
+                if (int(data[2:66], 16), int(data[66:130], 16)) != (p.reserve0, p.reserve1):
+                    return "reserves_differ"
+            return "ok"
+        except NodeError as exc:
+            if attempt:
+                return f"node_error:{type(exc).__name__}"
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            return f"bad_answer:{type(exc).__name__}"
+    return "unreachable"
 
 
 def _pct(xs: list[float], q: float) -> float:
@@ -308,8 +318,8 @@ def _score(truth_text: str, rec: _Record, duration_s: float, tx_rate: float, blo
             produced += 1
             if [p.pair for p in post.pools] != x["pools"]:
                 missed["wrong_pools"] += 1
-            elif rec.verified.get(h) is not True:
-                missed["reserves_not_verified"] += 1
+            elif rec.verified.get(h) != "ok":
+                missed[f"not_verified ({rec.verified.get(h, 'unchecked')})"] += 1
             else:
                 correct += 1
         rows[kind.value] = {
