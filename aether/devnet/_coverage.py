@@ -196,6 +196,7 @@ async def measure(
     mix: Mapping[RouteKind, float] | None = None,
     workdir: Path | None = None,
     verify: bool = True,
+    transfer_share: float = 0.15,
 ) -> CoverageRun:
     """Run the devnet and aether's pipeline for ``duration_s`` and score detection."""
     from aether.config import Settings
@@ -228,7 +229,7 @@ async def measure(
             metrics = Metrics()
             lock = trio.Lock()
             traffic = VictimTraffic(rpc, info, lock=lock, routes=routes, mix=mix, ground_truth=truth,
-                                    fresh_senders=True)
+                                    fresh_senders=True, transfer_share=transfer_share)
             async with open_rpc(node.rpc_url, timeout=settings.rpc_timeout_s) as arpc:
                 rt = Runtime(settings=settings, metrics=metrics, rpc=arpc, chain_id=info.chain_id, signer=signer,
                              run_dir=run_dir)

@@ -212,6 +212,7 @@ class VictimTraffic:
             transaction on the head a searcher sees it on, and prefer routes through
             pools no earlier victim of the block moved, so what the victim does on the
             head alone (where a backrun bundle puts it) is what it does in the block.
+        transfer_share: share of plain ETH transfers (default 15%).
     """
 
     def __init__(
@@ -226,6 +227,7 @@ class VictimTraffic:
         mix: Mapping[RouteKind, float] | None = None,
         ground_truth: IO[str] | None = None,
         fresh_senders: bool = False,
+        transfer_share: float = _P_TRANSFER,
     ) -> None:
         self.rpc = rpc
         self.routes = routes
@@ -236,6 +238,9 @@ class VictimTraffic:
         self._mix = [(k, w) for k, w in mix.items() if w > 0]
         self._truth = ground_truth
         self._fresh = fresh_senders
+        if not 0.0 <= transfer_share < 1.0:
+            raise ValueError(f"VictimTraffic: transfer_share must be in [0, 1), got {transfer_share!r}")
+        self._p_transfer = transfer_share
         self._last_block: dict[str, int] = {}
         self._touched: set[str] = set()  # pools moved by our swaps since the last block was read
         self.info = info
@@ -405,7 +410,7 @@ class VictimTraffic:
             self._shadow[pair.address] = (r0 + a_in, r1 - a_out) if x == pair.token0 else (r0 - a_out, r1 + a_in)
 
     def _pick_kind(self) -> str:
-        if self._rng.random() < _P_TRANSFER:
+        if self._rng.random() < self._p_transfer:
             return "transfer"
         return self._rng.choice(SWAP_KINDS)
 
