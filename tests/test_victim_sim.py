@@ -259,6 +259,11 @@ def test_prefilter_decides_on_the_json_alone() -> None:
     # a tracked token anywhere in the calldata, in any case
     data = "0x12345678" + "00" * 12 + TKN[2:].upper()
     assert pf.screen({"to": other, "data": data}) == (True, "token")
+    # only the first 8 KiB are scanned: a flood of huge calldata costs a bounded scan each
+    from aether.strategy._screen import HINT_SCAN_CHARS
+
+    far = "0x" + "00" * (HINT_SCAN_CHARS // 2) + TKN[2:]
+    assert pf.screen({"to": other, "input": far}) == (False, ScreenSkip.NO_POOL_HINT)
     # a contract learned from a simulation (or a tracked pair called directly)
     pf.learn([other.upper().replace("0X", "0x"), None])
     assert pf.screen({"to": other, "input": "0x12345678"}) == (True, "learned")

@@ -10,8 +10,8 @@ through a transaction when one of these holds (the hint, counted by
 ``learned``  ``to`` is a contract whose earlier victims moved a tracked pair, or a
              tracked pair itself (a bot calling ``pair.swap`` directly): learned from
              simulations and from the pool book, bounded (oldest forgotten first);
-``token``    the calldata contains the address of WETH or of a configured token (any
-             ABI-encoded path or packed V3 path carries its tokens verbatim).
+``token``    the calldata's first 8 KiB contain the address of WETH or of a configured
+             token (any ABI-encoded path or packed V3 path carries its tokens verbatim).
 
 Everything else is skipped and counted by reason (:class:`ScreenSkip`): no ``to``
 (contract creation), empty calldata (a plain transfer cannot swap), or no hint.
@@ -33,10 +33,13 @@ from collections.abc import Iterable
 from ..config import ChainConfig
 from ._poststate import ScreenSkip
 
-__all__ = ["LEARNED_MAX", "Prefilter", "ScreenHint", "SimBudget"]
+__all__ = ["HINT_SCAN_CHARS", "LEARNED_MAX", "Prefilter", "ScreenHint", "SimBudget"]
 
 #: Contracts remembered as pool-touching (oldest forgotten first).
 LEARNED_MAX = 4096
+#: Calldata scanned for token addresses, in hex characters (8 KiB of calldata): a swap's
+#: tokens sit near the start; a flood of huge transactions must not make screening slow.
+HINT_SCAN_CHARS = 16_384
 
 
 class ScreenHint(enum.StrEnum):
@@ -98,7 +101,7 @@ class Prefilter:
             return True, ScreenHint.ROUTER
         if low in self._learned:
             return True, ScreenHint.LEARNED
-        text: str = data.lower()  # type: ignore[union-attr]
+        text: str = data[:HINT_SCAN_CHARS].lower()  # type: ignore[index]
         for t in self._tokens:
             if t in text:
                 return True, ScreenHint.TOKEN
