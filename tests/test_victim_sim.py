@@ -367,3 +367,15 @@ async def test_actor_rejects_a_post_state_of_a_head_that_is_gone(autojump_clock:
     actor, m, out = await _run_actor(node, [_tick(), _tx(), nxt])
     assert out == []
     assert m.value("aether_candidate_rejected_total", source="mempool_backrun", reason="stale_head") == 1
+
+
+async def test_actor_rejects_a_post_state_of_a_reorged_head(autojump_clock: trio.testing.MockClock) -> None:
+    import attrs
+
+    node = SimNode()
+    node.ok_sim([sync_log(PAIR, 110 * ETHER, 181_840 * ETHER)])
+    node.delay = 0.5
+    reorg = attrs.evolve(_tick(), head=attrs.evolve(HEAD, hash="0x" + "ee" * 32))  # same number, new hash
+    actor, m, out = await _run_actor(node, [_tick(), _tx(), reorg])
+    assert out == []
+    assert m.value("aether_candidate_rejected_total", source="mempool_backrun", reason="stale_head") == 1

@@ -138,7 +138,8 @@ class StrategyActor:
     async def _size(self, tx: PendingTx, tick: Tick, post: PostState) -> list[Candidate] | Rejection:
         async with self._book_lock:
             current = self._tick
-            if current is None or current.head.number != post.block:
+            # The same number with another hash is a reorg: the simulated state is gone too.
+            if current is None or current.head.number != post.block or current.head.hash != tick.head.hash:
                 return Rejection("stale_head", f"simulated on {post.block}")
             try:
                 return await self._backrun.on_post_state(tx, current.head, post, inventory_wei=self._inventory())
