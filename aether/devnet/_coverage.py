@@ -32,7 +32,7 @@ import statistics
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -197,8 +197,13 @@ async def measure(
     workdir: Path | None = None,
     verify: bool = True,
     transfer_share: float = 0.15,
+    feeder: Callable[[RpcClient, DevnetInfo, trio.Event], Awaitable[None]] | None = None,
 ) -> CoverageRun:
-    """Run the devnet and aether's pipeline for ``duration_s`` and score detection."""
+    """Run the devnet and aether's pipeline for ``duration_s`` and score detection.
+
+    ``feeder`` replaces the victim traffic (load runs: it sends until the event is set;
+    no ground truth, so only the pipeline and latency figures mean anything).
+    """
     from aether.config import Settings
     from aether.dumps import RunDir
     from aether.keys import load_key_file
@@ -264,13 +269,19 @@ async def measure(
                         async for h, number in checks_rx:
                             rec.verified[h] = await _verify(rpc, rec.txs[h], rec.post[h], head_ts[number])
 
+                    prepare = getattr(feeder, "prepare", None)
+                    if prepare is not None:  # e.g. pre-signing a load run's transactions, before any clock
+                        await prepare(rpc, info)
                     async with trio.open_nursery() as nursery:
                         nursery.start_soon(_miner, rpc, lock, None, block_time, io.StringIO())
                         nursery.start_soon(checker)
                         nursery.start_soon(supervisor.run, p.specs)
                         await trio.sleep(2 * block_time)  # subscriptions up, first head seen
                         stop = trio.Event()
-                        nursery.start_soon(traffic.run, tx_rate, stop)
+                        if feeder is None:
+                            nursery.start_soon(traffic.run, tx_rate, stop)
+                        else:
+                            nursery.start_soon(feeder, rpc, info, stop)
                         await trio.sleep(duration_s)
                         stop.set()
                         await trio.sleep(2 * block_time + 1)  # the last victims simulated
@@ -285,6 +296,7 @@ async def measure(
                                        for r in ("contract_creation", "plain_transfer", "no_pool_hint", "sim_budget")},
                     "screen_passed": {h: int(metrics.value("aether_mempool_screen_passed_total", hint=h))
                                       for h in ("router", "learned", "token")},
+                    "pending_seen": int(metrics.value("aether_mempool_pending_seen_total")),
                     "victims_dropped": int(metrics.value("aether_channel_dropped_total", channel="victims")),
                     "untrusted_logs": int(metrics.value("aether_victim_untrusted_logs_total")),
                     "candidates": int(metrics.value("aether_candidates_total", source="mempool_backrun")),
