@@ -1,6 +1,10 @@
 """Victim traffic: the swaps (and noise) that aether's mempool path should see.
 
-Many deterministic victim accounts send, through both routers, all six
+Many deterministic victim accounts send swaps through one of three route kinds
+(:class:`RouteKind`, split by a configurable mix): Router02 (both DEXes), the real
+Uniswap Universal Router (``WRAP_ETH``/``V2_SWAP_EXACT_IN``/``_OUT``/``UNWRAP_WETH``,
+the ``uniswap`` DEX) and direct multi-pair calls from MultiSwap (pairs of both
+DEXes in one transaction). Each swap has one of the shapes of the six
 non-fee-on-transfer Router02 swap functions, over single- and multi-hop paths,
 with ETH-worth sizes drawn from a heavy-tailed (lognormal) distribution. About
 one swap in eight carries an ``amountOutMin``/``amountInMax`` it cannot meet and
