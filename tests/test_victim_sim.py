@@ -56,6 +56,7 @@ class SimNode:
         self.reserves = {PAIR: (100 * ETHER, 200_000 * ETHER), SUSHI_PAIR: (100 * ETHER, 190_000 * ETHER)}
         self.calls: list[str] = []
         self.status = 200
+        self.latest = HEAD.number
 
     def ok_sim(self, logs: list[Any], status: str = "0x1") -> None:
         self.sim = [{"number": hex(HEAD.number + 1), "calls": [{"status": status, "logs": logs, "gasUsed": "0x1",
@@ -79,6 +80,8 @@ class SimNode:
             return {"jsonrpc": "2.0", "id": rid, "result": self.sim}
         if m == "eth_getTransactionCount":
             return {"jsonrpc": "2.0", "id": rid, "result": hex(self.nonce)}
+        if m == "eth_blockNumber":
+            return {"jsonrpc": "2.0", "id": rid, "result": hex(self.latest)}
         if m == "eth_call":
             to, data = p[0]["to"], p[0]["data"]
             if data in ("0x0dfe1681", "0xd21220a7"):
@@ -225,6 +228,14 @@ async def test_sync_from_a_mimic_is_ignored_and_counted(tokens: tuple[str, str] 
     node.ok_sim([sync_log(MIMIC, 1, 2)])
     alone, _, untrusted = await _simulate(node)
     assert isinstance(alone, Rejection) and alone.reason == "no_pool_moved" and untrusted == [1]
+
+
+async def test_a_node_that_has_moved_past_the_head_makes_the_victim_stale() -> None:
+    node = SimNode()
+    node.ok_sim([sync_log(PAIR, 1, 2)])
+    node.latest = HEAD.number + 1  # our tick is late: a bundle for HEAD + 1 would target a mined block
+    result, _, _ = await _simulate(node)
+    assert isinstance(result, Rejection) and result.reason == "stale_head"
 
 
 async def test_no_sync_at_all_is_no_pool_moved() -> None:

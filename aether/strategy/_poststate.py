@@ -316,6 +316,9 @@ class VictimSimulator:
             # Same request, same block: a victim that is not its sender's next
             # transaction lands (if ever) on state this simulation never saw.
             ("eth_getTransactionCount", [tx.sender, hex(head.number)]),
+            # And the node's own head: if it has moved on, our tick is late and the bundle
+            # would target a block that is already mined (fail closed, before any more work).
+            ("eth_blockNumber", []),
         ]
         replies: list[Any] | None = None
         try:
@@ -327,7 +330,13 @@ class VictimSimulator:
             return Rejection(SimFailure.SIM_ERROR.value, f"{type(exc).__name__}: {str(exc)[:200]}")
         if replies is None:
             return Rejection(SimFailure.SIM_TIMEOUT.value, f"no answer in {self.timeout_s} s")
-        sim, count = replies
+        sim, count, latest = replies
+        if isinstance(latest, str) and latest.startswith("0x"):
+            try:
+                if int(latest, 16) > head.number:
+                    return Rejection("stale_head", f"the node is at {int(latest, 16)}, simulated on {head.number}")
+            except ValueError:
+                pass
         if isinstance(sim, RpcError):
             return Rejection(SimFailure.SIM_ERROR.value, f"eth_simulateV1: {str(sim)[:200]}")
         try:
