@@ -17,6 +17,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from .messages import GATES, RISK_ERROR, SOURCES
 from .settlement import OUTCOMES
+from .strategy._poststate import ScreenSkip, SimFailure
+from .strategy._screen import ScreenHint
 
 __all__ = ["CANDIDATE_REJECT_REASONS", "INTAKE_REJECT_REASONS", "Metrics"]
 
@@ -53,6 +55,7 @@ CANDIDATE_REJECT_REASONS: tuple[str, ...] = (
     "victim_nonce_used",
     "stale_head",
     "build_failed",
+    *(r.value for r in SimFailure),
 )
 
 RISK_STATES = ("active", "paused", "halted")
@@ -144,6 +147,23 @@ class Metrics:
             "aether_settlement_record_errors", "Settlements that could not be written to settlements.jsonl",
             registry=r,
         )
+        # Victim detection by simulation (aether.strategy._poststate, _screen).
+        self.screen_skipped = Counter(
+            "aether_mempool_screen_skipped", "Pending transactions not simulated, by reason", ["reason"], registry=r
+        )
+        self.screen_passed = Counter(
+            "aether_mempool_screen_passed", "Pending transactions let through to simulation, by hint", ["hint"],
+            registry=r,
+        )
+        self.untrusted_logs = Counter(
+            "aether_victim_untrusted_logs",
+            "Sync-signature logs ignored because their emitter is not a tracked pair (CREATE2 check failed)",
+            registry=r,
+        )
+        self.victim_sim_seconds = Histogram(
+            "aether_victim_simulation_seconds", "Victim eth_simulateV1 round trip (the node's time)", registry=r,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+        )
         self.shadow_mode = Gauge("aether_shadow_mode", "1 when shadow mode is on", registry=r)
         self._init_series(builders)
 
@@ -162,6 +182,10 @@ class Metrics:
                 self.settlements.labels(source, outcome)
         for reason in INTAKE_REJECT_REASONS:
             self.intake_rejected.labels(reason)
+        for skip in ScreenSkip:
+            self.screen_skipped.labels(skip.value)
+        for hint in ScreenHint:
+            self.screen_passed.labels(hint.value)
         for state in RISK_STATES:
             self.risk_state.labels(state)
         for gate in GATES:

@@ -248,7 +248,13 @@ def main() -> None:
                     help="only the in-process rows, or only the loopback WebSocket rows (no soak either way)")
     ap.add_argument("--no-write", action="store_true", help="print the table only")
     ap.add_argument("--out", type=Path, default=DOC)
+    ap.add_argument("--victim-sim", action="store_true",
+                    help="only the victim-simulation figures (bench/_victimsim.py: own share, 300 tx/s load)")
     args = ap.parse_args()
+    if args.victim_sim:
+        from . import _victimsim
+
+        sys.exit(_victimsim.main([]))
     if args.soak_minutes is None:
         args.soak_minutes = 30.0 if args.soak else 3.0
     sys.path.insert(0, str(ROOT))

@@ -118,13 +118,18 @@ def build_pipeline(rt: Runtime, *, tail_wants_ticks: bool, settle: bool = True) 
             source=True,
         ),
     ]
+    # Victims are screened by the prefilter and simulated, whatever contract they call;
+    # the strategy teaches the prefilter which contracts touch pools.
+    from aether.strategy import Prefilter
+
+    prefilter = Prefilter(s.chain)
     if s.mempool_tracking:
         routers = {d.router for d in s.chain.dexes}
         specs.append(
             ActorSpec(
                 "intake",
                 lambda: IntakeActor(ws_url=s.ws_url, rpc=rt.rpc, chain_id=rt.chain_id, routers=routers,
-                                    metrics=rt.metrics, out=intake_out),
+                                    metrics=rt.metrics, out=intake_out, prefilter=prefilter),
                 outputs=[intake_out],
                 source=True,
             )
@@ -135,7 +140,8 @@ def build_pipeline(rt: Runtime, *, tail_wants_ticks: bool, settle: bool = True) 
         ActorSpec(
             "strategy",
             lambda: StrategyActor(rpc=rt.rpc, chain=s.chain, searcher=searcher, metrics=rt.metrics, inbox=strategy_rx,
-                                  out=validate_tx, block_arb=s.block_arb),
+                                  out=validate_tx, block_arb=s.block_arb, simulate_victims=True,
+                                  prefilter=prefilter),
             outputs=[validate_tx],
         ),
         ActorSpec(

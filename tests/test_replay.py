@@ -101,3 +101,22 @@ async def test_cli_rejects_bad_arguments_with_exit_2() -> None:
     assert replay_main(["--duration", "0"]) == 2
     assert replay_main(["--duration", "5", "--txs-per-block", "-1"]) == 2
     await trio.lowlevel.checkpoint()
+
+
+async def test_victims_of_every_route_kind_found_by_simulation_replay_to_the_wei(chain: DevnetInfo) -> None:
+    from aether.devnet._universal import RouteKind, deploy_route_contracts
+
+    async with open_rpc(chain.rpc_url, timeout=30.0) as rpc:
+        routes = await deploy_route_contracts(rpc, chain)
+        harness = ReplayHarness(rpc, chain, seed=11, txs_per_block=12, validate=True, routes=routes,
+                                mix={k: 1.0 for k in RouteKind}, simulate=True)
+        report = await harness.run(duration_s=90.0, max_blocks=BLOCKS)
+    s = report.summary
+    print("\n" + report.table())
+    for kind in RouteKind:
+        row = s["by_route"][kind.value]
+        assert row["replayed"] >= 1, (kind, s["by_route"])
+        assert row["exact"] == row["replayed"] and row["not_exact"] == 0, s["first_mismatches"]
+    assert s["exact"] == s["replayed"] and report.ok
+    assert {r["route_kind"] for r in report.records if r["source"] == "mempool_backrun"} == {k.value for k in RouteKind}
+    assert s["validator"]["passed"] == s["replayed"]

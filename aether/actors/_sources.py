@@ -16,6 +16,7 @@ from .._errors import DecodeError, NodeError, RpcError
 from ..chain import RpcClient, Subscriber, decode_pending_tx, head_from_rpc, next_base_fee
 from ..messages import ActorStatistics, PendingTx, Tick
 from ..metrics import Metrics
+from ..strategy._screen import Prefilter
 
 __all__ = ["HeadsActor", "IntakeActor", "balance_calls"]
 
@@ -122,12 +123,17 @@ class _InlineScreen:
 
 
 class IntakeActor:
-    """Pending transactions in, decoded victims addressed to a known router out.
+    """Pending transactions in, decoded victims out.
 
-    The cheap filter (``to`` is a configured router) runs before the decode, so
-    the keccak re-encoding is paid only for candidate victims. Overload policy:
-    the output is never waited on; when it is full the victim is dropped and
-    counted (a stale victim is worthless).
+    The cheap filter runs before the decode, so the keccak re-encoding is paid only
+    for candidate victims. Without a ``prefilter`` it is ``to`` is a configured
+    router (the Router02 decoder's victims). With one (what ``aether run`` uses:
+    victims are then simulated, whatever they call) it is the
+    :class:`~aether.strategy.Prefilter`: every skip is counted by reason in
+    ``aether_mempool_screen_skipped_total`` and every pass by hint in
+    ``aether_mempool_screen_passed_total``. Overload policy: the output is never
+    waited on; when it is full the victim is dropped and counted (a stale victim is
+    worthless).
     """
 
     def __init__(
@@ -139,8 +145,10 @@ class IntakeActor:
         routers: set[str],
         metrics: Metrics,
         out: trio.MemorySendChannel[PendingTx],
+        prefilter: Prefilter | None = None,
     ) -> None:
         self._ws_url = ws_url
+        self._prefilter = prefilter
         self._rpc = rpc
         self._chain_id = chain_id
         self._routers = {r.lower() for r in routers}
@@ -175,11 +183,18 @@ class IntakeActor:
         obj = frame.obj
         if obj.__class__ is not dict:
             return None
-        to = obj.get("to")
-        # Nine frames in ten stop here: exact-type checks, and lower() only when the
-        # spelling is not already the lowercase one nodes send.
-        if to.__class__ is not str or (to not in self._routers and to.lower() not in self._routers):
-            return None
+        if self._prefilter is not None:
+            passed, why = self._prefilter.screen(obj)
+            if not passed:
+                self._metrics.screen_skipped.labels(why).inc()
+                return None
+            self._metrics.screen_passed.labels(why).inc()
+        else:
+            to = obj.get("to")
+            # Nine frames in ten stop here: exact-type checks, and lower() only when the
+            # spelling is not already the lowercase one nodes send.
+            if to.__class__ is not str or (to not in self._routers and to.lower() not in self._routers):
+                return None
         try:
             tx = decode_pending_tx(
                 obj, seen_at=frame.seen_at, first_seen_ns=frame.first_seen_ns, chain_id=self._chain_id

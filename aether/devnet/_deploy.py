@@ -86,6 +86,8 @@ _TOKENS = (
 # token/token pools: (symbol a, symbol b, ETH-worth of each side on (uniswap, sushiswap))
 _CROSS = (("DAI", "USDC", (300 * ETHER, 200 * ETHER)), ("LINK", "UNI", (150 * ETHER, 100 * ETHER)))
 _DEX_NAMES = ("uniswap", "sushiswap")
+#: Contracts compiled from ``contracts/*.sol`` (artifacts committed).
+_OWN_CONTRACTS = frozenset({"DevToken6", "MultiSwap", "SyncMimic", "DevPermit2"})
 
 
 # --------------------------------------------------------------------------- helpers
@@ -120,14 +122,14 @@ def create2_pair_address(factory: str, token_a: str, token_b: str, init_code_has
 def load_artifact(name: str) -> tuple[list[Any], bytes]:
     """ABI and creation bytecode of a contract.
 
-    ``DevToken6`` comes from this package; everything else from the npm build
+    ``DevToken6``, ``MultiSwap`` and ``SyncMimic`` come from this package; everything else from the npm build
     directories (v2-core first, then v2-periphery).
 
     Raises:
         ConfigError: the npm packages are not installed.
     """
-    if name == "DevToken6":
-        path: Path | None = Path(__file__).with_name("contracts") / "DevToken6.json"
+    if name in _OWN_CONTRACTS:
+        path: Path | None = Path(__file__).with_name("contracts") / f"{name}.json"
     else:
         path = find_in_node_modules(f"@uniswap/v2-core/build/{name}.json") or find_in_node_modules(
             f"@uniswap/v2-periphery/build/{name}.json"

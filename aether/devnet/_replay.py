@@ -39,6 +39,15 @@ behind the predecessor. The validator rejects exactly these (``victim_nonce_ahea
 so a running aether never builds on them; the replay still replays them to show the
 sizing itself is exact.
 
+With ``simulate`` (``--detect simulate``, the default of the script) victims are
+found the way ``aether run`` finds them: every swap the traffic sends, whatever
+contract it calls (Router02, the Universal Router, MultiSwap across both DEXes;
+``--route-mix``), is simulated on ``H`` by the real :class:`VictimSimulator`, and
+:meth:`BackrunStrategy.on_post_state` sizes every gap its post-state opens. The
+simulator rejects victims that are not their sender's next transaction, as the
+running pipeline does, so the traffic draws senders that are (``fresh_senders``).
+The table then has one row per route kind.
+
 Before each replay the candidate goes through the real :class:`Validator`
 (when validation is on), so the run also measures what validation costs in
 latency and whether its verdict agrees with the chain.
@@ -67,10 +76,11 @@ from ..chain import RpcClient, decode_pending_tx, head_from_rpc, open_rpc
 from ..dex import PoolBook
 from ..keys import load_key_file
 from ..messages import Candidate, Head, PendingTx
-from ..strategy import BackrunStrategy, BlockArbStrategy, Rejection, Validator
+from ..strategy import BackrunStrategy, BlockArbStrategy, Rejection, Validator, VictimSimulator
 from ._anvil import run_anvil
 from ._deploy import DevnetInfo, deploy
-from ._traffic import VictimTraffic
+from ._traffic import DEFAULT_MIX, VictimTraffic, parse_mix
+from ._universal import RouteContracts, RouteKind, deploy_route_contracts
 
 __all__ = [
     "CandidateReplayer",
@@ -289,6 +299,12 @@ class ReplayReport:
             f"{'total':<17}{s['candidates']:>11}{s['replayed']:>10}{s['exact']:>8}{s['not_exact']:>11}"
             f"{s['nonce_ahead']:>13}"
         )
+        if "by_route" in s:
+            lines += ["", f"{'route kind':<19}{'swaps':>7}{'post-states':>13}{'reverts':>9}{'replayed':>10}"
+                          f"{'exact':>8}{'not exact':>11}"]
+            for kind, row in s["by_route"].items():
+                lines.append(f"{kind:<19}{row['swaps_sent']:>7}{row['post_states']:>13}{row['victim_reverts']:>9}"
+                             f"{row['replayed']:>10}{row['exact']:>8}{row['not_exact']:>11}")
         v = s["validator"]
         lines += [
             "",
@@ -301,7 +317,9 @@ class ReplayReport:
 
         lat_ = s["latency"]
         lines += [
-            lat("sizing (on_victim)", lat_["sizing_on_victim"]),
+            lat("sizing (on_victim)" if "victim_simulation" not in lat_ else "sizing (on_post_state)",
+                lat_["sizing_on_victim"]),
+            *([lat("victim simulation", lat_["victim_simulation"])] if "victim_simulation" in lat_ else []),
             lat("block_arb (on_head)", lat_["block_arb_on_head"]),
             lat("validation", lat_["validation"]),
             lat("replay (chain)", lat_["replay"]),
@@ -341,7 +359,13 @@ class ReplayHarness:
     validate: bool = True
     tip_share_bps: int = DEFAULT_TIP_SHARE_BPS
     chain_block_time_s: int = 12
+    routes: RouteContracts | None = None
+    mix: dict[RouteKind, float] | None = None
+    simulate: bool = False
 
+    _sim: VictimSimulator | None = attrs.field(default=None, init=False)
+    _by_route: Counter[str] = attrs.field(factory=Counter, init=False)
+    _sim_s: list[float] = attrs.field(factory=list, init=False)
     _book: PoolBook = attrs.field(init=False)
     _backrun: BackrunStrategy = attrs.field(init=False)
     _block_arb: BlockArbStrategy = attrs.field(init=False)
@@ -375,7 +399,10 @@ class ReplayHarness:
             raise ConfigError("replay: the searcher key file does not belong to the devnet's searcher account")
         builder = BundleBuilder(account, self.info.chain_id, tip_share_bps=self.tip_share_bps, nonces=NonceTracker())
         self._replayer = CandidateReplayer(self.rpc, self.info.weth, builder)
-        self._traffic = VictimTraffic(self.rpc, self.info, seed=self.seed)
+        self._traffic = VictimTraffic(self.rpc, self.info, seed=self.seed, routes=self.routes, mix=self.mix,
+                                      fresh_senders=self.simulate)
+        if self.simulate:
+            self._sim = VictimSimulator(self.rpc, self._book, timeout_s=10.0)
         self._routers = frozenset(d.router.lower() for d in chain.dexes)
 
     # ------------------------------------------------------------------ driving
@@ -442,6 +469,7 @@ class ReplayHarness:
         self._c["victim_txs_sent"] += len(sent)
         raws: list[bytes] = []
         victims: list[tuple[PendingTx, str]] = []
+        swaps: list[tuple[PendingTx, str]] = []
         if sent:
             objs = await self.rpc.batch([("eth_getTransactionByHash", ["0x" + s.hash.hex()]) for s in sent])
             for s, obj in zip(sent, objs, strict=True):
@@ -460,9 +488,33 @@ class ReplayHarness:
                 raws.append(tx.raw)
                 if (tx.to or "").lower() in self._routers:
                     victims.append((tx, s.kind))
+                if s.kind != "transfer":
+                    self._by_route[f"{s.route_kind}:sent"] += 1
+                    swaps.append((tx, s.route_kind))
         self._c["router_victims"] += len(victims)
 
         dirty = False
+        if self._sim is not None:
+            for tx, route_kind in swaps:
+                t0 = time.perf_counter()
+                post = await self._sim.simulate(tx, head)
+                self._sim_s.append(time.perf_counter() - t0)
+                if isinstance(post, Rejection):
+                    self._rejections[f"mempool_backrun:{post.reason}"] += 1
+                    self._by_route[f"{route_kind}:{post.reason}"] += 1
+                    continue
+                self._by_route[f"{route_kind}:post_states"] += 1
+                t0 = time.perf_counter()
+                found = await self._backrun.on_post_state(tx, head, post, inventory_wei=inventory)
+                self._sizing_s.append(time.perf_counter() - t0)
+                if isinstance(found, Rejection):
+                    self._rejections[f"mempool_backrun:{found.reason}"] += 1
+                    continue
+                for cand in found:
+                    dirty = True
+                    await self._check(cand, head, searcher_nonce, kind=route_kind, route_kind=route_kind)
+            await self._mine_batch(raws, head, dirty=dirty)
+            return
         for tx, kind in victims:
             t0 = time.perf_counter()
             result = await self._backrun.on_victim(tx, head, inventory_wei=inventory)
@@ -495,7 +547,8 @@ class ReplayHarness:
         if len(block["transactions"]) != len(raws):
             self._c["batch_short_blocks"] += 1
 
-    async def _check(self, c: Candidate, head: Head, searcher_nonce: int, *, kind: str | None) -> None:
+    async def _check(self, c: Candidate, head: Head, searcher_nonce: int, *, kind: str | None,
+                     route_kind: str | None = None) -> None:
         """Validate (timed), replay, and record one candidate."""
         src = c.source
         self._c[f"{src}:candidates"] += 1
@@ -523,6 +576,9 @@ class ReplayHarness:
             self._c[f"{src}:nonce_ahead"] += 1
         if out.realised_wei is not None and out.exact:
             self._c["realised_gross_wei"] += out.realised_wei
+        if route_kind is not None:
+            self._by_route[f"{route_kind}:replayed"] += 1
+            self._by_route[f"{route_kind}:{'exact' if out.exact else 'not_exact'}"] += 1
         if verdict != "off":
             self._c[f"validator:{'passed' if verdict == 'passed' else 'rejected'}:{out.exact}"] += 1
             if verdict != "passed":
@@ -533,6 +589,7 @@ class ReplayHarness:
             "target_block": c.target_block,
             "victim": c.victim_hash_hex,
             "victim_kind": kind,
+            "route_kind": route_kind,
             "token": c.route[0].token_out,
             "dexes": [h.dex for h in c.route],
             "amount_in_wei": c.amount_in,
@@ -608,6 +665,20 @@ class ReplayHarness:
             },
             "first_mismatches": list(self._mismatches),
         }
+        if self.simulate:
+            summary["detect"] = "simulate"
+            summary["latency"]["victim_simulation"] = _percentiles(self._sim_s)
+            summary["by_route"] = {
+                k.value: {
+                    "swaps_sent": self._by_route[f"{k.value}:sent"],
+                    "post_states": self._by_route[f"{k.value}:post_states"],
+                    "victim_reverts": self._by_route[f"{k.value}:victim_reverts"],
+                    "replayed": self._by_route[f"{k.value}:replayed"],
+                    "exact": self._by_route[f"{k.value}:exact"],
+                    "not_exact": self._by_route[f"{k.value}:not_exact"],
+                }
+                for k in RouteKind
+            }
         return ReplayReport(summary=summary, records=tuple(self._records))
 
 
@@ -622,6 +693,8 @@ async def run_replay(
     max_blocks: int | None = None,
     workdir: Path | None = None,
     progress: TextIO | None = None,
+    simulate: bool = False,
+    mix: dict[RouteKind, float] | None = None,
 ) -> ReplayReport:
     """Start anvil, deploy, run the harness, stop anvil.
 
@@ -635,8 +708,12 @@ async def run_replay(
         wd.mkdir(parents=True, exist_ok=True)
         async with run_anvil(log_path=wd / "anvil.log") as node, open_rpc(node.rpc_url, timeout=30.0) as rpc:
             info = await deploy(rpc, wd, seed=seed, ws_url=node.ws_url)
+            routes = None
+            if mix is not None and any(w > 0 for k, w in mix.items() if k != RouteKind.ROUTER02):
+                routes = await deploy_route_contracts(rpc, info)
             harness = ReplayHarness(rpc, info, seed=seed, txs_per_block=txs_per_block, validate=validate,
-                                    chain_block_time_s=chain_block_time_s)
+                                    chain_block_time_s=chain_block_time_s, routes=routes, mix=mix,
+                                    simulate=simulate)
             return await harness.run(duration_s=duration_s, block_time_s=block_time_s, max_blocks=max_blocks,
                                      progress=progress)
 
@@ -662,6 +739,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None,
                    help="JSON results (default reports/replay/replay_<utc>.json)")
     p.add_argument("--workdir", type=Path, default=None, help="devnet files and anvil log (default: a temp dir)")
+    p.add_argument("--detect", choices=("simulate", "calldata"), default="simulate",
+                   help="find victims by simulation, whatever they call (default), or by Router02 calldata only")
+    p.add_argument("--route-mix", default=None, metavar="KIND=W,...",
+                   help="swaps per route kind with --detect simulate (default router02=0.5,universal_router=0.3,"
+                        "direct_multi_pair=0.2)")
     return p
 
 
@@ -678,6 +760,15 @@ def replay_main(argv: list[str] | None = None, *, out: TextIO | None = None) -> 
         print("replay: --duration must be > 0, --txs-per-block, --block-time and --chain-block-time >= 0",
               file=sys.stderr)
         return 2
+    simulate = args.detect == "simulate"
+    try:
+        mix = (parse_mix(args.route_mix) if args.route_mix else dict(DEFAULT_MIX)) if simulate else None
+    except ValueError as exc:
+        print(f"replay: --route-mix: {exc}", file=sys.stderr)
+        return 2
+    if not simulate and args.route_mix:
+        print("replay: --route-mix needs --detect simulate (calldata decoding sees Router02 only)", file=sys.stderr)
+        return 2
     path = args.out or Path("reports/replay") / time.strftime("replay_%Y%m%dT%H%M%SZ.json", time.gmtime())
     try:
         report = trio.run(
@@ -691,6 +782,8 @@ def replay_main(argv: list[str] | None = None, *, out: TextIO | None = None) -> 
                 max_blocks=args.max_blocks,
                 workdir=args.workdir,
                 progress=sys.stderr,
+                simulate=simulate,
+                mix=mix,
             )
         )
     except ConfigError as exc:

@@ -13,11 +13,13 @@ no victim transaction can arrive, so the builder sees a stable pool.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import signal
 import sys
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import TextIO
 
 import attrs
@@ -28,7 +30,8 @@ from ..chain import RpcClient, open_rpc
 from ._anvil import run_anvil
 from ._competitor import CompetitorConfig, Competitors
 from ._deploy import DevnetInfo, deploy
-from ._traffic import VictimTraffic
+from ._traffic import DEFAULT_MIX, VictimTraffic, parse_mix
+from ._universal import RouteKind, deploy_route_contracts
 from ._v3 import deploy_v3_into
 
 __all__ = ["ENV_KEYS", "DevnetReady", "devnet_main", "env_file_text", "run_devnet"]
@@ -112,6 +115,8 @@ async def run_devnet(
     competitors: CompetitorConfig | None = None,
     task_status: trio.TaskStatus[DevnetReady] = trio.TASK_STATUS_IGNORED,
     v3: bool = False,
+    route_mix: str | None = None,
+    ground_truth: Path | None = None,
 ) -> None:
     """Run the devnet until cancelled.
 
@@ -127,6 +132,10 @@ async def run_devnet(
         competitors: competing searchers (needs the builder); None: none.
         out: where the ready banner goes (default stdout).
         task_status: receives a :class:`DevnetReady` once everything is up.
+        route_mix: ``KIND=WEIGHT,...`` over ``router02``, ``universal_router`` and
+            ``direct_multi_pair`` (default :data:`DEFAULT_MIX`); the Universal Router
+            and MultiSwap are deployed unless only Router02 has weight.
+        ground_truth: append one JSON line per victim sent (the pools it moves) here.
 
     Raises:
         ConfigError: anvil or the npm artifacts are missing, or a bad argument.
@@ -136,6 +145,10 @@ async def run_devnet(
         raise ConfigError(f"--block-time={block_time!r}: expected a positive number of seconds")
     if traffic and tx_rate <= 0:
         raise ConfigError(f"--tx-rate={tx_rate!r}: expected a positive rate (or --no-traffic)")
+    try:
+        mix = parse_mix(route_mix) if route_mix else dict(DEFAULT_MIX)
+    except ValueError as exc:
+        raise ConfigError(f"--route-mix={route_mix!r}: {exc}") from None
     out = out or sys.stdout
     started = time.perf_counter()
     workdir = workdir.resolve()
@@ -147,8 +160,17 @@ async def run_devnet(
             info = await deploy(rpc, workdir, seed=seed, ws_url=node.ws_url)
             if v3:  # Uniswap V3 beside V2 (issue 16); its [[dex]] block goes to workdir/v3.toml
                 await deploy_v3_into(rpc, info, workdir, out=out)
-            await _serve(rpc, info, started, block_time, tx_rate, traffic, builder, workdir, env_file, out, task_status,
-                         competitors)
+            routes = None
+            if any(w > 0 for k, w in mix.items() if k != RouteKind.ROUTER02):
+                routes = await deploy_route_contracts(rpc, info)
+            truth = ground_truth.open("a", encoding="utf-8") if ground_truth is not None else None
+            try:
+                make_traffic = functools.partial(VictimTraffic, routes=routes, mix=mix, ground_truth=truth)
+                await _serve(rpc, info, started, block_time, tx_rate, traffic, builder, workdir, env_file, out,
+                             task_status, make_traffic, competitors)
+            finally:
+                if truth is not None:
+                    truth.close()
 
 
 async def _serve(
@@ -163,6 +185,7 @@ async def _serve(
     env_file: Path | None,
     out: TextIO,
     task_status: trio.TaskStatus[DevnetReady],
+    make_traffic: Callable[..., VictimTraffic] = VictimTraffic,
     competitors: CompetitorConfig | None = None,
 ) -> None:
     async with trio.open_nursery() as nursery:
@@ -182,7 +205,7 @@ async def _serve(
             await nursery.start(rivals.run)
         nursery.start_soon(_miner, rpc, lock, local_builder, block_time, sys.stderr)
         if traffic:
-            victims = VictimTraffic(rpc, info, lock=lock)
+            victims = make_traffic(rpc, info, lock=lock)
             nursery.start_soon(victims.run, tx_rate)
         if env_file is not None:
             _write_atomic(env_file, env_file_text(info, builder_url))
@@ -238,6 +261,11 @@ def _parser() -> argparse.ArgumentParser:
         help="competing searchers: on (default; 2 of them), off, or count=N,latency_ms=MS,tip_bps=BPS,miss=0..1,"
              "private=0..1 (default from AETHER_DEVNET_COMPETITORS)",
     )
+    p.add_argument("--route-mix", default=os.environ.get("AETHER_DEVNET_ROUTE_MIX"), metavar="KIND=W,...",
+                   help="share of swaps per route kind: router02, universal_router, direct_multi_pair "
+                        "(default router02=0.5,universal_router=0.3,direct_multi_pair=0.2; env AETHER_DEVNET_ROUTE_MIX)")
+    p.add_argument("--ground-truth", type=Path, default=None, metavar="FILE",
+                   help="append one JSON line per victim sent: its route kind and the pools it moves")
     return p
 
 
@@ -274,6 +302,8 @@ def devnet_main(argv: list[str]) -> int:
                     env_file=args.env_file,
                     v3=args.v3,
                     competitors=rivals,
+                    route_mix=args.route_mix,
+                    ground_truth=args.ground_truth,
                 )
 
     try:

@@ -1,6 +1,10 @@
 """Victim traffic: the swaps (and noise) that aether's mempool path should see.
 
-Many deterministic victim accounts send, through both routers, all six
+Many deterministic victim accounts send swaps through one of three route kinds
+(:class:`RouteKind`, split by a configurable mix): Router02 (both DEXes), the real
+Uniswap Universal Router (``WRAP_ETH``/``V2_SWAP_EXACT_IN``/``_OUT``/``UNWRAP_WETH``,
+the ``uniswap`` DEX) and direct multi-pair calls from MultiSwap (pairs of both
+DEXes in one transaction). Each swap has one of the shapes of the six
 non-fee-on-transfer Router02 swap functions, over single- and multi-hop paths,
 with ETH-worth sizes drawn from a heavy-tailed (lognormal) distribution. About
 one swap in eight carries an ``amountOutMin``/``amountInMax`` it cannot meet and
@@ -25,9 +29,11 @@ from __future__ import annotations
 import collections
 import math
 import random
-from typing import Any
+from collections.abc import Mapping
+from typing import IO, Any
 
 import attrs
+import orjson
 import trio
 from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
@@ -37,8 +43,30 @@ from eth_utils import to_checksum_address
 from .._errors import BadNodeData, NodeError, RpcError
 from ..chain import RpcClient
 from ._deploy import DevnetInfo, PairInfo, selector, victim_account
+from ._universal import (
+    ADDRESS_THIS,
+    MSG_SENDER,
+    RouteContracts,
+    RouteKind,
+    encode_execute,
+    encode_multiswap,
+    unwrap_weth,
+    v2_swap_exact_in,
+    v2_swap_exact_out,
+    wrap_eth,
+)
 
-__all__ = ["ETH_IN_KINDS", "ETH_OUT_KINDS", "KINDS", "SWAP_KINDS", "SentTx", "TrafficStatistics", "VictimTraffic"]
+__all__ = [
+    "DEFAULT_MIX",
+    "ETH_IN_KINDS",
+    "ETH_OUT_KINDS",
+    "KINDS",
+    "SWAP_KINDS",
+    "SentTx",
+    "TrafficStatistics",
+    "VictimTraffic",
+    "parse_mix",
+]
 
 ETHER = 10**18
 SWAP_KINDS = (
@@ -77,6 +105,43 @@ _SIZE_MAX_MICRO = 25_000_000  # 25 ETH
 # to get the trade that pulls it back as one at the reference.
 _REVERSION_K = 50.0
 
+#: Share of swaps per route kind when the extra route contracts are deployed
+#: (``--route-mix`` / ``AETHER_DEVNET_ROUTE_MIX`` change it). Mainnet's V2 flow is mostly
+#: Universal Router today; Router02 stays the largest here so the older figures keep
+#: their meaning.
+DEFAULT_MIX: dict[RouteKind, float] = {
+    RouteKind.ROUTER02: 0.5,
+    RouteKind.UNIVERSAL_ROUTER: 0.3,
+    RouteKind.DIRECT: 0.2,
+}
+
+
+def parse_mix(text: str) -> dict[RouteKind, float]:
+    """``router02=5,universal_router=3,direct_multi_pair=2`` -> shares (normalised).
+
+    Raises:
+        ValueError: an unknown kind, a negative or non-numeric weight, or all zero.
+    """
+    mix: dict[RouteKind, float] = {}
+    for part in text.split(","):
+        name, sep, weight = part.strip().partition("=")
+        try:
+            kind = RouteKind(name.strip())
+        except ValueError:
+            raise ValueError(f"route mix: unknown route kind {name.strip()!r}; expected one of "
+                             f"{', '.join(k.value for k in RouteKind)}") from None
+        try:
+            w = float(weight) if sep else float("nan")
+        except ValueError:
+            w = float("nan")
+        if not w >= 0 or math.isinf(w):
+            raise ValueError(f"route mix: {part.strip()!r}: expected KIND=WEIGHT with a weight >= 0")
+        mix[kind] = w
+    total = sum(mix.values())
+    if total <= 0:
+        raise ValueError("route mix: every weight is zero")
+    return {k: w / total for k, w in mix.items()}
+
 
 @attrs.frozen
 class SentTx:
@@ -91,6 +156,12 @@ class SentTx:
     path: tuple[str, ...] = ()
     expect_revert: bool = False
     size_wei: int = 0
+    #: Which contract the victim calls, and the tracked pairs it moves (in order) unless it reverts.
+    route_kind: str = RouteKind.ROUTER02.value
+    pools: tuple[str, ...] = ()
+    #: An earlier victim of the same block moves one of these pools: this one was quoted
+    #: on the state that victim leaves, so on the head alone it may do otherwise.
+    after_pending: bool = False
 
 
 @attrs.frozen
@@ -100,6 +171,7 @@ class TrafficStatistics:
     expected_reverts: int
     refused: int
     by_type: tuple[tuple[int, int], ...]
+    by_route: tuple[tuple[str, int], ...] = ()
 
 
 def _amount_out(amount_in: int, r_in: int, r_out: int) -> int:
@@ -131,6 +203,20 @@ class VictimTraffic:
         lock: held around each ``eth_sendRawTransaction`` so that the devnet's
             miner and local builder see a stable pool while assembling a block.
         history: how many recent :class:`SentTx` to keep (bounded).
+        routes: the Universal Router and MultiSwap (:func:`deploy_route_contracts`);
+            without them every swap goes through Router02.
+        mix: share of swaps per :class:`RouteKind` (default :data:`DEFAULT_MIX` with
+            ``routes``, else Router02 only).
+        ground_truth: a text file to which one JSON line per sent transaction is
+            written: its hash, route kind, shape, the pools it moves and whether it
+            is meant to revert (what ``scripts/coverage.py`` scores aether against).
+        fresh_senders: make victims independent of each other where possible (coverage
+            runs use it): draw each sender among the accounts that sent nothing in the
+            current or the previous block, so every victim is its sender's next
+            transaction on the head a searcher sees it on, and prefer routes through
+            pools no earlier victim of the block moved, so what the victim does on the
+            head alone (where a backrun bundle puts it) is what it does in the block.
+        transfer_share: share of plain ETH transfers (default 15%).
     """
 
     def __init__(
@@ -141,8 +227,26 @@ class VictimTraffic:
         seed: int | None = None,
         lock: trio.Lock | None = None,
         history: int = 1000,
+        routes: RouteContracts | None = None,
+        mix: Mapping[RouteKind, float] | None = None,
+        ground_truth: IO[str] | None = None,
+        fresh_senders: bool = False,
+        transfer_share: float = _P_TRANSFER,
     ) -> None:
         self.rpc = rpc
+        self.routes = routes
+        if mix is None:
+            mix = DEFAULT_MIX if routes is not None else {RouteKind.ROUTER02: 1.0}
+        if routes is None and any(w > 0 for k, w in mix.items() if k != RouteKind.ROUTER02):
+            raise ValueError("VictimTraffic: a route mix beyond router02 needs the route contracts (routes=...)")
+        self._mix = [(k, w) for k, w in mix.items() if w > 0]
+        self._truth = ground_truth
+        self._fresh = fresh_senders
+        if not 0.0 <= transfer_share < 1.0:
+            raise ValueError(f"VictimTraffic: transfer_share must be in [0, 1), got {transfer_share!r}")
+        self._p_transfer = transfer_share
+        self._last_block: dict[str, int] = {}
+        self._touched: set[str] = set()  # pools moved by our swaps since the last block was read
         self.info = info
         self.lock = lock
         self._rng = random.Random(info.seed if seed is None else seed)
@@ -157,6 +261,7 @@ class VictimTraffic:
         self._routes = self._all_routes()
         self.recent: collections.deque[SentTx] = collections.deque(maxlen=history)
         self._by_kind: collections.Counter[str] = collections.Counter()
+        self._by_route: collections.Counter[str] = collections.Counter()
         self._by_type: collections.Counter[int] = collections.Counter()
         self._sent = 0
         self._expected_reverts = 0
@@ -169,6 +274,7 @@ class VictimTraffic:
             expected_reverts=self._expected_reverts,
             refused=self._refused,
             by_type=tuple(sorted(self._by_type.items())),
+            by_route=tuple(sorted(self._by_route.items())),
         )
 
     # ------------------------------------------------------------------ routes
@@ -297,6 +403,7 @@ class VictimTraffic:
                 raise BadNodeData(f"victim traffic: unexpected getReserves ({type(exc).__name__})") from exc
             self._shadow = reserves
             self._shadow_block = number
+            self._touched = set()
         return base_fee, timestamp, self._shadow
 
     def _apply(self, route: _Route, amounts: list[int]) -> None:
@@ -307,7 +414,7 @@ class VictimTraffic:
             self._shadow[pair.address] = (r0 + a_in, r1 - a_out) if x == pair.token0 else (r0 - a_out, r1 + a_in)
 
     def _pick_kind(self) -> str:
-        if self._rng.random() < _P_TRANSFER:
+        if self._rng.random() < self._p_transfer:
             return "transfer"
         return self._rng.choice(SWAP_KINDS)
 
@@ -323,25 +430,52 @@ class VictimTraffic:
         """Send one victim transaction (random kind unless given); returns its hash."""
         return (await self.send_tx(kind)).hash
 
-    async def send_tx(self, kind: str | None = None, *, revert: bool | None = None, dex: str | None = None) -> SentTx:
+    def _pick_account(self) -> LocalAccount:
+        if not self._fresh:
+            return self._rng.choice(self._accounts)
+        block = self._shadow_block
+        fresh = [a for a in self._accounts if self._last_block.get(a.address, -10) < block - 1]
+        account = self._rng.choice(fresh or self._accounts)
+        self._last_block[account.address] = block
+        return account
+
+    def _pick_route_kind(self) -> RouteKind:
+        if len(self._mix) == 1:
+            return self._mix[0][0]
+        return self._rng.choices([k for k, _ in self._mix], weights=[w for _, w in self._mix])[0]
+
+    async def send_tx(
+        self,
+        kind: str | None = None,
+        *,
+        revert: bool | None = None,
+        dex: str | None = None,
+        route_kind: RouteKind | str | None = None,
+    ) -> SentTx:
         """Send one victim transaction and describe it.
 
         Args:
-            kind: one of :data:`KINDS`; random when None.
+            kind: one of :data:`KINDS`; random when None. For a direct multi-pair
+                victim it picks only the ends of the path (ETH-in kinds start at WETH,
+                ETH-out kinds end at it); the contract's swaps are exact-in.
             revert: force (True) or forbid (False) a slippage bound that makes the
                 swap revert; random (about 10% of all transactions) when None.
             dex: restrict the route to this DEX; any when None.
+            route_kind: the contract to call; drawn from the mix when None.
 
         Raises:
-            ValueError: an unknown ``kind``.
+            ValueError: an unknown ``kind`` or route kind, or one without its contract.
             RpcError: the node refused the transaction (the sender's nonce is re-read).
         """
         if kind is not None and kind not in KINDS:
             raise ValueError(f"VictimTraffic.send_tx: unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
+        rk = RouteKind(route_kind) if route_kind is not None else None
+        if rk not in (None, RouteKind.ROUTER02) and self.routes is None:
+            raise ValueError(f"VictimTraffic.send_tx: route kind {rk} needs the route contracts")
         nonces = await self._sync_nonces()
         base_fee, timestamp, reserves = await self._chain_state()
         kind = kind or self._pick_kind()
-        account = self._rng.choice(self._accounts)
+        account = self._pick_account()
         tx_type = self._rng.choices((0, 1, 2), weights=(3, 2, 5))[0]
         size = self._draw_size_wei()
         tx: dict[str, Any] = {"type": tx_type, "chainId": self.info.chain_id, "nonce": nonces[account.address]}
@@ -353,22 +487,37 @@ class VictimTraffic:
         if kind == "transfer":
             to = self._rng.choice([*self.info.victims, "0x" + self._rng.randbytes(20).hex()])
             tx.update(to=to_checksum_address(to), value=size // 10 + 1, gas=21_000, data=b"")
-            sent = SentTx(b"", kind, account.address.lower(), tx_type, size_wei=size // 10 + 1)
+            sent = SentTx(b"", kind, account.address.lower(), tx_type, size_wei=size // 10 + 1, route_kind="transfer")
         else:
             if revert is None:
                 revert = self._rng.random() < _P_REVERT_OF_SWAPS
+            if rk is None:
+                rk = self._pick_route_kind()
+            if rk == RouteKind.UNIVERSAL_ROUTER:
+                assert self.routes is not None
+                if dex is not None and dex != self.routes.universal_dex:
+                    raise ValueError(f"VictimTraffic.send_tx: the Universal Router trades on {self.routes.universal_dex} only")
+                dex = self.routes.universal_dex
             candidates = [r for r in self._candidates(kind) if dex is None or r.dex == dex]
             if not candidates:
                 raise ValueError(f"VictimTraffic.send_tx: no route for {kind!r} on dex {dex!r}")
+            if self._fresh:
+                untouched = [r for r in candidates if not any(p.address in self._touched for p in r.pairs)]
+                candidates = untouched or candidates
             weights = [self._weight(r, reserves) for r in candidates]
             route = self._rng.choices(candidates, weights=weights if sum(weights) > 0 else None)[0]
-            data, value, size, amounts = self._swap_call(kind, route, reserves, size, revert, account.address, timestamp + 1200)
-            tx.update(
-                to=to_checksum_address(route.router),
-                value=value,
-                data=data,
-                gas=200_000 + 100_000 * (len(route.path) - 1),
-            )
+            deadline = timestamp + 1200
+            if rk == RouteKind.DIRECT:
+                route = self._mixed_dexes(route) if dex is None else route
+                data, value, size, amounts = self._direct_call(route, reserves, size, revert, account.address)
+                to_addr = self.routes.multiswap if self.routes is not None else ""
+                gas = 150_000 + 100_000 * (len(route.path) - 1)
+            else:
+                data, value, size, amounts = self._swap_call(kind, route, reserves, size, revert, account.address,
+                                                             deadline, rk)
+                to_addr = route.router if rk == RouteKind.ROUTER02 else self.routes.universal_router  # type: ignore[union-attr]
+                gas = 200_000 + 100_000 * (len(route.path) - 1) + (60_000 if rk == RouteKind.UNIVERSAL_ROUTER else 0)
+            tx.update(to=to_checksum_address(to_addr), value=value, data=data, gas=gas)
             if not revert:
                 effect = (route, amounts)
             if tx_type == 1 and self._rng.random() < 0.5:
@@ -376,7 +525,9 @@ class VictimTraffic:
                     {"address": to_checksum_address(p.address), "storageKeys": [_RESERVES_SLOT]} for p in route.pairs
                 ]
             sent = SentTx(
-                b"", kind, account.address.lower(), tx_type, route.router, route.dex, route.path, revert, size
+                b"", kind, account.address.lower(), tx_type, to_addr.lower(), route.dex, route.path, revert, size,
+                route_kind=rk.value, pools=tuple(dict.fromkeys(p.address for p in route.pairs)),
+                after_pending=any(p.address in self._touched for p in route.pairs),
             )
         if tx_type == 1:
             tx.setdefault("accessList", [])
@@ -396,13 +547,61 @@ class VictimTraffic:
         nonces[account.address] += 1
         if effect is not None:
             self._apply(*effect)
+            self._touched.update(p.address for p in effect[0].pairs)
         sent = attrs.evolve(sent, hash=bytes(signed.hash))
         self._sent += 1
         self._by_kind[kind] += 1
         self._by_type[tx_type] += 1
+        self._by_route[sent.route_kind] += 1
         self._expected_reverts += int(sent.expect_revert)
         self.recent.append(sent)
+        if self._truth is not None:
+            self._truth.write(orjson.dumps({
+                "hash": "0x" + sent.hash.hex(), "route_kind": sent.route_kind, "kind": sent.kind,
+                "pools": list(sent.pools), "expect_revert": sent.expect_revert, "to": sent.router,
+                "after_pending": sent.after_pending,
+            }).decode() + "\n")
+            self._truth.flush()
         return sent
+
+    def _mixed_dexes(self, route: _Route) -> _Route:
+        """The same path with each hop's DEX drawn again: one transaction across both DEXes."""
+        pairs = []
+        for x, y in zip(route.path, route.path[1:]):
+            options = [p for d in self.info.dexes if (p := self._pair(d.name, x, y)) is not None]
+            if self._fresh:
+                options = [p for p in options if p.address not in self._touched] or options
+            pairs.append(self._rng.choice(options))
+        dexes = {p.dex for p in pairs}
+        return _Route(dexes.pop() if len(dexes) == 1 else "mixed", route.router, route.path, tuple(pairs))
+
+    def _direct_call(
+        self, route: _Route, reserves: dict[str, tuple[int, int]], size: int, revert: bool, to: str
+    ) -> tuple[bytes, int, int, list[int]]:
+        """MultiSwap calldata: exact in, each pair's output asked a little below its quote
+        (the pair keeps the rest), or, to revert, the last one asked above it (UniswapV2: K)."""
+        slip_bps = self._rng.randint(10, 100)
+        src = route.path[0]
+        for _ in range(20):
+            amount_in = size * self._ref[src] // ETHER
+            amounts = [amount_in]
+            zero_for_one = []
+            for (x, _y), pair in zip(zip(route.path, route.path[1:]), route.pairs, strict=True):
+                r0, r1 = reserves[pair.address]
+                r_in, r_out = (r0, r1) if x == pair.token0 else (r1, r0)
+                amounts.append(_amount_out(amounts[-1], r_in, r_out) * (10_000 - slip_bps) // 10_000)
+                zero_for_one.append(x == pair.token0)
+            if amount_in > 0 and amounts[-1] > 0:
+                break
+            size //= 2
+        else:
+            raise BadNodeData("victim traffic: pools too shallow for any swap size")
+        outs = amounts[1:]
+        if revert:
+            outs = [*outs[:-1], outs[-1] * 11 // 10 + 1]
+        value = amount_in if src == self.info.weth else 0
+        data = encode_multiswap(src, amount_in, [p.address for p in route.pairs], outs, zero_for_one, to)
+        return data, value, size, amounts
 
     def _swap_call(
         self,
@@ -413,8 +612,14 @@ class VictimTraffic:
         revert: bool,
         to: str,
         deadline: int,
+        route_kind: RouteKind = RouteKind.ROUTER02,
     ) -> tuple[bytes, int, int, list[int]]:
-        """Calldata, ETH value, size and path amounts of one swap; integer amount math only."""
+        """Calldata, ETH value, size and path amounts of one swap; integer amount math only.
+
+        The same swap through Router02 or the Universal Router (commands as Uniswap's
+        SDK builds them: WRAP_ETH first for ETH in, UNWRAP_WETH last for ETH out or
+        to refund an exact-out's unused ETH; token input paid through Permit2).
+        """
         slip_bps = self._rng.randint(50, 300)
         path = [to_checksum_address(a) for a in route.path]
         src, dst = route.path[0], route.path[-1]
@@ -438,6 +643,9 @@ class VictimTraffic:
         sel = _SELECTORS[kind]
         if kind in _EXACT_OUT:
             max_in = need * 9 // 10 if revert else need * (10_000 + slip_bps) // 10_000
+            if route_kind == RouteKind.UNIVERSAL_ROUTER:
+                return self._universal(kind, path, amount_out, max_in, deadline), (
+                    max_in if kind in ETH_IN_KINDS else 0), size, amounts
             if kind == "swapETHForExactTokens":
                 args = abi_encode(["uint256", "address[]", "address", "uint256"], [amount_out, path, to, deadline])
                 return sel + args, max_in, size, amounts
@@ -446,11 +654,32 @@ class VictimTraffic:
             )
             return sel + args, 0, size, amounts
         min_out = out * 11 // 10 + 1 if revert else out * (10_000 - slip_bps) // 10_000
+        if route_kind == RouteKind.UNIVERSAL_ROUTER:
+            return self._universal(kind, path, amount_in, min_out, deadline), (
+                amount_in if kind in ETH_IN_KINDS else 0), size, amounts
         if kind == "swapExactETHForTokens":
             args = abi_encode(["uint256", "address[]", "address", "uint256"], [min_out, path, to, deadline])
             return sel + args, amount_in, size, amounts
         args = abi_encode(["uint256", "uint256", "address[]", "address", "uint256"], [amount_in, min_out, path, to, deadline])
         return sel + args, 0, size, amounts
+
+    @staticmethod
+    def _universal(kind: str, path: list[str], amount: int, limit: int, deadline: int) -> bytes:
+        """``execute`` calldata: ``amount`` is the exact input (or output), ``limit`` the bound."""
+        eth_in, eth_out, exact_out = kind in ETH_IN_KINDS, kind in ETH_OUT_KINDS, kind in _EXACT_OUT
+        recipient = ADDRESS_THIS if eth_out else MSG_SENDER
+        commands = []
+        if eth_in:
+            commands.append(wrap_eth(ADDRESS_THIS, limit if exact_out else amount))
+        if exact_out:
+            commands.append(v2_swap_exact_out(recipient, amount, limit, path, not eth_in))
+        else:
+            commands.append(v2_swap_exact_in(recipient, amount, limit, path, not eth_in))
+        if eth_out:
+            commands.append(unwrap_weth(MSG_SENDER, amount if exact_out else limit))
+        elif eth_in and exact_out:
+            commands.append(unwrap_weth(MSG_SENDER, 0))  # the unused ETH back
+        return encode_execute(commands, deadline)
 
     async def run(self, rate_per_s: float, stop_event: trio.Event | None = None) -> None:
         """Send transactions at ``rate_per_s`` on average (Poisson arrivals).

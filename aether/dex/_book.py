@@ -315,6 +315,10 @@ class BookView:
         else:
             self._own[pair] = (r[0] - amount_out, r[1] + amount_in)
 
+    def set_reserves(self, pair: str, reserve0: int, reserve1: int) -> None:
+        """Record a pair's reserves as a victim left them (its last ``Sync``), whatever it did."""
+        self._own[pair] = (reserve0, reserve1)
+
     def changed(self) -> dict[str, tuple[int, int]]:
         """The pairs this view changed, with their new reserves."""
         return dict(self._own)

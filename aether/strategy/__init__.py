@@ -10,6 +10,18 @@ from ._backrun import (
     size_best_round_trip,
 )
 from ._block_arb import BlockArbStrategy
+from ._poststate import (
+    PoolKind,
+    PoolPostState,
+    PoolTrust,
+    PostState,
+    ScreenSkip,
+    SimFailure,
+    V2Reserves,
+    VictimSimulator,
+    VictimSimulatorStatistics,
+)
+from ._screen import Prefilter, ScreenHint, SimBudget
 from ._validate import Validator, ValidatorStatistics
 
 __all__ = [
@@ -17,6 +29,18 @@ __all__ = [
     "GAS_PER_SWAP",
     "BackrunStrategy",
     "BlockArbStrategy",
+    "PoolKind",
+    "PoolPostState",
+    "PoolTrust",
+    "PostState",
+    "Prefilter",
+    "ScreenHint",
+    "ScreenSkip",
+    "SimBudget",
+    "SimFailure",
+    "V2Reserves",
+    "VictimSimulator",
+    "VictimSimulatorStatistics",
     "Rejection",
     "StrategyStatistics",
     "Validator",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import attrs
 import trio
@@ -31,6 +32,9 @@ from ..dex import (
     get_amount_out,
 )
 from ..messages import Call, Candidate, Head, Hop, PendingTx, Source
+
+if TYPE_CHECKING:
+    from ._poststate import PostState
 
 __all__ = [
     "DEADLINE_S",
@@ -334,3 +338,109 @@ class BackrunStrategy:
             searcher=self.searcher,
             gas_per_swap=self.gas_per_swap,
         )
+
+    # ------------------------------------------------------------------ router-agnostic path
+
+    async def post_state_from_calldata(self, tx: PendingTx, head: Head) -> PostState | Rejection:
+        """The Router02 fast path's post-state: the victim's decoded swaps applied to the book.
+
+        Only for direct Router02 calls; it must equal what :class:`VictimSimulator`
+        reads from the pairs' ``Sync`` logs for the same victim on the same head
+        (tested on anvil), which is what makes the simulation path a drop-in.
+        """
+        from ._poststate import PostState, V2Reserves
+
+        dex = self._routers.get((tx.to or "").lower())
+        if dex is None:
+            return Rejection("not_router")
+        try:
+            swap = decode_swap(tx.input, tx.value)
+        except DecodeError as exc:
+            return Rejection(exc.reason, str(exc))
+        path = swap.path
+        if swap.deadline < head.timestamp + 1:
+            return Rejection("victim_expired", f"deadline {swap.deadline}")
+        if any(path[i] == path[i + 1] for i in range(len(path) - 1)):
+            return Rejection("victim_reverts", "IDENTICAL_ADDRESSES")
+        pairs = [self.book.pair_for(dex, path[i], path[i + 1]) for i in range(len(path) - 1)]
+        await self.book.ensure(pairs)
+        view = self.book.view()
+        rejected = _apply_victim(view, swap, pairs, dex.fee_bps)
+        if rejected is not None:
+            return rejected
+        changed = view.changed()
+        order = list(dict.fromkeys(pairs))
+        return PostState(tx.hash, head.number, tuple(V2Reserves(p, *changed[p]) for p in order))
+
+    async def on_post_state(
+        self, tx: PendingTx, head: Head, post: PostState, *, inventory_wei: int
+    ) -> list[Candidate] | Rejection:
+        """Every gap the victim opens, from its post-state (whatever contract it called).
+
+        For each token X whose WETH pair the victim moved, the best WETH -> X -> WETH
+        trip through at least one moved pair and a counter pool on another DEX; one
+        candidate per X, most profitable first. The candidates of one victim are
+        alternatives (the builder lands at most one; see ``NonceTracker``).
+
+        Raises:
+            NodeError: the counter pools' reserves could not be read.
+        """
+        self._counts.seen += 1
+        result = await self._on_post_state(tx, head, post, inventory_wei)
+        if isinstance(result, Rejection):
+            self._counts.note(result)
+        else:
+            for c in result:
+                self._counts.note(c)
+        return result
+
+    async def _on_post_state(
+        self, tx: PendingTx, head: Head, post: PostState, inventory_wei: int
+    ) -> list[Candidate] | Rejection:
+        from ._poststate import v2_dexes
+
+        weth = self.chain.weth
+        moved_state = post.v2()
+        moved: dict[str, list[str]] = {}  # X -> the moved WETH/X pairs
+        for pair in moved_state:
+            info = self.book.info(pair)
+            if info is None or weth not in (info.token0, info.token1):
+                continue
+            x = info.other(weth)
+            if self.chain.tokens and x not in self._known_tokens:
+                continue
+            moved.setdefault(x, []).append(pair)
+        if not moved:
+            return Rejection("no_weth_leg")
+        if inventory_wei <= 0:
+            return Rejection("no_inventory")
+        dexes = v2_dexes(self.chain)
+        counters = {x: [(d, self.book.pair_for(d, weth, x)) for d in dexes] for x in moved}
+        await self.book.ensure([*moved_state, *(p for lst in counters.values() for _, p in lst)])
+        view = self.book.view()
+        for pair, (r0, r1) in moved_state.items():
+            view.set_reserves(pair, r0, r1)
+        found: list[_Sized] = []
+        any_counter = False
+        for x, pairs in moved.items():
+            present = [(d, p) for d, p in counters[x] if min(view.reserves(p) or (0,)) > 0]
+            if len(present) < 2:
+                continue
+            any_counter = True
+            best: _Sized | None = None
+            for pair in pairs:
+                sized = size_best_round_trip(view, self.chain, x, present, cap=inventory_wei, must_touch=pair)
+                if sized is not None and (best is None or sized.rt.profit > best.rt.profit):
+                    best = sized
+            if best is not None:
+                found.append(best)
+        if not any_counter:
+            return Rejection("no_counter_pool")
+        if not found:
+            return Rejection("unprofitable")
+        found.sort(key=lambda s: s.rt.profit, reverse=True)
+        return [
+            build_round_trip(s, self.chain, source=self.source, head=head, victim=tx, searcher=self.searcher,
+                             gas_per_swap=self.gas_per_swap)
+            for s in found
+        ]

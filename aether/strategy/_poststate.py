@@ -1,0 +1,391 @@
+"""A victim's effect on the pools, learned from the node, whatever contract it called.
+
+The victim is simulated alone on the head state (``eth_simulateV1``, one block at
+``head + 1 s`` with base fee zero and validation off, as the validator does) and
+its logs are read: the last ``Sync(reserve0, reserve1)`` of each tracked V2 pair
+is that pair's state after the victim. Nothing about the victim's calldata is
+assumed, so Router02 calls, the Universal Router, aggregators and bots calling
+``pair.swap`` directly are all seen the same way, and a victim that moves several
+pools yields all of them.
+
+Trust: a ``Sync`` log is used only when its address is a pair of a configured V2
+DEX, that is when ``CREATE2(factory, keccak(token0 ++ token1), init_code_hash)``
+gives back that very address for the tokens the contract itself reports
+(``token0()``/``token1()``, read once and cached). A contract that merely emits
+the ``Sync`` signature fails that check (nobody can find a CREATE2 preimage), is
+ignored and counted. Pairs already in the pool book were derived by CREATE2 in
+the first place and need no call.
+
+Fail closed: a simulation that errors, times out, answers malformed, or in
+which the victim reverts yields a :class:`~aether.strategy.Rejection` with a
+named reason (:class:`SimFailure`) and no post-state; never an exception.
+
+The post-state type leaves room for other pool kinds: :data:`PoolPostState` is
+the union of the per-kind states, today only :class:`V2Reserves`; a V3 pool's
+``Swap(…, sqrtPriceX96, liquidity, tick)`` state goes beside it.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import attrs
+import trio
+
+from .._errors import DecodeError, NodeError, NodeTimeout, RpcError
+from ..config import ChainConfig, DexConfig
+from ..dex import PairInfo, pair_address
+from ..dex._logs import parse_logs, sync_events
+from ..messages import Head, PendingTx
+from ._backrun import Rejection
+
+if TYPE_CHECKING:
+    from ..dex import PoolBook
+
+__all__ = [
+    "PoolKind",
+    "PoolPostState",
+    "PoolTrust",
+    "PostState",
+    "ScreenSkip",
+    "SimFailure",
+    "V2Reserves",
+    "VictimSimulator",
+    "VictimSimulatorStatistics",
+    "v2_dexes",
+]
+
+_TOKEN0 = "0x0dfe1681"
+_TOKEN1 = "0xd21220a7"
+
+
+class SimFailure(enum.StrEnum):
+    """Why a victim's simulation gave no post-state (``aether_candidate_rejected_total`` reasons)."""
+
+    SIM_ERROR = "sim_error"  # the node refused eth_simulateV1 or the request failed
+    SIM_TIMEOUT = "sim_timeout"  # no answer within the simulator's deadline
+    SIM_MALFORMED = "sim_malformed"  # an answer not shaped as the spec says (or a tracked pair's bad Sync)
+    NO_POOL_MOVED = "no_pool_moved"  # the victim ran but no tracked pair emitted Sync
+
+
+class ScreenSkip(enum.StrEnum):
+    """Why a pending transaction was not simulated (``aether_mempool_screen_skipped_total`` reasons)."""
+
+    CONTRACT_CREATION = "contract_creation"  # no `to`
+    PLAIN_TRANSFER = "plain_transfer"  # empty calldata: cannot call a pool's code path that swaps
+    NO_POOL_HINT = "no_pool_hint"  # `to` never touched a pool and no tracked token in calldata
+    SIM_BUDGET = "sim_budget"  # over the simulations-per-second budget
+
+
+class PoolKind(enum.StrEnum):
+    V2 = "v2"
+
+
+@attrs.frozen
+class V2Reserves:
+    """A Uniswap-V2-style pair's reserves after the victim (its last ``Sync``)."""
+
+    kind: ClassVar[PoolKind] = PoolKind.V2
+    pair: str
+    reserve0: int
+    reserve1: int
+
+
+#: Every kind of pool state a post-state may hold (a V3 slot state joins this union).
+PoolPostState = V2Reserves
+
+
+@attrs.frozen
+class PostState:
+    """What a victim leaves the tracked pools at, on top of block ``block``.
+
+    ``pools`` holds one entry per pool the victim moved, in the order each first
+    moved; the state is the last one the pool reported.
+    """
+
+    victim_hash: bytes
+    block: int
+    pools: tuple[PoolPostState, ...]
+
+    def v2(self) -> dict[str, tuple[int, int]]:
+        """The V2 pairs moved, ``pair -> (reserve0, reserve1)``."""
+        return {p.pair: (p.reserve0, p.reserve1) for p in self.pools if isinstance(p, V2Reserves)}
+
+
+def v2_dexes(chain: ChainConfig) -> tuple[DexConfig, ...]:
+    """The configured DEXes with V2 pairs (a ``kind`` other than ``v2`` is skipped)."""
+    return tuple(d for d in chain.dexes if getattr(d, "kind", "v2") == "v2")
+
+
+class PoolTrust:
+    """Decides whether a log's emitter is a tracked pair; verdicts are cached (bounded).
+
+    Args:
+        rpc: anything with ``batch`` like :class:`aether.chain.RpcClient`.
+        book: the pool book; trusted pairs are registered there (``pair_for``) so
+            sizing knows their DEX and tokens.
+        max_cached: verdicts kept; the oldest half is forgotten past it.
+    """
+
+    def __init__(self, rpc: Any, book: PoolBook, *, max_cached: int = 65_536) -> None:
+        self._rpc = rpc
+        self._book = book
+        self._dexes = v2_dexes(book.chain)
+        self._verdict: dict[str, PairInfo | None] = {}
+        self._max = max_cached
+        self.lookups = 0
+
+    def _derive(self, address: str, t0: str, t1: str) -> PairInfo | None:
+        if t0 == t1:
+            return None
+        for d in self._dexes:
+            if pair_address(d.factory, d.init_code_hash, t0, t1) == address:
+                self._book.pair_for(d, t0, t1)
+                return self._book.info(address)
+        return None
+
+    async def check(self, addresses: Iterable[str]) -> dict[str, PairInfo | None]:
+        """``address -> PairInfo`` for tracked pairs, ``None`` for anything else.
+
+        Raises:
+            NodeError: the ``token0``/``token1`` request as a whole failed.
+        """
+        out: dict[str, PairInfo | None] = {}
+        unknown: list[str] = []
+        for a in dict.fromkeys(addresses):
+            info = self._book.info(a)
+            if info is not None:
+                out[a] = info
+            elif a in self._verdict:
+                v = out[a] = self._verdict[a]
+                if v is not None:  # the book may have forgotten it since: register it again
+                    self._book.pair_for(self._book.dex(v.dex), v.token0, v.token1)
+            else:
+                unknown.append(a)
+        if not unknown:
+            return out
+        self.lookups += len(unknown)
+        calls = []
+        for a in unknown:
+            calls += [("eth_call", [{"to": a, "data": _TOKEN0}, "latest"]),
+                      ("eth_call", [{"to": a, "data": _TOKEN1}, "latest"])]
+        replies = await self._rpc.batch(calls)
+        for i, a in enumerate(unknown):
+            t0, t1 = _address_word(replies[2 * i]), _address_word(replies[2 * i + 1])
+            verdict = self._derive(a, t0, t1) if t0 is not None and t1 is not None else None
+            if verdict is None and any(isinstance(r, RpcError) and not _is_revert(r) for r in replies[2 * i: 2 * i + 2]):
+                out[a] = None  # the node failed this call: untrusted now, asked again next time
+                continue
+            self._verdict[a] = verdict
+            out[a] = verdict
+        if len(self._verdict) > self._max:
+            for k in list(self._verdict)[: len(self._verdict) // 2]:
+                del self._verdict[k]
+        return out
+
+
+def _is_revert(err: RpcError) -> bool:
+    return err.code == 3 or "revert" in f"{err.message} {err.data}".lower()
+
+
+def _address_word(reply: object) -> str | None:
+    """A 32-byte ABI word holding an address (upper 12 bytes zero), lowercase; else None."""
+    if not isinstance(reply, str) or len(reply) != 66 or not reply.startswith("0x"):
+        return None
+    try:
+        int(reply, 16)
+    except ValueError:
+        return None
+    if reply[2:26] != "0" * 24:
+        return None
+    return "0x" + reply[26:].lower()
+
+
+def _q(v: int) -> str:
+    return hex(v)
+
+
+def victim_call(tx: PendingTx) -> dict[str, Any]:
+    """The victim as an ``eth_simulateV1`` call: its own sender, nonce, gas and fee fields."""
+    call: dict[str, Any] = {
+        "from": tx.sender,
+        "to": tx.to,
+        "value": _q(tx.value),
+        "input": "0x" + tx.input.hex(),
+        "gas": _q(tx.gas),
+        "nonce": _q(tx.nonce),
+    }
+    if tx.max_fee_per_gas is not None:
+        call["maxFeePerGas"] = _q(tx.max_fee_per_gas)
+        call["maxPriorityFeePerGas"] = _q(tx.max_priority_fee_per_gas or 0)
+    elif tx.gas_price is not None:
+        call["gasPrice"] = _q(tx.gas_price)
+    return call
+
+
+@attrs.frozen
+class VictimSimulatorStatistics:
+    """Counters of a :class:`VictimSimulator`."""
+
+    simulated: int
+    post_states: int
+    failed: tuple[tuple[str, int], ...]
+    untrusted_logs: int
+    trust_lookups: int
+    in_flight: int
+    max_in_flight: int
+
+
+class VictimSimulator:
+    """Simulates one pending victim on a head and returns its :class:`PostState`.
+
+    Args:
+        rpc: an :class:`aether.chain.RpcClient` (or anything with ``batch``).
+        book: the pool book (for trust and pair metadata).
+        timeout_s: deadline of one simulation request; past it the victim fails
+            closed as ``sim_timeout``.
+        on_untrusted: called with the number of ``Sync``-topic logs ignored because
+            their emitter is not a tracked pair (for a metric).
+    """
+
+    def __init__(
+        self,
+        rpc: Any,
+        book: PoolBook,
+        *,
+        timeout_s: float = 1.0,
+        on_untrusted: Callable[[int], None] | None = None,
+    ) -> None:
+        self._rpc = rpc
+        self.trust = PoolTrust(rpc, book)
+        self.timeout_s = timeout_s
+        self._on_untrusted = on_untrusted
+        self._simulated = 0
+        self._post_states = 0
+        self._failed: dict[str, int] = {}
+        self._untrusted = 0
+        self._in_flight = 0
+        self._max_in_flight = 0
+
+    def statistics(self) -> VictimSimulatorStatistics:
+        return VictimSimulatorStatistics(
+            self._simulated, self._post_states, tuple(sorted(self._failed.items())), self._untrusted,
+            self.trust.lookups, self._in_flight, self._max_in_flight,
+        )
+
+    @staticmethod
+    def simulate_params(tx: PendingTx, head: Head) -> list[Any]:
+        """``eth_simulateV1`` params: the victim alone, one block after ``head``."""
+        overrides = {"baseFeePerGas": "0x0"}
+        if head.timestamp:
+            # As the validator: anvil's default is the parent's own time, which the
+            # victim's deadline (and a pair's accumulators) would see wrongly.
+            overrides["time"] = _q(head.timestamp + 1)
+        return [
+            {
+                "blockStateCalls": [{"blockOverrides": overrides, "calls": [victim_call(tx)]}],
+                "validation": False,
+                "traceTransfers": False,
+                "returnFullTransactions": False,
+            },
+            hex(head.number),
+        ]
+
+    async def simulate(self, tx: PendingTx, head: Head) -> PostState | Rejection:
+        """The victim's post-state on ``head``; never raises on node trouble or bad answers."""
+        self._simulated += 1
+        self._in_flight += 1
+        self._max_in_flight = max(self._max_in_flight, self._in_flight)
+        try:
+            result = await self._simulate(tx, head)
+        finally:
+            self._in_flight -= 1
+        if isinstance(result, Rejection):
+            self._failed[result.reason] = self._failed.get(result.reason, 0) + 1
+        else:
+            self._post_states += 1
+        return result
+
+    async def _simulate(self, tx: PendingTx, head: Head) -> PostState | Rejection:
+        if tx.to is None:
+            return Rejection(SimFailure.NO_POOL_MOVED.value, "contract creation")
+        calls: list[tuple[str, list[Any]]] = [
+            ("eth_simulateV1", self.simulate_params(tx, head)),
+            # Same request, same block: a victim that is not its sender's next
+            # transaction lands (if ever) on state this simulation never saw.
+            ("eth_getTransactionCount", [tx.sender, hex(head.number)]),
+            # And the node's own head: if it has moved on, our tick is late and the bundle
+            # would target a block that is already mined (fail closed, before any more work).
+            ("eth_blockNumber", []),
+        ]
+        replies: list[Any] | None = None
+        try:
+            with trio.move_on_after(self.timeout_s):
+                replies = await self._rpc.batch(calls)
+        except NodeTimeout as exc:
+            return Rejection(SimFailure.SIM_TIMEOUT.value, str(exc)[:200])
+        except NodeError as exc:
+            return Rejection(SimFailure.SIM_ERROR.value, f"{type(exc).__name__}: {str(exc)[:200]}")
+        if replies is None:
+            return Rejection(SimFailure.SIM_TIMEOUT.value, f"no answer in {self.timeout_s} s")
+        sim, count, latest = replies
+        if isinstance(latest, str) and latest.startswith("0x"):
+            try:
+                if int(latest, 16) > head.number:
+                    return Rejection("stale_head", f"the node is at {int(latest, 16)}, simulated on {head.number}")
+            except ValueError:
+                pass
+        if isinstance(sim, RpcError):
+            return Rejection(SimFailure.SIM_ERROR.value, f"eth_simulateV1: {str(sim)[:200]}")
+        try:
+            next_nonce = int(count, 16)
+        except (TypeError, ValueError):
+            return Rejection(SimFailure.SIM_ERROR.value, "bad eth_getTransactionCount answer")
+        if tx.nonce > next_nonce:
+            return Rejection("victim_nonce_ahead", f"victim nonce {tx.nonce}, the sender's next is {next_nonce}")
+        if tx.nonce < next_nonce:
+            return Rejection("victim_nonce_used", f"victim nonce {tx.nonce}, the sender's next is {next_nonce}")
+        try:
+            blocks = sim
+            if not isinstance(blocks, list) or len(blocks) != 1:
+                raise DecodeError("not one block", SimFailure.SIM_MALFORMED)
+            results = blocks[0]["calls"]
+            if not isinstance(results, list) or len(results) != 1 or not isinstance(results[0], dict):
+                raise DecodeError("not one call result", SimFailure.SIM_MALFORMED)
+            status = results[0].get("status")
+            if not isinstance(status, str):
+                raise DecodeError("no status", SimFailure.SIM_MALFORMED)
+            ok = int(status, 16) == 1
+            if not ok:
+                err = results[0].get("error")
+                msg = err.get("message", "") if isinstance(err, dict) else str(err or "")
+                return Rejection("victim_reverts", msg[:200])
+            syncs = sync_events(parse_logs(results[0].get("logs")))
+        except DecodeError as exc:
+            return Rejection(SimFailure.SIM_MALFORMED.value, str(exc)[:200])
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+            return Rejection(SimFailure.SIM_MALFORMED.value, f"{type(exc).__name__}")
+        if not syncs:
+            return Rejection(SimFailure.NO_POOL_MOVED.value)
+        try:
+            trusted = await self.trust.check(ev.address for ev in syncs)
+        except NodeError as exc:
+            return Rejection(SimFailure.SIM_ERROR.value, f"token0/token1: {type(exc).__name__}")
+        last: dict[str, V2Reserves] = {}
+        untrusted = 0
+        for ev in syncs:
+            if trusted.get(ev.address) is None:
+                untrusted += 1
+                continue
+            if ev.reserves is None:
+                return Rejection(SimFailure.SIM_MALFORMED.value, f"tracked pair {ev.address}: malformed Sync")
+            last[ev.address] = V2Reserves(ev.address, ev.reserves[0], ev.reserves[1])
+        if untrusted:
+            self._untrusted += untrusted
+            if self._on_untrusted is not None:
+                self._on_untrusted(untrusted)
+        if not last:
+            return Rejection(SimFailure.NO_POOL_MOVED.value, f"{untrusted} untrusted Sync logs")
+        return PostState(tx.hash, head.number, tuple(last.values()))
