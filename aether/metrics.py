@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from .messages import GATES, RISK_ERROR, SOURCES
+from .messages import BLOCK_ARB_GATES, GATES, RISK_ERROR, SOURCES
 
 __all__ = ["CANDIDATE_REJECT_REASONS", "INTAKE_REJECT_REASONS", "Metrics"]
 
@@ -77,6 +77,10 @@ class Metrics:
             "aether_executor_bundles_submitted", "Bundles sent to builders with eth_sendBundle", ["source"], registry=r
         )
         # Ours.
+        # The block-driven source's rejections: the seed's counter belongs to the mempool source.
+        self.block_arb_risk_rejected = Counter(
+            "aether_block_arb_risk_rejected", "Block-driven bundles rejected by a risk gate", ["reason"], registry=r
+        )
         self.candidates = Counter("aether_candidates", "Sized candidates found", ["source"], registry=r)
         self.candidate_rejected = Counter(
             "aether_candidate_rejected", "Opportunities dropped before a bundle", ["source", "reason"], registry=r
@@ -141,6 +145,8 @@ class Metrics:
     def _init_series(self, builders: Iterable[str]) -> None:
         for reason in (*GATES, RISK_ERROR):
             self.risk_rejected.labels(reason)
+        for reason in (*BLOCK_ARB_GATES, RISK_ERROR):
+            self.block_arb_risk_rejected.labels(reason)
         for source in SOURCES:
             for c in (self.shadow_blocked, self.submitted, self.candidates, self.bundles_built, self.dumps_written,
                       self.included, self.not_included, self.reverted, self.predicted_profit,
@@ -160,6 +166,15 @@ class Metrics:
         for b in builders:
             for outcome in ("ok", "rpc_error", "http_error", "timeout", "unreachable", "bad_json", "cancelled"):
                 self.builder_requests.labels(b, outcome)
+
+    def rejected_counter(self, source: str) -> Counter:
+        """The risk-rejection counter of ``source``.
+
+        ``block_arb`` has its own; anything else (the mempool source, or a
+        source risk does not know, which fails closed) counts in the seed's
+        ``aether_mempool_risk_rejected_total``.
+        """
+        return self.block_arb_risk_rejected if source == "block_arb" else self.risk_rejected
 
     def set_risk_state(self, state: str) -> None:
         for s in RISK_STATES:

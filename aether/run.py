@@ -27,7 +27,7 @@ from ._log import configure_logging, register_secret
 from .chain import open_rpc
 from .config import Settings
 from .dumps import RunDir
-from .messages import GATES, RISK_ERROR, SOURCES
+from .messages import BLOCK_ARB_GATES, GATES, RISK_ERROR, SOURCES
 from .metrics import CANDIDATE_REJECT_REASONS, Metrics
 
 __all__ = ["EXIT_CONFIG", "EXIT_NODE", "EXIT_SUPERVISOR", "run_main", "summarise_metrics"]
@@ -92,6 +92,10 @@ def summarise_metrics(m: Metrics) -> dict[str, Any]:
     return {
         "sources": per_source,
         "risk_rejected": {g: v("aether_mempool_risk_rejected_total", reason=g) for g in (*GATES, RISK_ERROR)},
+        # The block-driven source's own rejections (its own gates and counter).
+        "block_arb_risk_rejected": {
+            g: v("aether_block_arb_risk_rejected_total", reason=g) for g in (*BLOCK_ARB_GATES, RISK_ERROR)
+        },
         "panics": panics,
         "dump_errors": v("aether_shadow_dump_errors_total"),
         "pending_seen": v("aether_mempool_pending_seen_total"),

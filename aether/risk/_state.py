@@ -46,7 +46,7 @@ from ..chain._fees import next_base_fee
 from ..config import RiskLimits
 from ..messages import GATES, RISK_ERROR, Bundle, Head, RiskDecision, Tick, Verdict
 from ..metrics import Metrics
-from ._gates import ACTIVE, GATE_FUNCTIONS, HALTED, PAUSED, RiskSnapshot, dedup_key
+from ._gates import ACTIVE, GATE_FUNCTIONS_BY_SOURCE, HALTED, PAUSED, RiskSnapshot, dedup_key
 from ._store import RiskStore
 
 __all__ = ["HALT_GATES", "STATE_VERSION", "RiskEngine", "RiskStatistics"]
@@ -206,26 +206,33 @@ class RiskEngine:
     def evaluate(self, bundle: Bundle) -> Verdict:
         """Run every gate on ``bundle``; never raises.
 
-        Every gate runs (the dump shows all of them), in :data:`GATES` order.
-        The bundle passes only when every gate passes and the engine is ACTIVE.
+        Every gate of the bundle's source runs (the dump shows all of them), in
+        the order of :data:`~aether.messages.GATES_BY_SOURCE`. The bundle
+        passes only when every gate passes and the engine is ACTIVE.
         ``reason`` is the first failing gate, or ``risk_error`` when any gate
-        raised or the state could not be read (fail closed). A rejection
-        increments ``aether_mempool_risk_rejected_total{reason}`` exactly once.
+        raised, the state could not be read, or the source has no gate table
+        (fail closed). A rejection increments the source's counter
+        (``aether_mempool_risk_rejected_total{reason}`` or
+        ``aether_block_arb_risk_rejected_total{reason}``) exactly once.
         Nothing is recorded for a passed bundle until :meth:`commit`.
         """
         self._evaluated += 1
+        table = GATE_FUNCTIONS_BY_SOURCE.get(bundle.source)
+        if table is None:
+            return self._verdict(bundle, (RiskDecision(RISK_ERROR, False, f"unknown source {bundle.source!r}"),),
+                                 RISK_ERROR)
         try:
             now = self._clock()
             self._roll_day()
             self._publish()
             snap = self._snapshot(now)
         except Exception as exc:
-            decisions = tuple(RiskDecision(g, False, f"error: {type(exc).__name__}") for g in GATES)
+            decisions = tuple(RiskDecision(g, False, f"error: {type(exc).__name__}") for g, _ in table)
             return self._verdict(bundle, decisions, RISK_ERROR)
 
         decisions_list: list[RiskDecision] = []
         errored = False
-        for name, gate in GATE_FUNCTIONS:
+        for name, gate in table:
             try:
                 decision = gate(bundle, snap, self.limits, now)
                 if decision.gate != name or decision.passed is not True and decision.passed is not False:
@@ -252,7 +259,7 @@ class RiskEngine:
             return Verdict(bundle=bundle, decisions=decisions, passed=True, reason=None)
         self._rejected[reason] = self._rejected.get(reason, 0) + 1
         if self._metrics is not None:
-            self._metrics.risk_rejected.labels(reason).inc()
+            self._metrics.rejected_counter(bundle.source).labels(reason).inc()
         return Verdict(bundle=bundle, decisions=decisions, passed=False, reason=reason)
 
     def commit(self, verdict: Verdict) -> bool:
