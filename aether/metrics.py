@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from .messages import BLOCK_ARB_GATES, GATES, RISK_ERROR, SOURCES
 
-__all__ = ["CANDIDATE_REJECT_REASONS", "INTAKE_REJECT_REASONS", "Metrics"]
+__all__ = ["CANDIDATE_REJECT_REASONS", "INTAKE_REJECT_REASONS", "RISK_HALT_REASONS", "Metrics"]
 
 #: Why a pending transaction was not turned into a candidate.
 INTAKE_REJECT_REASONS: tuple[str, ...] = (
@@ -55,6 +55,10 @@ CANDIDATE_REJECT_REASONS: tuple[str, ...] = (
 )
 
 RISK_STATES = ("active", "paused", "halted")
+
+#: What can halt risk: the three HALT gates, a failed save of the risk state
+#: (``risk_error``) and the shadow sink's unwritable reports directory.
+RISK_HALT_REASONS: tuple[str, ...] = ("gas_price", "eth_balance", "daily_pnl", RISK_ERROR, "reports_dir_writable")
 
 
 class Metrics:
@@ -97,6 +101,11 @@ class Metrics:
         self.dropped = Counter("aether_channel_dropped", "Messages dropped under load", ["channel"], registry=r)
         self.risk_state = Gauge("aether_risk_state", "1 for the current risk state", ["state"], registry=r)
         self.risk_halt_reason = Gauge("aether_risk_halted", "1 while a HALT latch of this gate is set", ["gate"], registry=r)
+        # A latch that was set and released between two scrapes leaves no trace in the gauge; this does.
+        self.risk_halts = Counter(
+            "aether_risk_halts", "HALT latches that went on (once per episode; not the start-up wait for a head)",
+            ["gate"], registry=r,
+        )
         self.builder_requests = Counter(
             "aether_builder_requests", "eth_sendBundle requests by builder and outcome", ["builder", "outcome"], registry=r
         )
@@ -161,6 +170,8 @@ class Metrics:
             self.risk_state.labels(state)
         for gate in GATES:
             self.risk_halt_reason.labels(gate)
+        for gate in RISK_HALT_REASONS:
+            self.risk_halts.labels(gate)
         for stream in ("newHeads", "newPendingTransactions"):
             self.ws_reconnects.labels(stream)
         for b in builders:

@@ -8,6 +8,8 @@ if either the fee math or the configuration drifts from what an operator runs.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import attrs
 import pytest
 from eth_abi import encode
@@ -16,8 +18,8 @@ from eth_account import Account
 from aether.bundle import BundleBuilder, NonceTracker
 from aether.config import ETHER, GWEI, RiskLimits, Settings
 from aether.messages import BLOCK_ARB_GATES, GATES, RISK_ERROR, Bundle, Call, Candidate, Head, Hop, PendingTx
-from aether.metrics import Metrics
-from aether.risk import RiskEngine
+from aether.metrics import RISK_HALT_REASONS, Metrics
+from aether.risk import RiskEngine, RiskStore
 from factories import Wall
 
 SIGNER_KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"  # anvil dev key #1
@@ -200,3 +202,68 @@ def test_every_block_arb_series_exists_at_start() -> None:
         assert m.registry.get_sample_value("aether_block_arb_risk_rejected_total", {"reason": reason}) == 0.0
     # The seed's counter carries only the mempool gates' reasons.
     assert m.registry.get_sample_value("aether_mempool_risk_rejected_total", {"reason": "block_arb_dedup"}) is None
+
+
+def halts(m: Metrics) -> dict[str, float]:
+    return {g: m.value("aether_risk_halts_total", gate=g) for g in RISK_HALT_REASONS if
+            m.value("aether_risk_halts_total", gate=g)}
+
+
+def test_halt_episodes_are_counted_once_each_and_not_the_start_up_wait() -> None:
+    m = Metrics()
+    e = RiskEngine(STAGE_B, metrics=m, wall_clock=Wall(), clock=lambda: 0.0)
+    assert e.state.status == "halted" and halts(m) == {}  # waiting for the first head is no breach
+    limit = STAGE_B.max_gas_price_wei
+    e.on_head(head(100), ETHER, next_base_fee_wei=limit)
+    assert halts(m) == {}
+    e.on_head(head(101), ETHER, next_base_fee_wei=limit + 1)
+    e.on_head(head(102), ETHER, next_base_fee_wei=limit + 2)  # the same episode
+    assert halts(m) == {"gas_price": 1}
+    e.on_head(head(103), ETHER, next_base_fee_wei=limit)
+    e.on_head(head(104), ETHER, next_base_fee_wei=limit + 1)  # a second episode
+    assert halts(m) == {"gas_price": 2}
+    e.on_outcome("mempool_backrun", True, False, -STAGE_B.daily_loss_limit_wei - 1)
+    assert halts(m) == {"gas_price": 2, "daily_pnl": 1}
+
+
+@pytest.mark.parametrize("balance", [None, STAGE_B.min_balance_wei - 1])
+def test_a_first_head_that_keeps_the_balance_latch_is_a_halt(balance: int | None) -> None:
+    m = Metrics()
+    e = RiskEngine(STAGE_B, metrics=m, wall_clock=Wall(), clock=lambda: 0.0)
+    e.on_head(head(100), balance)
+    assert e.state.halt_reasons == ("eth_balance",)
+    assert halts(m) == {"eth_balance": 1}
+
+
+def test_a_halt_restored_from_the_state_file_counts_for_this_run(tmp_path: Path) -> None:
+    store = RiskStore(tmp_path / "risk-state.json")
+    first = RiskEngine(STAGE_B, store=store, metrics=Metrics(), wall_clock=Wall(), clock=lambda: 0.0)
+    first.on_head(head(100), ETHER)
+    first.on_outcome("mempool_backrun", True, False, -STAGE_B.daily_loss_limit_wei - 1)
+    m = Metrics()
+    RiskEngine(STAGE_B, store=store, metrics=m, wall_clock=Wall(), clock=lambda: 0.0)
+    assert halts(m) == {"daily_pnl": 1}
+
+
+async def test_an_external_halt_is_counted_once_per_episode() -> None:
+    from typing import Any
+
+    import trio
+    import trio.testing
+
+    from aether.actors import HaltRequest, RiskActor
+
+    m = Metrics()
+    engine_ = RiskEngine(STAGE_B, metrics=m, wall_clock=Wall())
+    engine_.on_head(head(100), ETHER)
+    _, inbox = trio.open_memory_channel[Any](1)
+    feedback_tx, feedback_rx = trio.open_memory_channel[Any](8)
+    out, _ = trio.open_memory_channel[Any](1)
+    actor = RiskActor(engine=engine_, metrics=m, inbox=inbox, feedback=feedback_rx, out=out)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(actor.run)
+        for active in (True, True, False, True):  # asked twice, lifted, asked again: two episodes
+            feedback_tx.send_nowait(HaltRequest("reports_dir_writable", active))
+            await trio.testing.wait_all_tasks_blocked()
+        nursery.cancel_scope.cancel()
+    assert halts(m) == {"reports_dir_writable": 2}

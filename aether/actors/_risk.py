@@ -116,6 +116,7 @@ class RiskActor:
                 if msg.active and msg.reason not in self._external_halts:
                     log.error("HALT: %s", msg.reason)
                     self._external_halts.add(msg.reason)
+                    self._metrics.risk_halts.labels(msg.reason).inc()
                     self._publish_external(lifted=None)
                 elif not msg.active and msg.reason in self._external_halts:
                     log.warning("halt lifted: %s", msg.reason)

@@ -137,6 +137,7 @@ class RiskEngine:
         self._outcomes = 0
         self._saved_fingerprint: object = None
         self._published: object = None
+        self._halts_counted: set[str] = set()  # latches already counted in aether_risk_halts_total
 
         if store is not None:
             doc = store.load()
@@ -388,9 +389,29 @@ class RiskEngine:
         window = self.limits.revert_window_s
         self._revert_times = [t for t in self._revert_times if now - t <= window]
 
+    def _count_halts(self) -> None:
+        """Count each HALT episode once in ``aether_risk_halts_total{gate}``.
+
+        An episode starts when a latch goes on and ends when it is released.
+        The start-up balance latch ("unknown" until the first head) is not a
+        breach and is not counted; if the first head leaves it on (balance low
+        or unreadable) it is. A latch restored from the state file is counted:
+        the process is halted during this run.
+        """
+        assert self._metrics is not None
+        on = set(self._halts)
+        if self._store_failed:
+            on.add(RISK_ERROR)
+        if self._heads == 0 and self._halts.get("eth_balance") == "unknown":
+            on.discard("eth_balance")
+        for gate in sorted(on - self._halts_counted):
+            self._metrics.risk_halts.labels(gate).inc()
+        self._halts_counted = on
+
     def _publish(self) -> None:
         if self._metrics is None:
             return
+        self._count_halts()
         status = self._status(self._clock())
         current = (status, tuple(sorted(self._halts)), self._store_failed)
         if current == self._published:
