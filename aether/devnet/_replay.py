@@ -341,6 +341,8 @@ class ReplayHarness:
     validate: bool = True
     tip_share_bps: int = DEFAULT_TIP_SHARE_BPS
     chain_block_time_s: int = 12
+    #: Victim swaps this many times bigger (``--victim-scale``; pair it with a deep deployment).
+    victim_scale: int = 1
 
     _book: PoolBook = attrs.field(init=False)
     _backrun: BackrunStrategy = attrs.field(init=False)
@@ -375,7 +377,7 @@ class ReplayHarness:
             raise ConfigError("replay: the searcher key file does not belong to the devnet's searcher account")
         builder = BundleBuilder(account, self.info.chain_id, tip_share_bps=self.tip_share_bps, nonces=NonceTracker())
         self._replayer = CandidateReplayer(self.rpc, self.info.weth, builder)
-        self._traffic = VictimTraffic(self.rpc, self.info, seed=self.seed)
+        self._traffic = VictimTraffic(self.rpc, self.info, seed=self.seed, size_scale=self.victim_scale)
         self._routers = frozenset(d.router.lower() for d in chain.dexes)
 
     # ------------------------------------------------------------------ driving
@@ -622,6 +624,8 @@ async def run_replay(
     max_blocks: int | None = None,
     workdir: Path | None = None,
     progress: TextIO | None = None,
+    liquidity_scale: int = 1,
+    victim_scale: int = 1,
 ) -> ReplayReport:
     """Start anvil, deploy, run the harness, stop anvil.
 
@@ -634,9 +638,9 @@ async def run_replay(
         wd = (workdir or Path(tmp)).resolve()
         wd.mkdir(parents=True, exist_ok=True)
         async with run_anvil(log_path=wd / "anvil.log") as node, open_rpc(node.rpc_url, timeout=30.0) as rpc:
-            info = await deploy(rpc, wd, seed=seed, ws_url=node.ws_url)
+            info = await deploy(rpc, wd, seed=seed, ws_url=node.ws_url, liquidity_scale=liquidity_scale)
             harness = ReplayHarness(rpc, info, seed=seed, txs_per_block=txs_per_block, validate=validate,
-                                    chain_block_time_s=chain_block_time_s)
+                                    chain_block_time_s=chain_block_time_s, victim_scale=victim_scale)
             return await harness.run(duration_s=duration_s, block_time_s=block_time_s, max_blocks=max_blocks,
                                      progress=progress)
 
@@ -662,6 +666,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None,
                    help="JSON results (default reports/replay/replay_<utc>.json)")
     p.add_argument("--workdir", type=Path, default=None, help="devnet files and anvil log (default: a temp dir)")
+    p.add_argument("--liquidity-scale", type=int, default=1, metavar="N", help="pools N times deeper (default 1)")
+    p.add_argument("--victim-scale", type=int, default=1, metavar="N", help="victim swaps N times bigger (default 1)")
     return p
 
 
@@ -674,6 +680,9 @@ def replay_main(argv: list[str] | None = None, *, out: TextIO | None = None) -> 
     """
     args = _parser().parse_args(argv)
     out = out or sys.stdout
+    if not 1 <= args.liquidity_scale <= 10_000 or not 1 <= args.victim_scale <= 10_000:
+        print("replay: --liquidity-scale and --victim-scale must be whole numbers in 1..10000", file=sys.stderr)
+        return 2
     if args.duration <= 0 or min(args.txs_per_block, args.block_time, args.chain_block_time) < 0:
         print("replay: --duration must be > 0, --txs-per-block, --block-time and --chain-block-time >= 0",
               file=sys.stderr)
@@ -691,6 +700,8 @@ def replay_main(argv: list[str] | None = None, *, out: TextIO | None = None) -> 
                 max_blocks=args.max_blocks,
                 workdir=args.workdir,
                 progress=sys.stderr,
+                liquidity_scale=args.liquidity_scale,
+                victim_scale=args.victim_scale,
             )
         )
     except ConfigError as exc:

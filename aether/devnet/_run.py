@@ -108,6 +108,8 @@ async def run_devnet(
     env_file: Path | None = None,
     out: TextIO | None = None,
     task_status: trio.TaskStatus[DevnetReady] = trio.TASK_STATUS_IGNORED,
+    liquidity_scale: int = 1,
+    victim_scale: int = 1,
 ) -> None:
     """Run the devnet until cancelled.
 
@@ -122,6 +124,8 @@ async def run_devnet(
         env_file: written atomically once everything is ready.
         out: where the ready banner goes (default stdout).
         task_status: receives a :class:`DevnetReady` once everything is up.
+        liquidity_scale: pools (and the searcher's WETH) this many times deeper.
+        victim_scale: victim swaps this many times bigger.
 
     Raises:
         ConfigError: anvil or the npm artifacts are missing, or a bad argument.
@@ -131,6 +135,9 @@ async def run_devnet(
         raise ConfigError(f"--block-time={block_time!r}: expected a positive number of seconds")
     if traffic and tx_rate <= 0:
         raise ConfigError(f"--tx-rate={tx_rate!r}: expected a positive rate (or --no-traffic)")
+    for flag, scale in (("--liquidity-scale", liquidity_scale), ("--victim-scale", victim_scale)):
+        if type(scale) is not int or not 1 <= scale <= 10_000:
+            raise ConfigError(f"{flag}={scale!r}: expected a whole number in 1..10000")
     out = out or sys.stdout
     started = time.perf_counter()
     workdir = workdir.resolve()
@@ -139,8 +146,9 @@ async def run_devnet(
         async with open_rpc(node.rpc_url, timeout=10.0) as rpc:
             # Deploy before the nursery opens, so that a failure surfaces as itself,
             # not wrapped in an exception group.
-            info = await deploy(rpc, workdir, seed=seed, ws_url=node.ws_url)
-            await _serve(rpc, info, started, block_time, tx_rate, traffic, builder, workdir, env_file, out, task_status)
+            info = await deploy(rpc, workdir, seed=seed, ws_url=node.ws_url, liquidity_scale=liquidity_scale)
+            await _serve(rpc, info, started, block_time, tx_rate, traffic, builder, workdir, env_file, out, task_status,
+                         victim_scale=victim_scale)
 
 
 async def _serve(
@@ -155,6 +163,8 @@ async def _serve(
     env_file: Path | None,
     out: TextIO,
     task_status: trio.TaskStatus[DevnetReady],
+    *,
+    victim_scale: int = 1,
 ) -> None:
     async with trio.open_nursery() as nursery:
         lock = trio.Lock()
@@ -168,7 +178,7 @@ async def _serve(
             print("aether devnet: aether/devnet/_builder.py is not available; no local builder", file=sys.stderr)
         nursery.start_soon(_miner, rpc, lock, local_builder, block_time, sys.stderr)
         if traffic:
-            victims = VictimTraffic(rpc, info, lock=lock)
+            victims = VictimTraffic(rpc, info, lock=lock, size_scale=victim_scale)
             nursery.start_soon(victims.run, tx_rate)
         if env_file is not None:
             _write_atomic(env_file, env_file_text(info, builder_url))
@@ -212,6 +222,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", type=Path, default=Path(".devnet"), help="config, key file and logs (default .devnet)")
     p.add_argument("--seed", type=int, default=1, help="keys, prices and traffic are reproducible from it (default 1)")
     p.add_argument("--no-traffic", action="store_true", help="do not send victim traffic")
+    p.add_argument("--liquidity-scale", type=int, default=1, metavar="N",
+                   help="pools (and the searcher's WETH) N times deeper (default 1)")
+    p.add_argument("--victim-scale", type=int, default=1, metavar="N",
+                   help="victim swaps N times bigger (default 1); with --liquidity-scale: big backruns")
     return p
 
 
@@ -241,6 +255,8 @@ def devnet_main(argv: list[str]) -> int:
                     seed=args.seed,
                     traffic=not args.no_traffic,
                     env_file=args.env_file,
+                    liquidity_scale=args.liquidity_scale,
+                    victim_scale=args.victim_scale,
                 )
 
     try:

@@ -131,6 +131,8 @@ class VictimTraffic:
         lock: held around each ``eth_sendRawTransaction`` so that the devnet's
             miner and local builder see a stable pool while assembling a block.
         history: how many recent :class:`SentTx` to keep (bounded).
+        size_scale: multiplies every victim's size draw (``aether devnet
+            --victim-scale``: big victims on deep pools).
     """
 
     def __init__(
@@ -141,7 +143,11 @@ class VictimTraffic:
         seed: int | None = None,
         lock: trio.Lock | None = None,
         history: int = 1000,
+        size_scale: int = 1,
     ) -> None:
+        if type(size_scale) is not int or size_scale < 1:
+            raise ValueError(f"size_scale must be a whole number >= 1, got {size_scale!r}")
+        self._size_scale = size_scale
         self.rpc = rpc
         self.info = info
         self.lock = lock
@@ -222,7 +228,7 @@ class VictimTraffic:
 
     def _draw_size_wei(self) -> int:
         micro = int(self._rng.lognormvariate(math.log(_SIZE_MEDIAN_ETH * 1e6), _SIZE_SIGMA))
-        return max(_SIZE_MIN_MICRO, min(_SIZE_MAX_MICRO, micro)) * 10**12
+        return max(_SIZE_MIN_MICRO, min(_SIZE_MAX_MICRO, micro)) * 10**12 * self._size_scale
 
     @staticmethod
     def _quote_out(amount_in: int, route: _Route, reserves: dict[str, tuple[int, int]]) -> list[int]:
