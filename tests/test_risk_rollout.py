@@ -238,11 +238,15 @@ def test_a_first_head_that_keeps_the_balance_latch_is_a_halt(balance: int | None
 def test_a_halt_restored_from_the_state_file_counts_for_this_run(tmp_path: Path) -> None:
     store = RiskStore(tmp_path / "risk-state.json")
     first = RiskEngine(STAGE_B, store=store, metrics=Metrics(), wall_clock=Wall(), clock=lambda: 0.0)
-    first.on_head(head(100), ETHER)
+    first.on_head(head(100), STAGE_B.min_balance_wei - 1, next_base_fee_wei=STAGE_B.max_gas_price_wei + 1)
     first.on_outcome("mempool_backrun", True, False, -STAGE_B.daily_loss_limit_wei - 1)
     m = Metrics()
-    RiskEngine(STAGE_B, store=store, metrics=m, wall_clock=Wall(), clock=lambda: 0.0)
+    again = RiskEngine(STAGE_B, store=store, metrics=m, wall_clock=Wall(), clock=lambda: 0.0)
+    assert again.state.halt_reasons == ("gas_price", "eth_balance", "daily_pnl")
+    # The day's loss is real now; the gas and balance latches wait for a head to decide them.
     assert halts(m) == {"daily_pnl": 1}
+    again.on_head(head(101), ETHER, next_base_fee_wei=STAGE_B.max_gas_price_wei + 1)
+    assert halts(m) == {"daily_pnl": 1, "gas_price": 1}
 
 
 async def test_an_external_halt_is_counted_once_per_episode() -> None:

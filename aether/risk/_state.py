@@ -393,17 +393,19 @@ class RiskEngine:
         """Count each HALT episode once in ``aether_risk_halts_total{gate}``.
 
         An episode starts when a latch goes on and ends when it is released.
-        The start-up balance latch ("unknown" until the first head) is not a
-        breach and is not counted; if the first head leaves it on (balance low
-        or unreadable) it is. A latch restored from the state file is counted:
+        Before the first head, the head-decided latches (``eth_balance``:
+        "unknown" until a head; ``gas_price`` and ``eth_balance`` carried over
+        in the state file) are a wait for data, not a breach, and are not
+        counted; if the first head leaves one on, it is. A ``daily_pnl`` latch
+        restored from the file is counted at once: the day's loss is real and
         the process is halted during this run.
         """
         assert self._metrics is not None
         on = set(self._halts)
         if self._store_failed:
             on.add(RISK_ERROR)
-        if self._heads == 0 and self._halts.get("eth_balance") == "unknown":
-            on.discard("eth_balance")
+        if self._heads == 0:
+            on -= {"eth_balance", "gas_price"}
         for gate in sorted(on - self._halts_counted):
             self._metrics.risk_halts.labels(gate).inc()
         self._halts_counted = on
