@@ -9,6 +9,7 @@ if either the fee math or the configuration drifts from what an operator runs.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -190,10 +191,29 @@ def test_in_flight_budgets_do_not_leak_between_sources() -> None:
 
 def test_a_source_without_gates_fails_closed() -> None:
     e, m = engine()
-    b = attrs.evolve(build(10**18), source="sandwich")  # type: ignore[arg-type]
+    b = build(10**18)
+    b = attrs.evolve(b, source="sandwich", candidate=attrs.evolve(b.candidate, source="sandwich"))  # type: ignore[arg-type]
     v = e.evaluate(b)
-    assert not v.passed and v.reason == RISK_ERROR
+    assert not v.passed and v.reason == RISK_ERROR and v.decisions[0].value == "unknown source 'sandwich'"
     assert m.value("aether_mempool_risk_rejected_total", reason=RISK_ERROR) == 1
+
+
+def _relabel(b: Bundle, source: str, *, candidate_too: bool = True) -> Bundle:
+    cand = attrs.evolve(b.candidate, source=source) if candidate_too else b.candidate
+    return attrs.evolve(b, source=source, candidate=cand)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("bundle", "needle"), [
+    # A small backrun relabelled block_arb would dodge the Stage B minimum and the victim gates.
+    (lambda: _relabel(build(5 * 10**16), "block_arb"), "block_arb bundle with a victim"),
+    (lambda: _relabel(build(5 * 10**16, with_victim=False), "mempool_backrun"), "mempool_backrun bundle without"),
+    (lambda: _relabel(build(5 * 10**16), "block_arb", candidate_too=False), "but candidate says"),
+])
+def test_a_bundle_whose_label_contradicts_its_content_fails_closed(bundle: Any, needle: str) -> None:
+    e, m = engine()
+    v = e.evaluate(bundle())
+    assert not v.passed and v.reason == RISK_ERROR and needle in v.decisions[0].value
+    assert [d.gate for d in v.decisions] == [RISK_ERROR]
 
 
 def test_every_block_arb_series_exists_at_start() -> None:

@@ -219,9 +219,11 @@ class RiskEngine:
         """
         self._evaluated += 1
         table = GATE_FUNCTIONS_BY_SOURCE.get(bundle.source)
-        if table is None:
-            return self._verdict(bundle, (RiskDecision(RISK_ERROR, False, f"unknown source {bundle.source!r}"),),
-                                 RISK_ERROR)
+        problem = _source_problem(bundle)
+        if table is None or problem is not None:
+            # A bundle whose label does not match its content (a backrun labelled
+            # block_arb would skip the mempool gates): judged by nothing, refused.
+            return self._verdict(bundle, (RiskDecision(RISK_ERROR, False, problem or "unknown source"),), RISK_ERROR)
         try:
             now = self._clock()
             self._roll_day()
@@ -544,6 +546,28 @@ class RiskEngine:
         self._last_head = last_head
         self._inflight = {int(k): v for k, v in inflight_raw.items() if v > 0}
         self._dedup = {int(k): set(v) for k, v in dedup_raw.items() if v}
+
+
+def _source_problem(bundle: Bundle) -> str | None:
+    """Why ``bundle.source`` cannot be trusted to pick its gates, or None.
+
+    The gate table is chosen by source, so the label must agree with the
+    content: a backrun has a victim, a block-driven arb has none, and the
+    bundle and its candidate say the same.
+    """
+    try:
+        cand = bundle.candidate
+        if cand.source != bundle.source:
+            return f"source {bundle.source!r} but candidate says {cand.source!r}"
+        if bundle.source == "mempool_backrun" and cand.victim is None:
+            return "mempool_backrun bundle without a victim"
+        if bundle.source == "block_arb" and cand.victim is not None:
+            return "block_arb bundle with a victim"
+        if bundle.source not in GATE_FUNCTIONS_BY_SOURCE:
+            return f"unknown source {bundle.source!r}"
+    except Exception as exc:  # noqa: BLE001 - a malformed bundle fails closed
+        return f"error: {type(exc).__name__}"
+    return None
 
 
 def _is_time(value: object) -> bool:
