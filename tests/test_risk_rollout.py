@@ -291,3 +291,17 @@ async def test_an_external_halt_is_counted_once_per_episode() -> None:
             await trio.testing.wait_all_tasks_blocked()
         nursery.cancel_scope.cancel()
     assert halts(m) == {"reports_dir_writable": 2}
+
+
+@pytest.mark.parametrize(("with_victim", "gate"), [(True, "dedup"), (False, "block_arb_dedup")])
+def test_a_twin_delayed_past_its_target_block_is_refused(with_victim: bool, gate: str) -> None:
+    """Records of a block are forgotten once a head reaches it; a late twin must not pass then."""
+    e, m = engine()
+    first = e.evaluate(build(10**18, with_victim=with_victim))
+    assert first.passed and e.commit(first)
+    e.on_head(head(101), ETHER)  # block 101 is here: its dedup records are pruned
+    assert e.state.dedup_keys == frozenset()
+    twin = e.evaluate(build(10**18, with_victim=with_victim))  # built from head 100, target 101, arriving late
+    assert twin.reason == gate and twin.decisions[-1].value == "stale"
+    # One block ahead is fresh again.
+    assert e.evaluate(build(10**18, with_victim=with_victim, h=head(101))).passed

@@ -247,8 +247,24 @@ def dedup_key(bundle: Bundle) -> str:
     return BLOCK_ARB_KEY_PREFIX + bundle.candidate.route[0].pair.lower()
 
 
+def _already_reached(bundle: Bundle, state: RiskSnapshot) -> bool:
+    """The target block was reached by a head risk has seen.
+
+    The engine forgets the (target block, key) records of a block once a head
+    reaches it, so for such a target a duplicate guard can no longer vouch that
+    no twin went out (a bundle delayed in a queue past its block would pass):
+    it fails closed, value ``"stale"``.
+    """
+    return state.last_head is not None and bundle.target_block <= state.last_head
+
+
 def dedup(bundle: Bundle, state: RiskSnapshot, limits: RiskLimits, now: float) -> RiskDecision:
-    """No bundle with the same (target block, key) was committed yet; value = prior commits."""
+    """No bundle with the same (target block, key) was committed yet; value = prior commits.
+
+    A target block already reached fails (``"stale"``): see :func:`_already_reached`.
+    """
+    if _already_reached(bundle, state):
+        return RiskDecision("dedup", False, "stale")
     seen = (bundle.target_block, dedup_key(bundle)) in state.dedup_keys
     return RiskDecision("dedup", not seen, "1" if seen else "0")
 
@@ -269,6 +285,8 @@ def block_arb_dedup(bundle: Bundle, state: RiskSnapshot, limits: RiskLimits, now
     The same gap is seen again on every strategy pass of a head; without this the
     block-driven path would chase it many times per block.
     """
+    if _already_reached(bundle, state):
+        return RiskDecision("block_arb_dedup", False, "stale")
     seen = (bundle.target_block, dedup_key(bundle)) in state.dedup_keys
     return RiskDecision("block_arb_dedup", not seen, "1" if seen else "0")
 
