@@ -302,6 +302,9 @@ class RiskLimits:
     revert_window_s: int = 600
     pause_s: int = 600
     min_profit_wei: int = 10**15
+    #: The block-driven source's own floor (``AETHER_BLOCK_ARB_MIN_PROFIT_WEI``):
+    #: Stage B raises the mempool minimum, not this one.
+    block_arb_min_profit_wei: int = 10**15
     max_tip_bps: int = 9500
     victim_freshness_ms: int = 500
     max_inflight: int = 5
@@ -374,6 +377,7 @@ class Settings:
             revert_window_s=integer("AETHER_RISK_REVERT_WINDOW_SEC", 600, lo=1, what="seconds"),
             pause_s=integer("AETHER_RISK_PAUSE_SEC", 600, lo=1, what="seconds"),
             min_profit_wei=wei("AETHER_MEMPOOL_MIN_PROFIT_WEI", 10**15),
+            block_arb_min_profit_wei=wei("AETHER_BLOCK_ARB_MIN_PROFIT_WEI", _D.block_arb_min_profit_wei),
             max_tip_bps=integer("AETHER_MEMPOOL_MAX_TIP_BPS", 9500, lo=0, hi=10000, what="basis points"),
             victim_freshness_ms=integer(
                 "AETHER_MEMPOOL_VICTIM_FRESHNESS_MS", 500, lo=1, hi=3_600_000, what="milliseconds"

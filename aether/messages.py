@@ -9,12 +9,17 @@ wall-clock nanoseconds since the epoch (``*_ns``).
 
 from __future__ import annotations
 
+import enum
 from typing import Literal
 
 import attrs
 
 __all__ = [
+    "ALL_GATES",
+    "BLOCK_ARB_GATES",
     "GATES",
+    "GATES_BY_SOURCE",
+    "Gate",
     "RISK_ERROR",
     "SOURCES",
     "ActorStatistics",
@@ -33,21 +38,69 @@ __all__ = [
 Source = Literal["mempool_backrun", "block_arb"]
 SOURCES: tuple[Source, ...] = ("mempool_backrun", "block_arb")
 
-#: Every risk gate, in evaluation order. These are the ``reason`` label values of
-#: ``aether_mempool_risk_rejected_total`` and the ``gate`` of each risk decision.
-#: ``risk_error`` is not a gate: it is the reason when evaluation itself failed
-#: (fail closed).
-GATES: tuple[str, ...] = (
-    "gas_price",
-    "eth_balance",
-    "daily_pnl",
-    "consecutive_reverts",
-    "min_profit",
-    "max_tip_share",
-    "victim_freshness",
-    "max_in_flight",
-    "dedup",
+
+
+class Gate(enum.StrEnum):
+    """Every risk gate's name: the ``gate`` of a risk decision and a ``reason`` label value.
+
+    Decisions, dumps and metrics carry the plain ``.value`` strings (JSON object
+    keys must be exact ``str``); the tuples below are derived from here.
+
+    The first four are the seed's existing gates and judge both sources; the
+    next five are the seed's mempool gates; the ``block_arb_*`` two are the
+    block-driven source's own floor and duplicate guard, so a Stage B change
+    of the mempool minimum never throttles the block-driven path.
+    """
+
+    GAS_PRICE = "gas_price"
+    ETH_BALANCE = "eth_balance"
+    DAILY_PNL = "daily_pnl"
+    CONSECUTIVE_REVERTS = "consecutive_reverts"
+    MIN_PROFIT = "min_profit"
+    MAX_TIP_SHARE = "max_tip_share"
+    VICTIM_FRESHNESS = "victim_freshness"
+    MAX_IN_FLIGHT = "max_in_flight"
+    DEDUP = "dedup"
+    BLOCK_ARB_MIN_PROFIT = "block_arb_min_profit"
+    BLOCK_ARB_DEDUP = "block_arb_dedup"
+
+
+#: The mempool source's gates, in evaluation order: the ``reason`` label values of
+#: ``aether_mempool_risk_rejected_total`` and the ``gate`` of each decision of a
+#: mempool bundle. ``risk_error`` is not a gate: it is the reason when evaluation
+#: itself failed (fail closed).
+GATES: tuple[str, ...] = tuple(
+    g.value
+    for g in (
+        Gate.GAS_PRICE,
+        Gate.ETH_BALANCE,
+        Gate.DAILY_PNL,
+        Gate.CONSECUTIVE_REVERTS,
+        Gate.MIN_PROFIT,
+        Gate.MAX_TIP_SHARE,
+        Gate.VICTIM_FRESHNESS,
+        Gate.MAX_IN_FLIGHT,
+        Gate.DEDUP,
+    )
 )
+#: The block-driven source's gates, in evaluation order (``reason`` values of
+#: ``aether_block_arb_risk_rejected_total``): the four shared ones, its own
+#: profit floor and its own one-bundle-per-(target block, first pair) guard.
+BLOCK_ARB_GATES: tuple[str, ...] = tuple(
+    g.value
+    for g in (
+        Gate.GAS_PRICE,
+        Gate.ETH_BALANCE,
+        Gate.DAILY_PNL,
+        Gate.CONSECUTIVE_REVERTS,
+        Gate.BLOCK_ARB_MIN_PROFIT,
+        Gate.BLOCK_ARB_DEDUP,
+    )
+)
+#: Which gates judge a bundle of each source.
+GATES_BY_SOURCE: dict[str, tuple[str, ...]] = {"mempool_backrun": GATES, "block_arb": BLOCK_ARB_GATES}
+#: Every gate of every source, in :class:`Gate` order (HALT latches, gauges).
+ALL_GATES: tuple[str, ...] = tuple(g.value for g in Gate)
 RISK_ERROR = "risk_error"
 
 

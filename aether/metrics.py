@@ -15,12 +15,12 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from .messages import GATES, RISK_ERROR, SOURCES
+from .messages import BLOCK_ARB_GATES, GATES, RISK_ERROR, SOURCES
 from .settlement import OUTCOMES
 from .strategy._poststate import ScreenSkip, SimFailure
 from .strategy._screen import ScreenHint
 
-__all__ = ["CANDIDATE_REJECT_REASONS", "INTAKE_REJECT_REASONS", "Metrics"]
+__all__ = ["CANDIDATE_REJECT_REASONS", "INTAKE_REJECT_REASONS", "RISK_HALT_REASONS", "Metrics"]
 
 #: Why a pending transaction was not turned into a candidate.
 INTAKE_REJECT_REASONS: tuple[str, ...] = (
@@ -60,6 +60,10 @@ CANDIDATE_REJECT_REASONS: tuple[str, ...] = (
 
 RISK_STATES = ("active", "paused", "halted")
 
+#: What can halt risk: the three HALT gates, a failed save of the risk state
+#: (``risk_error``) and the shadow sink's unwritable reports directory.
+RISK_HALT_REASONS: tuple[str, ...] = ("gas_price", "eth_balance", "daily_pnl", RISK_ERROR, "reports_dir_writable")
+
 
 class Metrics:
     """Every metric aether exports, on one registry."""
@@ -81,6 +85,10 @@ class Metrics:
             "aether_executor_bundles_submitted", "Bundles sent to builders with eth_sendBundle", ["source"], registry=r
         )
         # Ours.
+        # The block-driven source's rejections: the seed's counter belongs to the mempool source.
+        self.block_arb_risk_rejected = Counter(
+            "aether_block_arb_risk_rejected", "Block-driven bundles rejected by a risk gate", ["reason"], registry=r
+        )
         self.candidates = Counter("aether_candidates", "Sized candidates found", ["source"], registry=r)
         self.candidate_rejected = Counter(
             "aether_candidate_rejected", "Opportunities dropped before a bundle", ["source", "reason"], registry=r
@@ -97,6 +105,11 @@ class Metrics:
         self.dropped = Counter("aether_channel_dropped", "Messages dropped under load", ["channel"], registry=r)
         self.risk_state = Gauge("aether_risk_state", "1 for the current risk state", ["state"], registry=r)
         self.risk_halt_reason = Gauge("aether_risk_halted", "1 while a HALT latch of this gate is set", ["gate"], registry=r)
+        # A latch that was set and released between two scrapes leaves no trace in the gauge; this does.
+        self.risk_halts = Counter(
+            "aether_risk_halts", "HALT latches that went on (once per episode; not the start-up wait for a head)",
+            ["gate"], registry=r,
+        )
         self.builder_requests = Counter(
             "aether_builder_requests", "eth_sendBundle requests by builder and outcome", ["builder", "outcome"], registry=r
         )
@@ -170,6 +183,8 @@ class Metrics:
     def _init_series(self, builders: Iterable[str]) -> None:
         for reason in (*GATES, RISK_ERROR):
             self.risk_rejected.labels(reason)
+        for reason in (*BLOCK_ARB_GATES, RISK_ERROR):
+            self.block_arb_risk_rejected.labels(reason)
         for source in SOURCES:
             for c in (self.shadow_blocked, self.submitted, self.candidates, self.bundles_built, self.dumps_written,
                       self.included, self.not_included, self.reverted, self.predicted_profit,
@@ -190,11 +205,22 @@ class Metrics:
             self.risk_state.labels(state)
         for gate in GATES:
             self.risk_halt_reason.labels(gate)
+        for gate in RISK_HALT_REASONS:
+            self.risk_halts.labels(gate)
         for stream in ("newHeads", "newPendingTransactions"):
             self.ws_reconnects.labels(stream)
         for b in builders:
             for outcome in ("ok", "rpc_error", "http_error", "timeout", "unreachable", "bad_json", "cancelled"):
                 self.builder_requests.labels(b, outcome)
+
+    def rejected_counter(self, source: str) -> Counter:
+        """The risk-rejection counter of ``source``.
+
+        ``block_arb`` has its own; anything else (the mempool source, or a
+        source risk does not know, which fails closed) counts in the seed's
+        ``aether_mempool_risk_rejected_total``.
+        """
+        return self.block_arb_risk_rejected if source == "block_arb" else self.risk_rejected
 
     def set_risk_state(self, state: str) -> None:
         for s in RISK_STATES:

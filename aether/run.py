@@ -28,8 +28,8 @@ from ._log import configure_logging, register_secret
 from .chain import open_rpc
 from .config import Settings
 from .dumps import RunDir
-from .messages import GATES, RISK_ERROR, SOURCES
-from .metrics import CANDIDATE_REJECT_REASONS, Metrics
+from .messages import BLOCK_ARB_GATES, GATES, RISK_ERROR, SOURCES
+from .metrics import CANDIDATE_REJECT_REASONS, RISK_HALT_REASONS, Metrics
 
 __all__ = ["EXIT_CONFIG", "EXIT_NODE", "EXIT_SUPERVISOR", "run_main", "summarise_metrics"]
 
@@ -93,6 +93,12 @@ def summarise_metrics(m: Metrics) -> dict[str, Any]:
     return {
         "sources": per_source,
         "risk_rejected": {g: v("aether_mempool_risk_rejected_total", reason=g) for g in (*GATES, RISK_ERROR)},
+        # The block-driven source's own rejections (its own gates and counter).
+        "block_arb_risk_rejected": {
+            g: v("aether_block_arb_risk_rejected_total", reason=g) for g in (*BLOCK_ARB_GATES, RISK_ERROR)
+        },
+        # HALT episodes during the run, per reason (the seed's "no risk-breach halts").
+        "risk_halts": {g: v("aether_risk_halts_total", gate=g) for g in RISK_HALT_REASONS},
         "panics": panics,
         "dump_errors": v("aether_shadow_dump_errors_total"),
         "pending_seen": v("aether_mempool_pending_seen_total"),

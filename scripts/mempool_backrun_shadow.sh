@@ -7,8 +7,11 @@
 # polls aether's metrics and exits non-zero AT ONCE if
 #   aether_executor_bundles_submitted_total{source="mempool_backrun"} ever increments
 #   (or that of any other source: shadow submits nothing at all),
-# if aether dies, or if a panic is counted. At the end it writes a summary into the run
-# directory and exits 0 only if >= 1 bundle was built, none submitted, nothing panicked.
+# if aether dies, or if a panic is counted. aether's own output (its SHADOW MODE: ENABLED
+# banner first) goes to this terminal and is kept in the run directory (aether.out, with
+# aether.log). At the end it writes shadow-run.json into the run directory and exits 0 only
+# if >= 1 bundle was built, none submitted, nothing panicked and no risk HALT went on
+# (aether_risk_halts_total{gate}: the seed's "no risk-breach halts").
 #
 # Exit codes: 0 clean run; 1 run failed its criteria; 2 preflight failed (nothing started);
 # 3 a submission was detected during shadow.
@@ -39,10 +42,18 @@ command -v curl >/dev/null || die "curl is needed to poll the metrics endpoint; 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/aether-shadow.XXXXXX")
 AETHER_PID=""
 DEVNET_PID=""
+RUN_DIR=""
+keep_output() {  # aether's stdout (the banner) and log stay with the run, whatever the exit
+    [ -n "$RUN_DIR" ] && [ -d "$RUN_DIR" ] || return 0
+    [ -f "$WORK/aether.out" ] && cp "$WORK/aether.out" "$RUN_DIR/aether.out" 2>/dev/null
+    [ -f "$WORK/aether.log" ] && cp "$WORK/aether.log" "$RUN_DIR/aether.log" 2>/dev/null
+    return 0
+}
 cleanup() {
     local rc=$?
     [ -n "$AETHER_PID" ] && kill -TERM "$AETHER_PID" 2>/dev/null && wait "$AETHER_PID" 2>/dev/null || true
     [ -n "$DEVNET_PID" ] && kill -INT "$DEVNET_PID" 2>/dev/null && wait "$DEVNET_PID" 2>/dev/null || true
+    keep_output || true
     rm -rf "$WORK"
     exit $rc
 }
@@ -80,7 +91,9 @@ if [ "$(uname -s)" = "Darwin" ] && command -v caffeinate >/dev/null; then
     RUN_CMD=(caffeinate -i "${RUN_CMD[@]}")   # keep the Mac awake for the whole window
 fi
 say "starting: ${RUN_CMD[*]} (duration ${DURATION}s, metrics $METRICS_URL)"
-"${RUN_CMD[@]}" >"$WORK/aether.out" 2>"$WORK/aether.log" &
+# stdout (the banner, then aether's closing lines) reaches this terminal live and a file;
+# stderr (the log) goes to a file and is tailed here on failure.
+"${RUN_CMD[@]}" > >(tee "$WORK/aether.out") 2>"$WORK/aether.log" &
 AETHER_PID=$!
 
 metric() {  # metric NAME [LABEL_FILTER] -> sum of matching samples (integer)
@@ -115,6 +128,20 @@ sys.exit(0 if any(t.get("scrapeUrl") == url and t.get("health") == "up" for t in
 fi
 RUN_DIR=$(sed -n 's/^  dumps: \(.*\)\/bundles$/\1/p' "$WORK/aether.out" | head -n 1)
 say "run directory: ${RUN_DIR:-<unknown>}"
+# aether prints its banner before it serves metrics; tee may still be copying it.
+BANNER=0
+for _ in $(seq 1 50); do
+    if grep -q 'SHADOW MODE: ENABLED' "$WORK/aether.out" 2>/dev/null; then BANNER=1; break; fi
+    sleep 0.2
+done
+if [ "$BANNER" = 1 ]; then
+    say "aether's SHADOW MODE: ENABLED banner is shown above and kept in ${RUN_DIR:-the run directory}/aether.out"
+else
+    # Not fatal at once: the submission check below still runs (and exits 3 on the first one);
+    # the verdict fails at the end.
+    echo "[shadow-run] WARNING: aether did not print its SHADOW MODE: ENABLED banner; this run cannot pass" >&2
+fi
+keep_output
 
 SUB_FILTER='source="mempool_backrun"'
 # Every source counts: in shadow not one bundle may be submitted, mempool or block-driven.
@@ -138,8 +165,11 @@ while :; do
         built=$(metric aether_bundles_built_total "$SUB_FILTER")
         blocked=$(metric aether_executor_bundles_shadow_blocked_total "$SUB_FILTER")
         rejected=$(metric aether_mempool_risk_rejected_total)
-        printf '[shadow-run] %5ss elapsed %5ss left | mempool bundles built %s, shadow-blocked %s | risk rejections %s\n' \
-            "$elapsed" "$((DURATION - elapsed > 0 ? DURATION - elapsed : 0))" "$built" "$blocked" "$rejected"
+        arb_rejected=$(metric aether_block_arb_risk_rejected_total)
+        halts=$(metric aether_risk_halts_total)
+        printf '[shadow-run] %5ss elapsed %5ss left | mempool bundles built %s, shadow-blocked %s | risk rejections %s (block-driven %s) | halts %s\n' \
+            "$elapsed" "$((DURATION - elapsed > 0 ? DURATION - elapsed : 0))" "$built" "$blocked" "$rejected" \
+            "$arb_rejected" "$halts"
     fi
     [ "$elapsed" -ge "$DURATION" ] && break
     sleep "$POLL"
@@ -164,22 +194,41 @@ AETHER_PID=""
 [ "$rc" -eq 0 ] || { echo "[shadow-run] FAILED: aether exited $rc on SIGTERM" >&2; tail -n 30 "$WORK/aether.log" >&2; exit 1; }
 
 [ -n "$RUN_DIR" ] && [ -f "$RUN_DIR/summary.json" ] || { echo "[shadow-run] FAILED: no summary.json in '$RUN_DIR'" >&2; exit 1; }
-cp "$WORK/aether.log" "$RUN_DIR/aether.log"
+keep_output
 rc=0
-"$PY" - "$RUN_DIR" "$DURATION" <<'EOF' || rc=$?
+"$PY" - "$RUN_DIR" "$DURATION" "$BANNER" <<'EOF' || rc=$?
 import json, sys, pathlib
 run = pathlib.Path(sys.argv[1]); s = json.loads((run / "summary.json").read_text())
 src = s["sources"]
 built = src["mempool_backrun"]["built"]; submitted = sum(v["submitted"] for v in src.values())
-ok = built >= 1 and submitted == 0 and s["panics"] == 0
+# No record of halts is no evidence of none: fail closed when the summary lacks it.
+halts = s.get("risk_halts")
+halted = {g: n for g, n in (halts or {}).items() if n}
+failures = []
+if built < 1:
+    failures.append("no mempool backrun was built")
+if submitted:
+    failures.append(f"{submitted} bundle(s) submitted during shadow")
+if s["panics"]:
+    failures.append(f"{s['panics']} panic(s)")
+if sys.argv[3] != "1":
+    failures.append("aether did not print its SHADOW MODE: ENABLED banner")
+if halts is None:
+    failures.append("risk halts were not recorded (summary.json has no risk_halts)")
+elif halted:
+    failures.append("risk-breach halts during the run: " + ", ".join(f"{g}={n}" for g, n in sorted(halted.items())))
 doc = {"duration_s": int(sys.argv[2]), "mempool_backrun_built": built,
        "block_arb_built": src["block_arb"]["built"], "submitted": submitted, "panics": s["panics"],
+       "risk_halts": halts, "halted": bool(halted) or halts is None, "shadow_banner": sys.argv[3] == "1",
        "shadow_blocked": {k: v["shadow_blocked"] for k, v in src.items()},
-       "risk_rejected": s["risk_rejected"], "dump_files": len(list((run / "bundles").glob("*.json"))),
-       "passed": ok}
+       "risk_rejected": s["risk_rejected"], "block_arb_risk_rejected": s.get("block_arb_risk_rejected"),
+       "dump_files": len(list((run / "bundles").glob("*.json"))),
+       "failures": failures, "passed": not failures}
 (run / "shadow-run.json").write_text(json.dumps(doc, indent=2) + "\n")
 print(json.dumps(doc, indent=2))
-sys.exit(0 if ok else 1)
+for line in failures:
+    print(f"[shadow-run] FAILED: {line}", file=sys.stderr)
+sys.exit(0 if not failures else 1)
 EOF
 "$AETHER" report "$RUN_DIR" --html "$RUN_DIR/report.html" >"$RUN_DIR/report.txt" 2>&1 || true
 if [ "$rc" -eq 0 ]; then say "PASSED: run directory $RUN_DIR"; else echo "[shadow-run] FAILED: criteria not met (see $RUN_DIR/shadow-run.json)" >&2; fi

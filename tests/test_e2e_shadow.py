@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from faults._harness import SEED_FIELDS, devnet_process
 
-from aether.messages import GATES
+from aether.messages import BLOCK_ARB_GATES, GATES_BY_SOURCE
 
 pytestmark = pytest.mark.devnet
 
@@ -67,12 +67,13 @@ def test_shadow_run_dumps_every_bundle_and_the_builder_receives_nothing(
     assert summary["panics"] == 0 and summary["dump_errors"] == 0
     assert all(s["submitted"] == 0 for s in summary["sources"].values())
     blocked = sum(s["shadow_blocked"] for s in summary["sources"].values())
-    rejected = sum(summary["risk_rejected"].values())
+    rejected = sum(summary["risk_rejected"].values()) + sum(summary["block_arb_risk_rejected"].values())
     assert blocked + rejected == built  # every bundle accounted for
     for f in dumps:
         doc = json.loads(f.read_text())
         assert SEED_FIELDS <= doc.keys()
-        assert [d["gate"] for d in doc["risk_decisions"]][: len(GATES)] == list(GATES)
+        gates = GATES_BY_SOURCE[doc["source"]]
+        assert [d["gate"] for d in doc["risk_decisions"]][: len(gates)] == list(gates)
         assert doc["outcome"] in ("shadow_blocked", "rejected")
         assert doc["flashloan_provider"] == "none"
         assert int(doc["expected_net_profit_wei"]) == int(doc["expected_gross_profit_wei"]) - doc["gas_used"] * (
@@ -114,3 +115,41 @@ def test_inverted_gate_live_run_does_reach_the_builder(devnet_proc: tuple[dict[s
     sent = [json.loads(line) for line in record.read_text().splitlines() if line.strip()]
     bodies = [base64.b64decode(r["body_b64"]) for r in sent]
     assert any(b'"eth_sendBundle"' in b for b in bodies)
+
+
+def test_block_driven_path_builds_and_gates_with_mempool_tracking_off(
+    devnet_proc: tuple[dict[str, str], Path], tmp_path: Path
+) -> None:
+    """MEMPOOL_TRACKING=0 at the Stage B mempool minimum: the block-driven path alone, on its own gates.
+
+    The Stage B minimum (5e16) is far above what a devnet block arb nets, so if
+    the mempool's min_profit still judged block-driven bundles not one would
+    pass; with its own floor they are shadow-blocked.
+    """
+    env, chain_dir = devnet_proc
+    record = chain_dir / "builder-record.jsonl"
+    before = record.stat().st_size if record.exists() else 0
+    reports = tmp_path / "reports"
+    res = _run({**env, "AETHER_SHADOW": "1", "MEMPOOL_TRACKING": "0", "AETHER_REPORTS_DIR": str(reports),
+                "AETHER_MEMPOOL_MIN_PROFIT_WEI": "5e16"}, 15)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "SHADOW MODE: ENABLED" in res.stdout
+    run = _run_dir(reports)
+    summary = json.loads((run / "summary.json").read_text())
+    arb = summary["sources"]["block_arb"]
+    assert summary["sources"]["mempool_backrun"]["built"] == 0 and summary["pending_seen"] == 0
+    assert arb["built"] >= 1, summary
+    assert sum(summary["risk_rejected"].values()) == 0  # the seed's mempool counter saw nothing
+    assert arb["shadow_blocked"] + sum(summary["block_arb_risk_rejected"].values()) == arb["built"]
+    assert arb["shadow_blocked"] >= 1, summary  # not throttled by the mempool's 5e16
+    dumps = [json.loads(f.read_text()) for f in sorted((run / "bundles").glob("*.json"))]
+    assert len(dumps) == arb["built"]
+    for doc in dumps:
+        assert doc["source"] == "block_arb"
+        assert [d["gate"] for d in doc["risk_decisions"]] == list(BLOCK_ARB_GATES)
+        passed = {d["gate"]: d["passed"] for d in doc["risk_decisions"]}
+        if doc["outcome"] == "shadow_blocked":
+            assert all(passed.values()) and int(doc["expected_net_profit_wei"]) >= 10**15
+    tasks = json.loads((run / "tasks.json").read_text())
+    assert "intake" not in tasks["actors"] and "shadow_sink" in tasks["actors"]
+    assert (record.stat().st_size if record.exists() else 0) == before

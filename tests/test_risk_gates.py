@@ -14,11 +14,14 @@ import attrs
 import pytest
 
 from aether.config import ETHER, GWEI, RiskLimits
-from aether.messages import GATES, RiskDecision
+from aether.messages import BLOCK_ARB_GATES, GATES, RiskDecision
 from factories import PAIR_A, PAIR_B, make_bundle
 from aether.risk import (
     GATE_FUNCTIONS,
+    GATE_FUNCTIONS_BY_SOURCE,
     RiskSnapshot,
+    block_arb_dedup,
+    block_arb_min_profit,
     consecutive_reverts,
     daily_pnl,
     dedup,
@@ -65,16 +68,32 @@ def test_max_tip_share_threshold(bps: int, passed: bool) -> None:
 
 
 @pytest.mark.parametrize(("delta", "passed"), [(-1, True), (0, True), (1, False)])
-def test_gas_price_threshold_is_base_fee_plus_priority(delta: int, passed: bool) -> None:
-    price = 300 * GWEI + delta
-    b = make_bundle(base_fee=price - 2 * GWEI, priority=2 * GWEI)
-    assert gas_price(b, snap(), LIMITS, 0.0) == RiskDecision("gas_price", passed, str(price))
+def test_gas_price_threshold_is_the_market_base_fee(delta: int, passed: bool) -> None:
+    base = 300 * GWEI + delta
+    b = make_bundle(base_fee=base, priority=2 * GWEI)
+    assert gas_price(b, snap(), LIMITS, 0.0) == RiskDecision("gas_price", passed, str(base))
+
+
+def test_gas_price_ignores_our_own_tip_share_bid() -> None:
+    # A 3.9 ETH backrun bidding 80% as priority fee over 250k gas: ~12,480 gwei of
+    # priority fee. The market (base fee 30 gwei) is calm, so the gate passes and
+    # records the base fee it judged, not our bid.
+    gross = 39 * ETHER // 10
+    priority = gross * 8000 // 10000 // 250_000
+    b = make_bundle(base_fee=30 * GWEI, priority=priority)
+    assert b.gas_price_wei > 40 * LIMITS.max_gas_price_wei
+    assert gas_price(b, snap(), LIMITS, 0.0) == RiskDecision("gas_price", True, str(30 * GWEI))
+    # ... and a spike in the market still fails however small our bid.
+    spike = make_bundle(base_fee=LIMITS.max_gas_price_wei + 1, priority=0)
+    assert gas_price(spike, snap(), LIMITS, 0.0) == RiskDecision(
+        "gas_price", False, str(LIMITS.max_gas_price_wei + 1)
+    )
 
 
 def test_gas_price_halt_latch_fails_cheap_bundle() -> None:
     s = snap(halt_reasons=("gas_price",), halt_values=(("gas_price", str(301 * GWEI)),))
     d = gas_price(make_bundle(), s, LIMITS, 0.0)
-    assert d == RiskDecision("gas_price", False, str(32 * GWEI))
+    assert d == RiskDecision("gas_price", False, str(30 * GWEI))
 
 
 @pytest.mark.parametrize(("age_ms", "passed"), [(499, True), (500, True), (501, False)])
@@ -102,14 +121,28 @@ def test_victim_freshness_block_arb_and_future_victim() -> None:
     )
 
 
+def _victim_keys(block: int, n: int) -> set[tuple[int, str]]:
+    return {(block, "0x%064x" % i) for i in range(n)}
+
+
 @pytest.mark.parametrize(("count", "passed"), [(4, True), (5, False), (6, False)])
 def test_max_in_flight_threshold(count: int, passed: bool) -> None:
-    s = snap(inflight=((100, 9), (101, count)))
+    s = snap(dedup_keys=frozenset(_victim_keys(100, 9) | _victim_keys(101, count)))
     assert max_in_flight(make_bundle(target_block=101), s, LIMITS, 0.0) == RiskDecision(
         "max_in_flight", passed, str(count)
     )
     # Other blocks' counts do not leak into this one.
     assert max_in_flight(make_bundle(target_block=102), s, LIMITS, 0.0) == RiskDecision("max_in_flight", True, "0")
+
+
+def test_max_in_flight_counts_only_mempool_bundles() -> None:
+    # Four backruns and many block-driven bundles committed for block 101: the
+    # block-driven ones do not use up the mempool's per-block budget.
+    arbs = {(101, f"block_arb:0x{i:040x}") for i in range(20)}
+    s = snap(dedup_keys=frozenset(_victim_keys(101, 4) | arbs))
+    assert max_in_flight(make_bundle(target_block=101), s, LIMITS, 0.0) == RiskDecision("max_in_flight", True, "4")
+    s5 = snap(dedup_keys=frozenset(_victim_keys(101, 5) | arbs))
+    assert not max_in_flight(make_bundle(target_block=101), s5, LIMITS, 0.0).passed
 
 
 def test_dedup_keys_on_block_and_victim_or_first_pair() -> None:
@@ -167,3 +200,31 @@ def test_consecutive_reverts_pause_ends_exactly_at_until() -> None:
     assert consecutive_reverts(make_bundle(), s, LIMITS, 699.999) == RiskDecision("consecutive_reverts", False, "1")
     assert consecutive_reverts(make_bundle(), s, LIMITS, 700.0) == RiskDecision("consecutive_reverts", True, "1")
     assert consecutive_reverts(make_bundle(), s, LIMITS, 650.0).value == "3"  # 650 - 50 == 600: inclusive
+
+
+@pytest.mark.parametrize(("net", "passed"), [(10**15 - 1, False), (10**15, True), (10**15 + 1, True)])
+def test_block_arb_min_profit_threshold_is_its_own_variable(net: int, passed: bool) -> None:
+    arb = make_bundle(victim_hash=None, net=net)
+    assert block_arb_min_profit(arb, snap(), LIMITS, 0.0) == RiskDecision("block_arb_min_profit", passed, str(net))
+    # The Stage B mempool minimum does not move the block-driven floor.
+    stage_b = attrs.evolve(LIMITS, min_profit_wei=5 * 10**16)
+    assert block_arb_min_profit(arb, snap(), stage_b, 0.0).passed is passed
+    own = attrs.evolve(LIMITS, block_arb_min_profit_wei=net + 1)
+    assert not block_arb_min_profit(arb, snap(), own, 0.0).passed
+
+
+def test_block_arb_dedup_one_bundle_per_block_and_first_pair() -> None:
+    arb = make_bundle(victim_hash=None)
+    s = snap(dedup_keys=frozenset({(101, "block_arb:" + PAIR_A)}))
+    assert block_arb_dedup(arb, s, LIMITS, 0.0) == RiskDecision("block_arb_dedup", False, "1")
+    assert block_arb_dedup(make_bundle(victim_hash=None, target_block=102), s, LIMITS, 0.0).passed
+    # A backrun whose victim hash is spelled like the pair is not the block-driven key.
+    assert block_arb_dedup(arb, snap(dedup_keys=frozenset({(101, PAIR_A)})), LIMITS, 0.0).passed
+
+
+def test_gate_tables_by_source() -> None:
+    assert tuple(n for n, _ in GATE_FUNCTIONS_BY_SOURCE["mempool_backrun"]) == GATES
+    assert tuple(n for n, _ in GATE_FUNCTIONS_BY_SOURCE["block_arb"]) == BLOCK_ARB_GATES
+    # The seed's mempool gates never judge a block-driven bundle.
+    assert not set(BLOCK_ARB_GATES) & {"min_profit", "max_tip_share", "victim_freshness", "max_in_flight", "dedup"}
+    assert BLOCK_ARB_GATES[:4] == GATES[:4] == ("gas_price", "eth_balance", "daily_pnl", "consecutive_reverts")

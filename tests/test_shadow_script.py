@@ -68,6 +68,32 @@ def test_clean_shadow_run_exits_zero_with_summary(tmp_path: Path) -> None:
     assert doc["dump_files"] == doc["mempool_backrun_built"] + doc["block_arb_built"]
     assert (run / "report.txt").read_text().startswith("run ")
     assert "elapsed" in res.stdout  # the progress line
+    # aether's own banner reaches the operator's terminal and stays with the run.
+    assert "SHADOW MODE: ENABLED" in res.stdout
+    assert res.stdout.index("SHADOW MODE: ENABLED") < res.stdout.index("elapsed")  # shown at start, not at the end
+    kept = (run / "aether.out").read_text()
+    assert "SHADOW MODE: ENABLED" in kept and f"dumps: {run}/bundles" in kept
+    assert (run / "aether.log").stat().st_size > 0
+    assert doc["shadow_banner"] is True
+    # No halt went on, and the record says so per reason.
+    assert doc["halted"] is False and doc["failures"] == []
+    assert set(doc["risk_halts"]) >= {"gas_price", "eth_balance", "daily_pnl", "risk_error"}
+    assert not any(doc["risk_halts"].values())
+
+
+@pytest.mark.devnet
+def test_a_risk_halt_during_the_run_fails_the_verdict(tmp_path: Path) -> None:
+    # A gas limit of 1 wei: the first head's next base fee is above it, so the gas HALT latches.
+    res = _script(_env(tmp_path, AETHER_SHADOW="1", MEMPOOL_TRACKING="1", SHADOW_DURATION_SEC="10",
+                       AETHER_RISK_MAX_GAS_PRICE_WEI="1", DEVNET_ARGS="--block-time 1 --tx-rate 20"))
+    assert res.returncode == 1, res.stdout[-2000:] + res.stderr[-2000:]
+    assert "[shadow-run] FAILED: risk-breach halts during the run: gas_price=1" in res.stderr
+    assert "PASSED" not in res.stdout
+    [run] = list((tmp_path / "reports").glob("shadow_mempool_*"))
+    doc = json.loads((run / "shadow-run.json").read_text())
+    assert doc["passed"] is False and doc["halted"] is True
+    assert doc["risk_halts"]["gas_price"] == 1 and doc["submitted"] == 0
+    assert "SHADOW MODE: ENABLED" in (run / "aether.out").read_text()
 
 
 @pytest.mark.devnet

@@ -25,6 +25,7 @@ import trio
 from .._errors import RiskError
 from ..messages import RISK_ERROR, ActorStatistics, Bundle, RiskDecision, Tick, Verdict
 from ..metrics import Metrics
+from ..risk import dedup_gate
 
 __all__ = ["HaltRequest", "RiskActor", "ask_risk"]
 
@@ -115,6 +116,7 @@ class RiskActor:
                 if msg.active and msg.reason not in self._external_halts:
                     log.error("HALT: %s", msg.reason)
                     self._external_halts.add(msg.reason)
+                    self._metrics.risk_halts.labels(msg.reason).inc()
                     self._publish_external(lifted=None)
                 elif not msg.active and msg.reason in self._external_halts:
                     log.warning("halt lifted: %s", msg.reason)
@@ -154,7 +156,7 @@ class RiskActor:
             log.error("risk evaluation raised %s: failing closed", type(exc).__name__)
             verdict = Verdict(bundle, (RiskDecision(RISK_ERROR, False, f"error: {type(exc).__name__}"),), False,
                               RISK_ERROR)
-            self._metrics.risk_rejected.labels(RISK_ERROR).inc()
+            self._metrics.rejected_counter(bundle.source).labels(RISK_ERROR).inc()
             self._rejected += 1
             return verdict
         extra = [RiskDecision(reason, False, "halted") for reason in sorted(self._external_halts)]
@@ -162,7 +164,7 @@ class RiskActor:
             if verdict.passed:
                 # The gates passed but the end of the line cannot keep its
                 # record: fail closed, counted once under risk_error.
-                self._metrics.risk_rejected.labels(RISK_ERROR).inc()
+                self._metrics.rejected_counter(bundle.source).labels(RISK_ERROR).inc()
             verdict = Verdict(bundle, verdict.decisions + tuple(extra), False, verdict.reason or RISK_ERROR)
         if verdict.passed:
             try:
@@ -170,16 +172,17 @@ class RiskActor:
             except RiskError as exc:
                 # Not recorded for dedup/in-flight, so it must not go out.
                 log.error("risk could not record bundle %s: %s; failing closed", bundle.arb_id, exc)
-                self._metrics.risk_rejected.labels(RISK_ERROR).inc()
+                self._metrics.rejected_counter(bundle.source).labels(RISK_ERROR).inc()
                 self._rejected += 1
                 return Verdict(bundle, verdict.decisions + (RiskDecision(RISK_ERROR, False, "commit failed"),),
                                False, RISK_ERROR)
             if not committed:
                 # Its twin was committed in between: the dedup gate's verdict, after the fact.
-                self._metrics.risk_rejected.labels("dedup").inc()
+                gate = dedup_gate(bundle.source)
+                self._metrics.rejected_counter(bundle.source).labels(gate).inc()
                 self._rejected += 1
-                return Verdict(bundle, verdict.decisions + (RiskDecision("dedup", False, "committed twin"),),
-                               False, "dedup")
+                return Verdict(bundle, verdict.decisions + (RiskDecision(gate, False, "committed twin"),),
+                               False, gate)
             self._passed += 1
         else:
             self._rejected += 1

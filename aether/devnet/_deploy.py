@@ -381,6 +381,7 @@ async def deploy(
     seed: int = 1,
     ws_url: str | None = None,
     n_victims: int = N_VICTIMS,
+    liquidity_scale: int = 1,
 ) -> DevnetInfo:
     """Deploy everything on a fresh anvil (``--no-mining``) and fund the accounts.
 
@@ -393,12 +394,17 @@ async def deploy(
         seed: makes keys, addresses and pool prices reproducible.
         ws_url: the node's WebSocket URL (default: derived from ``rpc.url``).
         n_victims: how many victim accounts to fund and approve.
+        liquidity_scale: multiplies every pool's depth and the searcher's WETH
+            inventory (``aether devnet --liquidity-scale``: deep pools, big backruns).
 
     Raises:
         ConfigError: the npm artifacts are missing.
         AetherError: a deployment transaction was refused or reverted, or an
             init-code-hash check failed.
     """
+    if type(liquidity_scale) is not int or liquidity_scale < 1:
+        raise ConfigError(f"--liquidity-scale={liquidity_scale!r}: expected a whole number >= 1")
+    searcher_weth = SEARCHER_WETH * liquidity_scale
     started = time.perf_counter()
     workdir.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
@@ -420,7 +426,7 @@ async def deploy(
         raise BadNodeData("devnet deploy: the node refused eth_chainId/eth_getTransactionCount")
     chain_id = int(chain_id_hex, 16)
     funding = [("anvil_setBalance", [deployer.address, hex(_DEPLOYER_ETH)])]
-    funding += [("anvil_setBalance", [searcher.address, hex(SEARCHER_ETH + SEARCHER_WETH)])]
+    funding += [("anvil_setBalance", [searcher.address, hex(SEARCHER_ETH + searcher_weth)])]
     funding += [("anvil_setBalance", [v.address, hex(VICTIM_ETH)]) for v in victims]
     for r in await rpc.batch(funding):
         if isinstance(r, RpcError):
@@ -455,12 +461,13 @@ async def deploy(
     pools: list[tuple[DexConfig, str, int, str, int]] = []
     spec_by_symbol = {s.symbol: s for s in _TOKENS}
     for spec in _TOKENS:
-        base_weth, alt_weth = spec.weth_depth
+        base_weth, alt_weth = (w * liquidity_scale for w in spec.weth_depth)
         offset_bps = rng.randint(30, 150) * rng.choice((-1, 1))
         pools.append((dexes[0], weth, base_weth, token_addrs[spec.symbol], base_weth * spec.units_per_eth // ETHER))
         alt_tokens = alt_weth * spec.units_per_eth // ETHER * (10_000 + offset_bps) // 10_000
         pools.append((dexes[1], weth, alt_weth, token_addrs[spec.symbol], alt_tokens))
-    for sym_a, sym_b, (base_worth, alt_worth) in _CROSS:
+    for sym_a, sym_b, worths in _CROSS:
+        base_worth, alt_worth = (w * liquidity_scale for w in worths)
         a, b = spec_by_symbol[sym_a], spec_by_symbol[sym_b]
         offset_bps = rng.randint(30, 150) * rng.choice((-1, 1))
         for dex, worth, off in ((dexes[0], base_worth, 0), (dexes[1], alt_worth, offset_bps)):
@@ -538,7 +545,7 @@ async def deploy(
                 s.send("victim approval", tok.address, data, gas=80_000)
         second.add(s)
     s = _Signer(searcher, chain_id, 0)
-    s.send("searcher WETH deposit", weth, selector("deposit()"), gas=100_000, value=SEARCHER_WETH)
+    s.send("searcher WETH deposit", weth, selector("deposit()"), gas=100_000, value=searcher_weth)
     second.add(s)
     await _send_and_mine(rpc, second, block_gas=block_gas)
     # The searcher's one-time preparation, done the way an operator would do it.

@@ -362,6 +362,8 @@ class ReplayHarness:
     routes: RouteContracts | None = None
     mix: dict[RouteKind, float] | None = None
     simulate: bool = False
+    #: Victim swaps this many times bigger (``--victim-scale``; pair it with a deep deployment).
+    victim_scale: int = 1
 
     _sim: VictimSimulator | None = attrs.field(default=None, init=False)
     _by_route: Counter[str] = attrs.field(factory=Counter, init=False)
@@ -400,6 +402,7 @@ class ReplayHarness:
         builder = BundleBuilder(account, self.info.chain_id, tip_share_bps=self.tip_share_bps, nonces=NonceTracker())
         self._replayer = CandidateReplayer(self.rpc, self.info.weth, builder)
         self._traffic = VictimTraffic(self.rpc, self.info, seed=self.seed, routes=self.routes, mix=self.mix,
+                                      size_scale=self.victim_scale,
                                       fresh_senders=self.simulate)
         if self.simulate:
             self._sim = VictimSimulator(self.rpc, self._book, timeout_s=10.0)
@@ -695,6 +698,8 @@ async def run_replay(
     progress: TextIO | None = None,
     simulate: bool = False,
     mix: dict[RouteKind, float] | None = None,
+    liquidity_scale: int = 1,
+    victim_scale: int = 1,
 ) -> ReplayReport:
     """Start anvil, deploy, run the harness, stop anvil.
 
@@ -707,13 +712,13 @@ async def run_replay(
         wd = (workdir or Path(tmp)).resolve()
         wd.mkdir(parents=True, exist_ok=True)
         async with run_anvil(log_path=wd / "anvil.log") as node, open_rpc(node.rpc_url, timeout=30.0) as rpc:
-            info = await deploy(rpc, wd, seed=seed, ws_url=node.ws_url)
+            info = await deploy(rpc, wd, seed=seed, ws_url=node.ws_url, liquidity_scale=liquidity_scale)
             routes = None
             if mix is not None and any(w > 0 for k, w in mix.items() if k != RouteKind.ROUTER02):
                 routes = await deploy_route_contracts(rpc, info)
             harness = ReplayHarness(rpc, info, seed=seed, txs_per_block=txs_per_block, validate=validate,
                                     chain_block_time_s=chain_block_time_s, routes=routes, mix=mix,
-                                    simulate=simulate)
+                                    simulate=simulate, victim_scale=victim_scale)
             return await harness.run(duration_s=duration_s, block_time_s=block_time_s, max_blocks=max_blocks,
                                      progress=progress)
 
@@ -744,6 +749,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--route-mix", default=None, metavar="KIND=W,...",
                    help="swaps per route kind with --detect simulate (default router02=0.5,universal_router=0.3,"
                         "direct_multi_pair=0.2)")
+    p.add_argument("--liquidity-scale", type=int, default=1, metavar="N", help="pools N times deeper (default 1)")
+    p.add_argument("--victim-scale", type=int, default=1, metavar="N", help="victim swaps N times bigger (default 1)")
     return p
 
 
@@ -756,6 +763,9 @@ def replay_main(argv: list[str] | None = None, *, out: TextIO | None = None) -> 
     """
     args = _parser().parse_args(argv)
     out = out or sys.stdout
+    if not 1 <= args.liquidity_scale <= 10_000 or not 1 <= args.victim_scale <= 10_000:
+        print("replay: --liquidity-scale and --victim-scale must be whole numbers in 1..10000", file=sys.stderr)
+        return 2
     if args.duration <= 0 or min(args.txs_per_block, args.block_time, args.chain_block_time) < 0:
         print("replay: --duration must be > 0, --txs-per-block, --block-time and --chain-block-time >= 0",
               file=sys.stderr)
@@ -784,6 +794,8 @@ def replay_main(argv: list[str] | None = None, *, out: TextIO | None = None) -> 
                 progress=sys.stderr,
                 simulate=simulate,
                 mix=mix,
+                liquidity_scale=args.liquidity_scale,
+                victim_scale=args.victim_scale,
             )
         )
     except ConfigError as exc:

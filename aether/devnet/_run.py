@@ -117,6 +117,8 @@ async def run_devnet(
     v3: bool = False,
     route_mix: str | None = None,
     ground_truth: Path | None = None,
+    liquidity_scale: int = 1,
+    victim_scale: int = 1,
 ) -> None:
     """Run the devnet until cancelled.
 
@@ -136,6 +138,8 @@ async def run_devnet(
             ``direct_multi_pair`` (default :data:`DEFAULT_MIX`); the Universal Router
             and MultiSwap are deployed unless only Router02 has weight.
         ground_truth: append one JSON line per victim sent (the pools it moves) here.
+        liquidity_scale: pools (and the searcher's WETH) this many times deeper.
+        victim_scale: victim swaps this many times bigger.
 
     Raises:
         ConfigError: anvil or the npm artifacts are missing, or a bad argument.
@@ -149,6 +153,9 @@ async def run_devnet(
         mix = parse_mix(route_mix) if route_mix else dict(DEFAULT_MIX)
     except ValueError as exc:
         raise ConfigError(f"--route-mix={route_mix!r}: {exc}") from None
+    for flag, scale in (("--liquidity-scale", liquidity_scale), ("--victim-scale", victim_scale)):
+        if type(scale) is not int or not 1 <= scale <= 10_000:
+            raise ConfigError(f"{flag}={scale!r}: expected a whole number in 1..10000")
     out = out or sys.stdout
     started = time.perf_counter()
     workdir = workdir.resolve()
@@ -157,7 +164,7 @@ async def run_devnet(
         async with open_rpc(node.rpc_url, timeout=10.0) as rpc:
             # Deploy before the nursery opens, so that a failure surfaces as itself,
             # not wrapped in an exception group.
-            info = await deploy(rpc, workdir, seed=seed, ws_url=node.ws_url)
+            info = await deploy(rpc, workdir, seed=seed, ws_url=node.ws_url, liquidity_scale=liquidity_scale)
             if v3:  # Uniswap V3 beside V2 (issue 16); its [[dex]] block goes to workdir/v3.toml
                 await deploy_v3_into(rpc, info, workdir, out=out)
             routes = None
@@ -165,7 +172,8 @@ async def run_devnet(
                 routes = await deploy_route_contracts(rpc, info)
             truth = ground_truth.open("a", encoding="utf-8") if ground_truth is not None else None
             try:
-                make_traffic = functools.partial(VictimTraffic, routes=routes, mix=mix, ground_truth=truth)
+                make_traffic = functools.partial(VictimTraffic, routes=routes, mix=mix, ground_truth=truth,
+                                                size_scale=victim_scale)
                 await _serve(rpc, info, started, block_time, tx_rate, traffic, builder, workdir, env_file, out,
                              task_status, make_traffic, competitors)
             finally:
@@ -266,6 +274,10 @@ def _parser() -> argparse.ArgumentParser:
                         "(default router02=0.5,universal_router=0.3,direct_multi_pair=0.2; env AETHER_DEVNET_ROUTE_MIX)")
     p.add_argument("--ground-truth", type=Path, default=None, metavar="FILE",
                    help="append one JSON line per victim sent: its route kind and the pools it moves")
+    p.add_argument("--liquidity-scale", type=int, default=1, metavar="N",
+                   help="pools (and the searcher's WETH) N times deeper (default 1)")
+    p.add_argument("--victim-scale", type=int, default=1, metavar="N",
+                   help="victim swaps N times bigger (default 1); with --liquidity-scale: big backruns")
     return p
 
 
@@ -304,6 +316,8 @@ def devnet_main(argv: list[str]) -> int:
                     competitors=rivals,
                     route_mix=args.route_mix,
                     ground_truth=args.ground_truth,
+                    liquidity_scale=args.liquidity_scale,
+                    victim_scale=args.victim_scale,
                 )
 
     try:

@@ -217,6 +217,8 @@ class VictimTraffic:
             pools no earlier victim of the block moved, so what the victim does on the
             head alone (where a backrun bundle puts it) is what it does in the block.
         transfer_share: share of plain ETH transfers (default 15%).
+        size_scale: multiplies every victim's size draw (``aether devnet
+            --victim-scale``: big victims on deep pools).
     """
 
     def __init__(
@@ -232,7 +234,11 @@ class VictimTraffic:
         ground_truth: IO[str] | None = None,
         fresh_senders: bool = False,
         transfer_share: float = _P_TRANSFER,
+        size_scale: int = 1,
     ) -> None:
+        if type(size_scale) is not int or size_scale < 1:
+            raise ValueError(f"size_scale must be a whole number >= 1, got {size_scale!r}")
+        self._size_scale = size_scale
         self.rpc = rpc
         self.routes = routes
         if mix is None:
@@ -328,7 +334,7 @@ class VictimTraffic:
 
     def _draw_size_wei(self) -> int:
         micro = int(self._rng.lognormvariate(math.log(_SIZE_MEDIAN_ETH * 1e6), _SIZE_SIGMA))
-        return max(_SIZE_MIN_MICRO, min(_SIZE_MAX_MICRO, micro)) * 10**12
+        return max(_SIZE_MIN_MICRO, min(_SIZE_MAX_MICRO, micro)) * 10**12 * self._size_scale
 
     @staticmethod
     def _quote_out(amount_in: int, route: _Route, reserves: dict[str, tuple[int, int]]) -> list[int]:

@@ -9,11 +9,16 @@ bundle and a :class:`RiskSnapshot` (see :mod:`aether.risk._gates`).
 """
 
 from ._gates import (
+    BLOCK_ARB_GATE_FUNCTIONS,
     GATE_FUNCTIONS,
+    GATE_FUNCTIONS_BY_SOURCE,
     RiskSnapshot,
+    block_arb_dedup,
+    block_arb_min_profit,
     consecutive_reverts,
     daily_pnl,
     dedup,
+    dedup_gate,
     dedup_key,
     eth_balance,
     gas_price,
@@ -27,7 +32,9 @@ from ._state import HALT_GATES, STATE_VERSION, RiskEngine, RiskStatistics
 from ._store import RiskStore, StoreStatistics
 
 __all__ = [
+    "BLOCK_ARB_GATE_FUNCTIONS",
     "GATE_FUNCTIONS",
+    "GATE_FUNCTIONS_BY_SOURCE",
     "HALT_GATES",
     "STATE_VERSION",
     "RiskEngine",
@@ -35,9 +42,12 @@ __all__ = [
     "RiskStatistics",
     "RiskStore",
     "StoreStatistics",
+    "block_arb_dedup",
+    "block_arb_min_profit",
     "consecutive_reverts",
     "daily_pnl",
     "dedup",
+    "dedup_gate",
     "dedup_key",
     "eth_balance",
     "gas_price",

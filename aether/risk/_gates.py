@@ -10,19 +10,32 @@ thresholds testable one unit either side.
 
 Where the threshold itself lands (each is documented on its gate):
 
-========================  ==================================  =================
-gate                      passes when                         value
-========================  ==================================  =================
-``gas_price``             price <= max and no gas HALT        bundle gas price
-``eth_balance``           no balance HALT (balance >= min)    last balance wei
-``daily_pnl``             no P&L HALT (pnl >= -limit)         today's P&L wei
-``consecutive_reverts``   not PAUSED                          reverts in window
-``min_profit``            net >= min                          net profit wei
-``max_tip_share``         tip bps <= max                      tip share bps
-``victim_freshness``      age <= freshness ms                 age ms (ceiling)
-``max_in_flight``         in-flight < max (room for one more) in-flight count
-``dedup``                 key not yet committed               prior commits
-========================  ==================================  =================
+==========================  ==================================  =====================
+gate                        passes when                         value
+==========================  ==================================  =====================
+``gas_price``               market base fee <= max, no HALT     target block base fee
+``eth_balance``             no balance HALT (balance >= min)    last balance wei
+``daily_pnl``               no P&L HALT (pnl >= -limit)         today's P&L wei
+``consecutive_reverts``     not PAUSED                          reverts in window
+``min_profit``              net >= min                          net profit wei
+``max_tip_share``           tip bps <= max                      tip share bps
+``victim_freshness``        age <= freshness ms                 age ms (ceiling)
+``max_in_flight``           in-flight < max (room for one more) mempool in-flight
+``dedup``                   key not yet committed               prior commits
+``block_arb_min_profit``    net >= block-arb min                net profit wei
+``block_arb_dedup``         key not yet committed               prior commits
+==========================  ==================================  =====================
+
+Which gates judge a bundle depends on its source
+(:data:`aether.messages.GATES_BY_SOURCE`): the first four judge both; the
+seed's five mempool gates judge only ``mempool_backrun`` bundles; a
+``block_arb`` bundle has its own profit floor and duplicate guard instead, so
+the mempool's Stage B minimum never throttles the block-driven path.
+
+The gas gate is a *market* condition: it reads the target block's base fee,
+never our own priority fee. Our priority fee is the tip share of gross profit
+divided by gas (bounded by ``max_tip_share``), so the bigger the opportunity
+the higher our bid; judging the bid would refuse exactly the best backruns.
 """
 
 from __future__ import annotations
@@ -32,11 +45,15 @@ from collections.abc import Callable
 import attrs
 
 from ..config import RiskLimits
-from ..messages import GATES, Bundle, RiskDecision
+from ..messages import BLOCK_ARB_GATES, GATES, Bundle, Gate, RiskDecision
 
 __all__ = [
+    "BLOCK_ARB_GATE_FUNCTIONS",
     "GATE_FUNCTIONS",
+    "GATE_FUNCTIONS_BY_SOURCE",
     "RiskSnapshot",
+    "block_arb_dedup",
+    "block_arb_min_profit",
     "consecutive_reverts",
     "daily_pnl",
     "dedup",
@@ -49,6 +66,9 @@ __all__ = [
     "victim_age_ms",
     "victim_freshness",
 ]
+
+#: Dedup keys of block-driven bundles start with this (backrun keys are victim hashes).
+BLOCK_ARB_KEY_PREFIX = "block_arb:"
 
 ACTIVE = "active"
 PAUSED = "paused"
@@ -94,11 +114,20 @@ class RiskSnapshot:
     store_failed: bool = False
 
     def inflight_for(self, target_block: int) -> int:
-        """Committed bundles for ``target_block`` (0 when none)."""
+        """Committed bundles of every source for ``target_block`` (0 when none)."""
         for block, count in self.inflight:
             if block == target_block:
                 return count
         return 0
+
+    def mempool_inflight_for(self, target_block: int) -> int:
+        """Committed *mempool* bundles for ``target_block``: what the seed's in-flight cap counts.
+
+        Every committed bundle has exactly one dedup key, so the count is read
+        from the keys: block-driven bundles (``block_arb:`` keys) do not use up
+        the mempool's per-block budget.
+        """
+        return sum(1 for b, k in self.dedup_keys if b == target_block and not k.startswith(BLOCK_ARB_KEY_PREFIX))
 
     def halted_by(self, gate: str) -> bool:
         return gate in self.halt_reasons
@@ -112,18 +141,22 @@ class RiskSnapshot:
         return sum(1 for t in self.revert_times if now - t <= window_s)
 
 
-Gate = Callable[[Bundle, RiskSnapshot, RiskLimits, float], RiskDecision]
+GateFn = Callable[[Bundle, RiskSnapshot, RiskLimits, float], RiskDecision]
 
 
 def gas_price(bundle: Bundle, state: RiskSnapshot, limits: RiskLimits, now: float) -> RiskDecision:
-    """Target block base fee plus our priority fee at most ``max_gas_price_wei``.
+    """The market's gas price (the target block's base fee) at most ``max_gas_price_wei``.
 
-    The limit itself passes (the seed HALTs *above* 300 gwei). A gas HALT from the
-    last head (the next base fee alone above the limit) fails every bundle too.
+    "Gas price > 300 gwei -> HALT" guards against a gas spike on the chain, so it
+    is judged on the network's price, never on the priority fee aether itself
+    bids as tip share (that bid grows with the opportunity and is bounded by
+    ``max_tip_share``). The value is the base fee judged. The limit itself
+    passes (the seed HALTs *above* 300 gwei). A gas HALT from the last head (the
+    next base fee above the limit) fails every bundle too.
     """
-    price = bundle.gas_price_wei
+    market = bundle.base_fee_wei
     return RiskDecision(
-        "gas_price", price <= limits.max_gas_price_wei and not state.halted_by("gas_price"), str(price)
+        "gas_price", market <= limits.max_gas_price_wei and not state.halted_by("gas_price"), str(market)
     )
 
 
@@ -198,7 +231,7 @@ def max_in_flight(bundle: Bundle, state: RiskSnapshot, limits: RiskLimits, now: 
     The value is the count *before* this bundle: with the default 5, counts 0..4
     pass and this bundle becomes the 1st..5th; at 5 the block is full.
     """
-    count = state.inflight_for(bundle.target_block)
+    count = state.mempool_inflight_for(bundle.target_block)
     return RiskDecision("max_in_flight", count < limits.max_inflight, str(count))
 
 
@@ -211,17 +244,60 @@ def dedup_key(bundle: Bundle) -> str:
     victim = bundle.candidate.victim
     if victim is not None:
         return victim.hash_hex
-    return "block_arb:" + bundle.candidate.route[0].pair.lower()
+    return BLOCK_ARB_KEY_PREFIX + bundle.candidate.route[0].pair.lower()
+
+
+def _already_reached(bundle: Bundle, state: RiskSnapshot) -> bool:
+    """The target block was reached by a head risk has seen.
+
+    The engine forgets the (target block, key) records of a block once a head
+    reaches it, so for such a target a duplicate guard can no longer vouch that
+    no twin went out (a bundle delayed in a queue past its block would pass):
+    it fails closed, value ``"stale"``.
+    """
+    return state.last_head is not None and bundle.target_block <= state.last_head
 
 
 def dedup(bundle: Bundle, state: RiskSnapshot, limits: RiskLimits, now: float) -> RiskDecision:
-    """No bundle with the same (target block, key) was committed yet; value = prior commits."""
+    """No bundle with the same (target block, key) was committed yet; value = prior commits.
+
+    A target block already reached fails (``"stale"``): see :func:`_already_reached`.
+    """
+    if _already_reached(bundle, state):
+        return RiskDecision("dedup", False, "stale")
     seen = (bundle.target_block, dedup_key(bundle)) in state.dedup_keys
     return RiskDecision("dedup", not seen, "1" if seen else "0")
 
 
-#: Every gate with its function, in :data:`aether.messages.GATES` order.
-GATE_FUNCTIONS: tuple[tuple[str, Gate], ...] = (
+def block_arb_min_profit(bundle: Bundle, state: RiskSnapshot, limits: RiskLimits, now: float) -> RiskDecision:
+    """Block-driven floor: net profit at least ``block_arb_min_profit_wei`` (the minimum passes).
+
+    Its own variable (``AETHER_BLOCK_ARB_MIN_PROFIT_WEI``): raising the mempool
+    minimum for Stage B does not move it.
+    """
+    net = bundle.expected_net_profit_wei
+    return RiskDecision("block_arb_min_profit", net >= limits.block_arb_min_profit_wei, str(net))
+
+
+def block_arb_dedup(bundle: Bundle, state: RiskSnapshot, limits: RiskLimits, now: float) -> RiskDecision:
+    """One block-driven bundle per (target block, first pair of the route); value = prior commits.
+
+    The same gap is seen again on every strategy pass of a head; without this the
+    block-driven path would chase it many times per block.
+    """
+    if _already_reached(bundle, state):
+        return RiskDecision("block_arb_dedup", False, "stale")
+    seen = (bundle.target_block, dedup_key(bundle)) in state.dedup_keys
+    return RiskDecision("block_arb_dedup", not seen, "1" if seen else "0")
+
+
+def dedup_gate(source: str) -> str:
+    """The name of the duplicate guard that judges bundles of ``source``."""
+    return Gate.BLOCK_ARB_DEDUP.value if source == "block_arb" else Gate.DEDUP.value
+
+
+#: Every mempool gate with its function, in :data:`aether.messages.GATES` order.
+GATE_FUNCTIONS: tuple[tuple[str, GateFn], ...] = (
     ("gas_price", gas_price),
     ("eth_balance", eth_balance),
     ("daily_pnl", daily_pnl),
@@ -232,5 +308,21 @@ GATE_FUNCTIONS: tuple[tuple[str, Gate], ...] = (
     ("max_in_flight", max_in_flight),
     ("dedup", dedup),
 )
+#: The block-driven source's gates, in :data:`aether.messages.BLOCK_ARB_GATES` order.
+BLOCK_ARB_GATE_FUNCTIONS: tuple[tuple[str, GateFn], ...] = (
+    ("gas_price", gas_price),
+    ("eth_balance", eth_balance),
+    ("daily_pnl", daily_pnl),
+    ("consecutive_reverts", consecutive_reverts),
+    ("block_arb_min_profit", block_arb_min_profit),
+    ("block_arb_dedup", block_arb_dedup),
+)
+#: The gate table of each source; a source missing here is judged by nothing and fails closed.
+GATE_FUNCTIONS_BY_SOURCE: dict[str, tuple[tuple[str, GateFn], ...]] = {
+    "mempool_backrun": GATE_FUNCTIONS,
+    "block_arb": BLOCK_ARB_GATE_FUNCTIONS,
+}
 if tuple(name for name, _ in GATE_FUNCTIONS) != GATES:  # pragma: no cover - a wiring bug
     raise RuntimeError("aether.risk: GATE_FUNCTIONS out of step with aether.messages.GATES")
+if tuple(name for name, _ in BLOCK_ARB_GATE_FUNCTIONS) != BLOCK_ARB_GATES:  # pragma: no cover - a wiring bug
+    raise RuntimeError("aether.risk: BLOCK_ARB_GATE_FUNCTIONS out of step with aether.messages.BLOCK_ARB_GATES")

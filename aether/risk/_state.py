@@ -46,7 +46,7 @@ from ..chain._fees import next_base_fee
 from ..config import RiskLimits
 from ..messages import GATES, RISK_ERROR, Bundle, Head, RiskDecision, Tick, Verdict
 from ..metrics import Metrics
-from ._gates import ACTIVE, GATE_FUNCTIONS, HALTED, PAUSED, RiskSnapshot, dedup_key
+from ._gates import ACTIVE, GATE_FUNCTIONS_BY_SOURCE, HALTED, PAUSED, RiskSnapshot, dedup_key
 from ._store import RiskStore
 
 __all__ = ["HALT_GATES", "STATE_VERSION", "RiskEngine", "RiskStatistics"]
@@ -137,6 +137,7 @@ class RiskEngine:
         self._outcomes = 0
         self._saved_fingerprint: object = None
         self._published: object = None
+        self._halts_counted: set[str] = set()  # latches already counted in aether_risk_halts_total
 
         if store is not None:
             doc = store.load()
@@ -206,26 +207,35 @@ class RiskEngine:
     def evaluate(self, bundle: Bundle) -> Verdict:
         """Run every gate on ``bundle``; never raises.
 
-        Every gate runs (the dump shows all of them), in :data:`GATES` order.
-        The bundle passes only when every gate passes and the engine is ACTIVE.
+        Every gate of the bundle's source runs (the dump shows all of them), in
+        the order of :data:`~aether.messages.GATES_BY_SOURCE`. The bundle
+        passes only when every gate passes and the engine is ACTIVE.
         ``reason`` is the first failing gate, or ``risk_error`` when any gate
-        raised or the state could not be read (fail closed). A rejection
-        increments ``aether_mempool_risk_rejected_total{reason}`` exactly once.
+        raised, the state could not be read, or the source has no gate table
+        (fail closed). A rejection increments the source's counter
+        (``aether_mempool_risk_rejected_total{reason}`` or
+        ``aether_block_arb_risk_rejected_total{reason}``) exactly once.
         Nothing is recorded for a passed bundle until :meth:`commit`.
         """
         self._evaluated += 1
+        table = GATE_FUNCTIONS_BY_SOURCE.get(bundle.source)
+        problem = _source_problem(bundle)
+        if table is None or problem is not None:
+            # A bundle whose label does not match its content (a backrun labelled
+            # block_arb would skip the mempool gates): judged by nothing, refused.
+            return self._verdict(bundle, (RiskDecision(RISK_ERROR, False, problem or "unknown source"),), RISK_ERROR)
         try:
             now = self._clock()
             self._roll_day()
             self._publish()
             snap = self._snapshot(now)
         except Exception as exc:
-            decisions = tuple(RiskDecision(g, False, f"error: {type(exc).__name__}") for g in GATES)
+            decisions = tuple(RiskDecision(g, False, f"error: {type(exc).__name__}") for g, _ in table)
             return self._verdict(bundle, decisions, RISK_ERROR)
 
         decisions_list: list[RiskDecision] = []
         errored = False
-        for name, gate in GATE_FUNCTIONS:
+        for name, gate in table:
             try:
                 decision = gate(bundle, snap, self.limits, now)
                 if decision.gate != name or decision.passed is not True and decision.passed is not False:
@@ -252,7 +262,7 @@ class RiskEngine:
             return Verdict(bundle=bundle, decisions=decisions, passed=True, reason=None)
         self._rejected[reason] = self._rejected.get(reason, 0) + 1
         if self._metrics is not None:
-            self._metrics.risk_rejected.labels(reason).inc()
+            self._metrics.rejected_counter(bundle.source).labels(reason).inc()
         return Verdict(bundle=bundle, decisions=decisions, passed=False, reason=reason)
 
     def commit(self, verdict: Verdict) -> bool:
@@ -381,9 +391,31 @@ class RiskEngine:
         window = self.limits.revert_window_s
         self._revert_times = [t for t in self._revert_times if now - t <= window]
 
+    def _count_halts(self) -> None:
+        """Count each HALT episode once in ``aether_risk_halts_total{gate}``.
+
+        An episode starts when a latch goes on and ends when it is released.
+        Before the first head, the head-decided latches (``eth_balance``:
+        "unknown" until a head; ``gas_price`` and ``eth_balance`` carried over
+        in the state file) are a wait for data, not a breach, and are not
+        counted; if the first head leaves one on, it is. A ``daily_pnl`` latch
+        restored from the file is counted at once: the day's loss is real and
+        the process is halted during this run.
+        """
+        assert self._metrics is not None
+        on = set(self._halts)
+        if self._store_failed:
+            on.add(RISK_ERROR)
+        if self._heads == 0:
+            on -= {"eth_balance", "gas_price"}
+        for gate in sorted(on - self._halts_counted):
+            self._metrics.risk_halts.labels(gate).inc()
+        self._halts_counted = on
+
     def _publish(self) -> None:
         if self._metrics is None:
             return
+        self._count_halts()
         status = self._status(self._clock())
         current = (status, tuple(sorted(self._halts)), self._store_failed)
         if current == self._published:
@@ -514,6 +546,28 @@ class RiskEngine:
         self._last_head = last_head
         self._inflight = {int(k): v for k, v in inflight_raw.items() if v > 0}
         self._dedup = {int(k): set(v) for k, v in dedup_raw.items() if v}
+
+
+def _source_problem(bundle: Bundle) -> str | None:
+    """Why ``bundle.source`` cannot be trusted to pick its gates, or None.
+
+    The gate table is chosen by source, so the label must agree with the
+    content: a backrun has a victim, a block-driven arb has none, and the
+    bundle and its candidate say the same.
+    """
+    try:
+        cand = bundle.candidate
+        if cand.source != bundle.source:
+            return f"source {bundle.source!r} but candidate says {cand.source!r}"
+        if bundle.source == "mempool_backrun" and cand.victim is None:
+            return "mempool_backrun bundle without a victim"
+        if bundle.source == "block_arb" and cand.victim is not None:
+            return "block_arb bundle with a victim"
+        if bundle.source not in GATE_FUNCTIONS_BY_SOURCE:
+            return f"unknown source {bundle.source!r}"
+    except Exception as exc:  # noqa: BLE001 - a malformed bundle fails closed
+        return f"error: {type(exc).__name__}"
+    return None
 
 
 def _is_time(value: object) -> bool:

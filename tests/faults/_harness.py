@@ -42,7 +42,7 @@ from typing import Any
 import attrs
 import trio
 
-from aether.messages import GATES, RISK_ERROR
+from aether.messages import BLOCK_ARB_GATES, GATES, RISK_ERROR
 
 __all__ = [
     "AETHER",
@@ -59,6 +59,7 @@ __all__ = [
     "popen_run",
     "read_env",
     "record_figures",
+    "risk_rejected",
     "run_aether",
     "run_env",
     "start_run",
@@ -311,6 +312,12 @@ def parse_metrics(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], flo
     return out
 
 
+def risk_rejected(samples: Mapping[tuple[str, frozenset[tuple[str, str]]], float], **labels: str) -> float:
+    """Risk rejections of both sources (the mempool's seed counter plus the block-driven one)."""
+    return (metric(samples, "aether_mempool_risk_rejected_total", **labels)
+            + metric(samples, "aether_block_arb_risk_rejected_total", **labels))
+
+
 def metric(samples: Mapping[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str) -> float:
     """Sum of the samples named ``name`` whose labels include ``labels``."""
     want = set(labels.items())
@@ -387,7 +394,8 @@ def inspect_run(run_dir: Path) -> RunCheck:
         built=sum(int(s.get("built", 0)) for s in sources.values()),
         shadow_blocked=sum(int(s.get("shadow_blocked", 0)) for s in sources.values()),
         submitted=sum(int(s.get("submitted", 0)) for s in sources.values()),
-        risk_rejected=sum(int((summary or {}).get("risk_rejected", {}).get(g, 0)) for g in (*GATES, RISK_ERROR)),
+        risk_rejected=sum(int((summary or {}).get("risk_rejected", {}).get(g, 0)) for g in (*GATES, RISK_ERROR))
+        + sum(int((summary or {}).get("block_arb_risk_rejected", {}).get(g, 0)) for g in (*BLOCK_ARB_GATES, RISK_ERROR)),
         dumps=len(files),
         outcomes=dict(outcomes),
         partial_dumps=tuple(partial),

@@ -54,6 +54,7 @@ from ._harness import (
     inspect_run,
     metric,
     record_figures,
+    risk_rejected,
     run_env,
     start_run,
 )
@@ -173,7 +174,7 @@ def _seed_state(path: Path, *, pnl_wei: int, reverts: int = 0, day_offset: int =
 
 
 def _halted_for_pnl(m: Samples) -> bool:
-    return (metric(m, "aether_mempool_risk_rejected_total", reason="daily_pnl") >= 1
+    return (risk_rejected(m, reason="daily_pnl") >= 1
             and metric(m, "aether_risk_halted", gate="eth_balance") == 0)
 
 
@@ -198,9 +199,8 @@ async def test_reports_fs_fault_halts_with_the_reason_and_every_bundle_is_dumped
             assert metric(m, "aether_risk_state", state="halted") == 1
             halted_at = m
             # While it is broken: bundles keep being built, risk rejects them (fail closed), nothing is written.
-            m = await _until_metrics(run, "bundles rejected during the halt", lambda m: metric(
-                m, "aether_mempool_risk_rejected_total", reason="risk_error") >= metric(
-                halted_at, "aether_mempool_risk_rejected_total", reason="risk_error") + 3)
+            m = await _until_metrics(run, "bundles rejected during the halt", lambda m: risk_rejected(
+                m, reason="risk_error") >= risk_rejected(halted_at, reason="risk_error") + 3)
             assert metric(m, "aether_shadow_dump_errors_total") >= 1
             assert _written(m) < _built(m)
             during = inspect_run(run_dir)
@@ -379,10 +379,10 @@ async def test_restart_across_the_utc_day(devnet: Devnet, tmp_path: Path, day_of
     run = await start_run(env, duration=None, log_dir=tmp_path / "log")
     try:
         m = await _until_metrics(run, "a head and a risk decision", lambda m: metric(
-            m, "aether_risk_halted", gate="eth_balance") == 0 and metric(m, "aether_mempool_risk_rejected_total")
+            m, "aether_risk_halted", gate="eth_balance") == 0 and risk_rejected(m)
             + metric(m, "aether_executor_bundles_shadow_blocked_total") >= 3)
         assert metric(m, "aether_risk_halted", gate="daily_pnl") == int(halted)
-        assert (metric(m, "aether_mempool_risk_rejected_total", reason="daily_pnl") > 0) is halted
+        assert (risk_rejected(m, reason="daily_pnl") > 0) is halted
         run.proc.send_signal(signal.SIGTERM)
         code = await run.wait()
     finally:
