@@ -220,7 +220,7 @@ class InclusionTracker:
         """What one of our transactions earned: WETH in minus WETH out minus gas paid."""
         value = -int(r["gasUsed"], 16) * int(r["effectiveGasPrice"], 16)
         for lg in r.get("logs") or ():
-            topics = lg.get("topics") or ()
+            topics: list[Any] = lg.get("topics") or []
             if str(lg.get("address", "")).lower() != self._weth or len(topics) != 3 or topics[0] != _TRANSFER:
                 continue
             amount = int(lg["data"], 16)

@@ -210,8 +210,8 @@ class Metrics:
         for stream in ("newHeads", "newPendingTransactions"):
             self.ws_reconnects.labels(stream)
         for b in builders:
-            for outcome in ("ok", "rpc_error", "http_error", "timeout", "unreachable", "bad_json", "cancelled"):
-                self.builder_requests.labels(b, outcome)
+            for answer in ("ok", "rpc_error", "http_error", "timeout", "unreachable", "bad_json", "cancelled"):
+                self.builder_requests.labels(b, answer)
 
     def rejected_counter(self, source: str) -> Counter:
         """The risk-rejection counter of ``source``.

@@ -271,7 +271,9 @@ def task_tree() -> list[str]:
             for child in nursery.child_tasks:
                 walk(child)
 
-    walk(trio.lowlevel.current_root_task())
+    root = trio.lowlevel.current_root_task()
+    assert root is not None  # called from inside trio.run
+    walk(root)
     return names
 
 

@@ -461,7 +461,7 @@ class Settler:
     def _victim_missing(self, b: Bundle, blk: _Block, tx: Any, count: Any) -> Settlement:
         v = b.candidate.victim
         assert v is not None
-        base = {"bundle": b, "outcome": SettlementOutcome.VICTIM_NOT_INCLUDED, "block_hash": blk.hash}
+        base: dict[str, Any] = {"bundle": b, "outcome": SettlementOutcome.VICTIM_NOT_INCLUDED, "block_hash": blk.hash}
         if isinstance(tx, dict):
             number = tx.get("blockNumber")
             if number is None:
@@ -554,7 +554,7 @@ class Settler:
     def _weth_net(self, r: dict[str, Any], who: str) -> int:
         value = 0
         for lg in r.get("logs") or ():
-            topics = lg.get("topics") or ()
+            topics: list[Any] = lg.get("topics") or []
             if str(lg.get("address", "")).lower() != self._weth or len(topics) != 3 or topics[0] != _TRANSFER:
                 continue
             amount = int(lg["data"], 16)

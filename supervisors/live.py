@@ -26,13 +26,14 @@ def build_live_tree(rt: Runtime, *, auth: Any) -> list[ActorSpec]:
     submitter = Submitter(s.builders, auth, shadow=s.shadow, metrics=rt.metrics, timeout_s=s.builder_timeout_s)
     tracker = InclusionTracker(rt.rpc, searcher=rt.signer.address.lower(), weth=s.chain.weth, metrics=rt.metrics)
     p = build_pipeline(rt, tail_wants_ticks=True)
-    assert p.ticks is not None
+    ticks = p.ticks
+    assert ticks is not None
     feedback = p.feedback
     p.specs.append(
         ActorSpec(
             "submit",
             lambda: SubmitActor(submitter=submitter, tracker=tracker, run_dir=rt.run_dir, metrics=rt.metrics,
-                                inbox=p.verdicts, ticks=p.ticks, feedback=feedback, deadline_s=s.builder_timeout_s),
+                                inbox=p.verdicts, ticks=ticks, feedback=feedback, deadline_s=s.builder_timeout_s),
             outputs=[feedback],
         )
     )

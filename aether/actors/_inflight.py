@@ -311,7 +311,7 @@ class InFlightActor:
         led.retry_reason.pop(target, None)
         await self._write_rows(rows)
 
-    async def _write_rows(self, rows: list[tuple[Settlement, int | None]]) -> None:
+    async def _write_rows(self, rows: Sequence[tuple[Settlement, int | None]]) -> None:
         """Queue ``rows`` in the ledger, then write every queued row (shielded: a row is never half done)."""
         led = self.ledger
         led.writing.extend(rows)

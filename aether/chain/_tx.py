@@ -82,14 +82,14 @@ def _rlp_len(n: int, short: int) -> bytes:
 _SHORT_STR = [bytes((0x80 + n,)) for n in range(56)]
 
 
-def _rlp_item(item: bytes | list[Any]) -> bytes:
+def _rlp_item(item: bytes | list[Any] | tuple[Any, ...]) -> bytes:
     if item.__class__ is bytes:
-        n = len(item)  # type: ignore[arg-type]
-        if n == 1 and item[0] < 0x80:  # type: ignore[index]
-            return item  # type: ignore[return-value]
-        return (_SHORT_STR[n] if n < 56 else _rlp_len(n, 0x80)) + item  # type: ignore[operator]
+        n = len(item)
+        if n == 1 and item[0] < 0x80:
+            return item
+        return (_SHORT_STR[n] if n < 56 else _rlp_len(n, 0x80)) + item
     if item.__class__ is list or item.__class__ is tuple:
-        payload = b"".join([_rlp_item(x) for x in item])  # type: ignore[union-attr]
+        payload = b"".join([_rlp_item(x) for x in item])
         n = len(payload)
         return (bytes((0xC0 + n,)) if n < 56 else _rlp_len(n, 0xC0)) + payload
     if isinstance(item, (bytes, bytearray, memoryview)):
@@ -159,9 +159,9 @@ def _addr(obj: dict[str, Any], key: str) -> str:
 
 
 def _hash32(value: object, key: str) -> bytes:
-    if value.__class__ is not str or not _HASH_RE.match(value):  # type: ignore[arg-type]
+    if value.__class__ is not str or not _HASH_RE.match(value):
         raise DecodeError(f"{key}: expected a 32-byte hex hash, got {_short(value)}", "bad_fields")
-    return bytes.fromhex(value[2:])  # type: ignore[index]
+    return bytes.fromhex(value[2:])
 
 
 def _short(value: object) -> str:

@@ -593,7 +593,7 @@ class Subscriber:
                 self._attempt = 0
                 first = False
             if result.__class__ is dict:
-                self._push_pending(send, Frame(cast(dict[str, Any], result), clock(), wall_ns()))
+                self._push_pending(send, Frame(result, clock(), wall_ns()))
             else:
                 self._queue_fetch(cast(str, result))
 
@@ -650,7 +650,7 @@ class Subscriber:
             sub_id = reply.get("result")
             if sub_id.__class__ is not str or not sub_id:
                 raise BadNodeData(f"eth_subscribe: {self._where} answered without a subscription id")
-            return cast(str, sub_id)
+            return sub_id
 
     def _parse(self, message: str | bytes, sub_id: str) -> dict[str, Any] | str:
         try:
@@ -664,9 +664,9 @@ class Subscriber:
             raise _BadFrame
         result = params.get("result")
         if result.__class__ is dict:
-            return cast(dict[str, Any], result)
+            return result
         if self.kind == PENDING and result.__class__ is str and _TX_HASH_RE.match(result):
-            return cast(str, result)
+            return result
         raise _BadFrame
 
     def _queue_fetch(self, tx_hash: str) -> None:

@@ -51,7 +51,7 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import attrs
 import h11
@@ -206,7 +206,7 @@ class LocalBuilder:
         self._expired = 0
         self._lost = 0
         self._conflicts = 0
-        self._record = None
+        self._record: IO[bytes] | None = None
 
     def statistics(self) -> BuilderStatistics:
         return BuilderStatistics(
@@ -495,7 +495,7 @@ class LocalBuilder:
             log.info("bundle %s dropped: its pending transaction is not ready", held.bundle_hash)
             return False
         # What must run before the bundle's pending txs: their senders' lower nonces.
-        first = {}
+        first: dict[str, int] = {}
         for t in in_pool:
             first[t.sender] = min(first.get(t.sender, t.nonce), t.nonce)
         prereq = [x for x in rest if x[0] not in bundle_hashes and x[1] in first and x[2] < first[x[1]]]

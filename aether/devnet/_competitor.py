@@ -35,12 +35,15 @@ from __future__ import annotations
 import logging
 import random
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import httpx
 import orjson
 import trio
+
+if TYPE_CHECKING:
+    from eth_typing import ChecksumAddress
 from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
@@ -385,7 +388,7 @@ class Competitors:
         return ok
 
 
-def _checksum(address: str) -> str:
+def _checksum(address: str) -> ChecksumAddress:
     from eth_utils import to_checksum_address
 
     return to_checksum_address(address)

@@ -142,7 +142,7 @@ def _instrument(rec: _Record, on_post: Callable[[PendingTx, Any], None]) -> Any:
 
     VictimSimulator.simulate = simulate  # type: ignore[method-assign]
     PoolBook.ensure = ensure  # type: ignore[method-assign]
-    Validator.validate = validate  # type: ignore[method-assign]
+    Validator.validate = validate  # type: ignore[method-assign, assignment]
     _backrun.BackrunStrategy.on_post_state = on_post_state  # type: ignore[method-assign]
     try:
         yield

@@ -540,9 +540,9 @@ async def deploy(
     ]
     for v in victims:
         s = _Signer(v, chain_id, 0)
-        for tok in tokens:
+        for token in tokens:
             for data in approve_args:
-                s.send("victim approval", tok.address, data, gas=80_000)
+                s.send("victim approval", token.address, data, gas=80_000)
         second.add(s)
     s = _Signer(searcher, chain_id, 0)
     s.send("searcher WETH deposit", weth, selector("deposit()"), gas=100_000, value=searcher_weth)

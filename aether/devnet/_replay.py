@@ -508,12 +508,12 @@ class ReplayHarness:
                     continue
                 self._by_route[f"{route_kind}:post_states"] += 1
                 t0 = time.perf_counter()
-                found = await self._backrun.on_post_state(tx, head, post, inventory_wei=inventory)
+                backruns = await self._backrun.on_post_state(tx, head, post, inventory_wei=inventory)
                 self._sizing_s.append(time.perf_counter() - t0)
-                if isinstance(found, Rejection):
-                    self._rejections[f"mempool_backrun:{found.reason}"] += 1
+                if isinstance(backruns, Rejection):
+                    self._rejections[f"mempool_backrun:{backruns.reason}"] += 1
                     continue
-                for cand in found:
+                for cand in backruns:
                     dirty = True
                     await self._check(cand, head, searcher_nonce, kind=route_kind, route_kind=route_kind)
             await self._mine_batch(raws, head, dirty=dirty)
@@ -626,7 +626,7 @@ class ReplayHarness:
             }
             for src in ("mempool_backrun", "block_arb")
         }
-        summary = {
+        summary: dict[str, Any] = {
             "seed": self.seed,
             "validation": self.validate,
             "txs_per_block": self.txs_per_block,

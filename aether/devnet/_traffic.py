@@ -29,7 +29,7 @@ from __future__ import annotations
 import collections
 import math
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import IO, Any
 
 import attrs
@@ -367,7 +367,7 @@ class VictimTraffic:
             replies = await self.rpc.batch(
                 [("eth_getTransactionCount", [a.address, "pending"]) for a in self._accounts]
             )
-            nonces = {}
+            nonces: dict[str, int] = {}
             for a, r in zip(self._accounts, replies, strict=True):
                 if isinstance(r, RpcError):
                     raise r
@@ -670,7 +670,7 @@ class VictimTraffic:
         return sel + args, 0, size, amounts
 
     @staticmethod
-    def _universal(kind: str, path: list[str], amount: int, limit: int, deadline: int) -> bytes:
+    def _universal(kind: str, path: Sequence[str], amount: int, limit: int, deadline: int) -> bytes:
         """``execute`` calldata: ``amount`` is the exact input (or output), ``limit`` the bound."""
         eth_in, eth_out, exact_out = kind in ETH_IN_KINDS, kind in ETH_OUT_KINDS, kind in _EXACT_OUT
         recipient = ADDRESS_THIS if eth_out else MSG_SENDER

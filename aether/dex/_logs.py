@@ -68,7 +68,7 @@ class SyncEvent:
 def _entry(obj: object, i: int) -> LogEntry:
     if obj.__class__ is not dict:
         raise DecodeError(f"log {i} is not an object", _MALFORMED)
-    address, topics, data = obj.get("address"), obj.get("topics"), obj.get("data")  # type: ignore[attr-defined]
+    address, topics, data = obj.get("address"), obj.get("topics"), obj.get("data")
     if not isinstance(address, str) or not _ADDR.fullmatch(address):
         raise DecodeError(f"log {i}: bad address", _MALFORMED)
     if not isinstance(topics, list) or len(topics) > 4:

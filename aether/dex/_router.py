@@ -149,7 +149,7 @@ def decode_swap(data: bytes, value: int = 0) -> SwapCall:
         raise DecodeError(f"{fn.name}: {size} bytes, head needs {32 * n_head}", reason="bad_calldata")
     words = [body[i : i + 32] for i in range(0, 32 * n_head, 32)]
     if n_head == 5:
-        head = (int.from_bytes(words[0], "big"), int.from_bytes(words[1], "big"))
+        head: tuple[int, ...] = (int.from_bytes(words[0], "big"), int.from_bytes(words[1], "big"))
         off_w, to_w, dl_w = words[2], words[3], words[4]
     else:
         head = (int.from_bytes(words[0], "big"),)

@@ -569,7 +569,7 @@ def _load_one(path: Path, problems: list[Problem]) -> RunData | None:
             problems.append(Problem(str(bdir), reason))
             names = []
         for name in sorted(names):
-            b, _ = doc_of(f"bundles/{name}", MAX_BUNDLE_BYTES, lambda d, n=name: Bundle.from_doc(d, n))
+            b, _ = doc_of(f"bundles/{name}", MAX_BUNDLE_BYTES, lambda d: Bundle.from_doc(d, name))  # called at once
             if b is None:
                 continue
             # aether names a dump <arb_id>.json, a dedup twin <arb_id>-<n>.json; nothing else.
@@ -705,10 +705,10 @@ def load_runs(dirs: Iterable[Path]) -> LoadResult:
     by_envelope: dict[str, tuple[str, Path]] = {}
     renamed: list[tuple[str, Path, str, Path]] = []
     for r in runs:
-        for b in r.bundles:
-            first = by_envelope.setdefault(b.envelope_digest, (b.arb_id, r.path))
-            if first[0] != b.arb_id:
-                renamed.append((b.arb_id, r.path, *first))
+        for dump in r.bundles:
+            earlier = by_envelope.setdefault(dump.envelope_digest, (dump.arb_id, r.path))
+            if earlier[0] != dump.arb_id:
+                renamed.append((dump.arb_id, r.path, *earlier))
     if renamed:
         arb, path, arb0, path0 = renamed[0]
         notes.append(Note(f"{len(renamed)} dump(s) carry the signed transactions of another arb_id (e.g. {arb} in "

@@ -205,7 +205,7 @@ def _mix_over_time(rows: Sequence[dict[str, Any]], buckets: int = 24) -> str:
     w, h, left, bar = 640, 220, 40, max(4, 560 // n)
     parts = []
     for i in range(n):
-        y = h - 30
+        y: float = h - 30
         for o in OUTCOMES:
             v = counts[i][o]
             if not v:

@@ -249,6 +249,7 @@ def size_cycle(a_leg: Leg, b_leg: Leg, *, cap: int = UINT112_MAX, budget: int = 
             return cache[v]
         evaluations += 1
         got: tuple[int, int, int] | None = None
+        mid: int | None
         if by_mid:
             a = a_leg.min_input_for(v) if v > 0 else None
             mid = v

@@ -94,14 +94,14 @@ class Prefilter:
         data = obj.get("input")
         if data.__class__ is not str:
             data = obj.get("data")
-        if data.__class__ is not str or len(data) <= 2:  # type: ignore[arg-type]
+        if data.__class__ is not str or len(data) <= 2:
             return False, ScreenSkip.PLAIN_TRANSFER
-        low = to.lower()  # type: ignore[union-attr]
+        low = to.lower()
         if low in self._routers:
             return True, ScreenHint.ROUTER
         if low in self._learned:
             return True, ScreenHint.LEARNED
-        text: str = data[:HINT_SCAN_CHARS].lower()  # type: ignore[index]
+        text: str = data[:HINT_SCAN_CHARS].lower()
         for t in self._tokens:
             if t in text:
                 return True, ScreenHint.TOKEN

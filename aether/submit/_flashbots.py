@@ -11,7 +11,7 @@ go-ethereum's ``crypto.Keccak256Hash(body).Hex()`` prints it (lowercase, with
 from __future__ import annotations
 
 from eth_account import Account
-from eth_account.messages import encode_defunct
+from eth_account.messages import SignableMessage, encode_defunct
 from eth_account.signers.local import LocalAccount
 from eth_hash.auto import keccak
 
@@ -20,7 +20,7 @@ __all__ = ["HEADER", "flashbots_signature", "recover_flashbots_signer"]
 HEADER = "X-Flashbots-Signature"
 
 
-def _message(body: bytes):  # noqa: ANN202 - eth-account's SignableMessage
+def _message(body: bytes) -> SignableMessage:
     return encode_defunct(text="0x" + keccak(body).hex())
 
 
