@@ -38,6 +38,12 @@ class Actor(Protocol):
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None: ...
 
 
+class Closeable(Protocol):
+    """An actor's output the supervisor closes when the actor finishes (a send channel of any type)."""
+
+    def close(self) -> None: ...
+
+
 class SupervisorGaveUp(AetherError):
     """An actor panicked more often than its restart intensity allows."""
 
@@ -65,7 +71,7 @@ class ActorSpec:
 
     name: str
     factory: Callable[[], Actor]
-    outputs: Sequence[trio.MemorySendChannel[Any]] = ()
+    outputs: Sequence[Closeable] = ()
     source: bool = False
     policy: RestartPolicy = RestartPolicy()
 

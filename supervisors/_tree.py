@@ -4,16 +4,33 @@ Shadow and live differ only in the last actor of the line (nautilus' habit:
 one code path, only the edge changes). This module wires everything up to and
 including risk and hands the verdict channel to whoever builds the end.
 
-Channel sizes are the overload policy, all bounded (invariant 5):
+Every edge is a bounded memory channel of one declared message type (the
+annotations in :func:`build_pipeline`); channel sizes are the overload policy
+(invariant 5):
 
-    heads ──tick──▶ strategy ◀──victim── intake      victims: dropped when full, counted
-                       │ candidates (256, back-pressure)
-                       ▼
-                    validate ──▶ build ──▶ risk ──verdicts──▶ inflight ──verdicts──▶ end of line
-                                             ▲                 │ ▲ ticks               │
-                                             │                 ▼ settlements.jsonl     │
-                                             └──────────── feedback ◀──────────────────┘
-                                                   (halt requests; live: inclusion outcomes)
+    node ─pending frames (screened inline, no channel)─▶ intake
+                                                           │ PendingTx (1024; dropped when full, counted)
+    heads ─Tick─┬─────────────────────────────────────▶ strategy
+                │                                          │ Candidate (256, back-pressure)
+                │                                          ▼
+                │                                       validate
+                │                                          │ Candidate
+                │                                          ▼
+                ├──────────────── Tick ───────────────▶  build
+                │                                          │ Bundle
+                │                                          ▼
+                ├──────────────── Tick ───────────────▶  risk ◀──── Feedback ─────────────┐
+                │                                          │ Verdict                      │
+                │                                          ▼                              │
+                ├──────────────── Tick ───────────────▶ inflight ── HaltRequest ──────────┤
+                │                               settlements.jsonl  │ Verdict              │
+                │                                                  ▼                      │
+                └─ Tick (live only: Pipeline.ticks) ─────▶ end of line ─ HaltRequest ─────┘
+                                                    (shadow: ShadowSink; live: SubmitActor,
+                                                     which also sends inclusion Outcomes)
+
+Heads feed build, risk, inflight and the tail before the strategy: a strategy
+inbox full of victims must not delay nonce resets, HALT latches or pruning.
 
 ``inflight`` hands every verdict on first and settles the bundles that passed
 against their target block in a task of its own (off the hot path). Its
@@ -23,7 +40,7 @@ settlement.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import attrs
 import trio
@@ -33,7 +50,13 @@ from aether.actors._inflight import InFlightActor, InFlightLedger, SettlementFil
 from aether.chain import RpcClient
 from aether.config import Settings
 from aether.dumps import RunDir
+from aether.messages import Bundle, Candidate, PendingTx, Tick, Verdict
 from aether.metrics import Metrics
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+
+    from aether.actors import Feedback
 
 from ._supervise import ActorSpec, RestartPolicy
 
@@ -55,7 +78,7 @@ class Runtime:
     metrics: Metrics
     rpc: RpcClient
     chain_id: int
-    signer: Any  # eth_account LocalAccount; never logged
+    signer: LocalAccount  # never logged
     run_dir: RunDir
 
 
@@ -64,13 +87,11 @@ class Pipeline:
     """The shared actors plus the open ends the mode-specific tail plugs into."""
 
     specs: list[ActorSpec]
-    verdicts: trio.MemoryReceiveChannel[Any]
-    feedback: trio.MemorySendChannel[Any]
-    ticks: trio.MemoryReceiveChannel[Any] | None
+    verdicts: trio.MemoryReceiveChannel[Verdict]
+    feedback: trio.MemorySendChannel[Feedback]
+    ticks: trio.MemoryReceiveChannel[Tick] | None
 
 
-def _channel(size: int) -> tuple[trio.MemorySendChannel[Any], trio.MemoryReceiveChannel[Any]]:
-    return trio.open_memory_channel[Any](size)
 
 
 def build_pipeline(rt: Runtime, *, tail_wants_ticks: bool, settle: bool = True) -> Pipeline:
@@ -81,19 +102,20 @@ def build_pipeline(rt: Runtime, *, tail_wants_ticks: bool, settle: bool = True) 
 
     s = rt.settings
     searcher = rt.signer.address.lower()
-    strategy_tx, strategy_rx = _channel(VICTIM_QUEUE)
-    validate_tx, validate_rx = _channel(QUEUE)
-    build_tx, build_rx = _channel(QUEUE)
-    risk_tx, risk_rx = _channel(QUEUE)
-    verdict_tx, verdict_rx = _channel(QUEUE)
-    tail_verdict_tx, tail_verdict_rx = _channel(QUEUE)
-    inflight_ticks_tx, inflight_ticks_rx = _channel(QUEUE)
-    feedback_tx, feedback_rx = _channel(QUEUE)
-    tail_tx, tail_rx = _channel(QUEUE) if tail_wants_ticks else (None, None)
+    # Every edge carries one declared message type (the diagram above names them).
+    strategy_tx, strategy_rx = trio.open_memory_channel[Tick | PendingTx](VICTIM_QUEUE)
+    validate_tx, validate_rx = trio.open_memory_channel[Candidate](QUEUE)
+    build_tx, build_rx = trio.open_memory_channel[Tick | Candidate](QUEUE)
+    risk_tx, risk_rx = trio.open_memory_channel[Tick | Bundle](QUEUE)
+    verdict_tx, verdict_rx = trio.open_memory_channel[Verdict](QUEUE)
+    tail_verdict_tx, tail_verdict_rx = trio.open_memory_channel[Verdict](QUEUE)
+    inflight_ticks_tx, inflight_ticks_rx = trio.open_memory_channel[Tick](QUEUE)
+    feedback_tx, feedback_rx = trio.open_memory_channel["Feedback"](QUEUE)
+    tail_tx, tail_rx = trio.open_memory_channel[Tick](QUEUE) if tail_wants_ticks else (None, None)
 
     # Build, risk and the tail first: a strategy inbox full of victims must not delay the
     # heads that reset nonces, latch HALTs and prune in-flight state.
-    heads_outs = [build_tx.clone(), risk_tx.clone(), inflight_ticks_tx]
+    heads_outs: list[trio.MemorySendChannel[Tick]] = [build_tx.clone(), risk_tx.clone(), inflight_ticks_tx]
     if tail_tx is not None:
         heads_outs.append(tail_tx.clone())
     heads_outs.append(strategy_tx.clone())

@@ -6,17 +6,20 @@ mode is on, and so does the submitter itself (two independent locks).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from aether._errors import ShadowViolation
 
 from ._supervise import ActorSpec
 from ._tree import Runtime, build_pipeline
 
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+
 __all__ = ["build_live_tree"]
 
 
-def build_live_tree(rt: Runtime, *, auth: Any) -> list[ActorSpec]:
+def build_live_tree(rt: Runtime, *, auth: LocalAccount) -> list[ActorSpec]:
     if rt.settings.shadow:
         raise ShadowViolation("refusing to build the live tree while AETHER_SHADOW is not 0")
     from aether.inclusion import InclusionTracker

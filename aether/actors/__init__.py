@@ -6,7 +6,8 @@ the submit actor in ``aether.submit``, which the shadow path never imports.
 """
 
 from ._build import BuilderActor
-from ._risk import HaltRequest, RiskActor
+from ._dumping import DumpWriter
+from ._risk import Feedback, HaltRequest, RiskActor, ask_risk
 from ._shadow import ShadowSink
 from ._sources import HeadsActor, IntakeActor, balance_calls
 from ._strategy import StrategyActor
@@ -14,6 +15,8 @@ from ._validate import ValidatorActor
 
 __all__ = [
     "BuilderActor",
+    "DumpWriter",
+    "Feedback",
     "HaltRequest",
     "HeadsActor",
     "IntakeActor",
@@ -21,5 +24,6 @@ __all__ = [
     "ShadowSink",
     "StrategyActor",
     "ValidatorActor",
+    "ask_risk",
     "balance_calls",
 ]

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from ..messages import ActorStatistics, Bundle, Candidate, Tick
 from ..metrics import Metrics
+
+if TYPE_CHECKING:
+    from ..bundle import BundleBuilder, NonceTracker
 
 __all__ = ["BuilderActor"]
 
@@ -26,8 +29,8 @@ class BuilderActor:
     def __init__(
         self,
         *,
-        builder: Any,
-        nonces: Any,
+        builder: BundleBuilder,
+        nonces: NonceTracker,
         metrics: Metrics,
         inbox: trio.MemoryReceiveChannel[Tick | Candidate],
         out: trio.MemorySendChannel[Bundle],

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import trio
@@ -40,7 +41,7 @@ class DumpWriter:
         self,
         run_dir: RunDir,
         metrics: Metrics,
-        halt: trio.MemorySendChannel[Any] | None,
+        halt: trio.MemorySendChannel[HaltRequest] | None,
         *,
         lost_channel: str,
         backlog_max: int = 10_000,
@@ -105,7 +106,7 @@ class DumpWriter:
                     log.warning("dumps writable again; lifting the halt")
                     self.halted = not self._send_halt(False)
 
-    async def drain(self, inbox: trio.MemoryReceiveChannel[Verdict], outcome: Any) -> int:
+    async def drain(self, inbox: trio.MemoryReceiveChannel[Verdict], outcome: Callable[[Verdict], str]) -> int:
         """Cancelled mid-run: write what is still queued in ``inbox`` (shielded), then :meth:`close`.
 
         ``outcome(verdict)`` names each one. Returns how many were taken from the channel.

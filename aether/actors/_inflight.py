@@ -153,7 +153,7 @@ class InFlightActor:
         inbox: trio.MemoryReceiveChannel[Verdict],
         out: trio.MemorySendChannel[Verdict],
         ticks: trio.MemoryReceiveChannel[Tick],
-        feedback: trio.MemorySendChannel[Any] | None = None,
+        feedback: trio.MemorySendChannel[HaltRequest] | None = None,
         confirmations: int = 0,
         give_up_after: int = GIVE_UP_AFTER,
         max_pending: int = 4096,

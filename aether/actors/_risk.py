@@ -17,7 +17,7 @@ only once); while one is set ``aether_risk_state`` says ``halted`` and
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import attrs
 import trio
@@ -27,7 +27,11 @@ from ..messages import RISK_ERROR, ActorStatistics, Bundle, RiskDecision, Tick, 
 from ..metrics import Metrics
 from ..risk import dedup_gate
 
-__all__ = ["HaltRequest", "RiskActor", "ask_risk"]
+if TYPE_CHECKING:  # the shadow path never imports aether.inclusion
+    from ..inclusion import Outcome
+    from ..risk import RiskEngine
+
+__all__ = ["Feedback", "HaltRequest", "RiskActor", "ask_risk"]
 
 log = logging.getLogger("aether.actors.risk")
 
@@ -42,7 +46,12 @@ class HaltRequest:
     active: bool = True
 
 
-def ask_risk(channel: trio.MemorySendChannel[Any] | None, request: HaltRequest) -> bool:
+#: What risk's feedback channel carries: halt requests from the end of the line and, in
+#: live mode, the inclusion outcome of each submitted bundle.
+Feedback: TypeAlias = "HaltRequest | Outcome"
+
+
+def ask_risk(channel: trio.MemorySendChannel[HaltRequest] | None, request: HaltRequest) -> bool:
     """Hand ``request`` to risk without waiting; True when risk has it (or there is no risk, in tests).
 
     False means it must be asked again later: callers keep their "halted"
@@ -63,10 +72,10 @@ class RiskActor:
     def __init__(
         self,
         *,
-        engine: Any,
+        engine: RiskEngine,
         metrics: Metrics,
         inbox: trio.MemoryReceiveChannel[Tick | Bundle],
-        feedback: trio.MemoryReceiveChannel[Any] | None,
+        feedback: trio.MemoryReceiveChannel[Feedback] | None,
         out: trio.MemorySendChannel[Verdict],
         halts: set[str] | None = None,
     ) -> None:

@@ -19,6 +19,7 @@ from ..dumps import RunDir
 from ..messages import ActorStatistics, Verdict
 from ..metrics import Metrics
 from ._dumping import DumpWriter
+from ._risk import HaltRequest
 
 __all__ = ["ShadowSink"]
 
@@ -33,7 +34,7 @@ class ShadowSink:
         run_dir: RunDir,
         metrics: Metrics,
         inbox: trio.MemoryReceiveChannel[Verdict],
-        halt: trio.MemorySendChannel[Any] | None = None,
+        halt: trio.MemorySendChannel[HaltRequest] | None = None,
         backlog_max: int = 10_000,
         threaded: bool = True,
     ) -> None:

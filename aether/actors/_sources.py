@@ -7,14 +7,14 @@ resubscribes on its own) and turn its frames into typed messages.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import trio
 
 from .._errors import DecodeError, NodeError, RpcError
-from ..chain import RpcClient, Subscriber, decode_pending_tx, head_from_rpc, next_base_fee
-from ..messages import ActorStatistics, PendingTx, Tick
+from ..chain import Frame, RpcClient, Subscriber, decode_pending_tx, head_from_rpc, next_base_fee
+from ..messages import ActorStatistics, Head, PendingTx, Tick
 from ..metrics import Metrics
 from ..strategy._screen import Prefilter
 
@@ -60,7 +60,7 @@ class HeadsActor:
         searcher: str,
         weth: str,
         metrics: Metrics,
-        outs: Sequence[trio.MemorySendChannel[Any]],
+        outs: Sequence[trio.MemorySendChannel[Tick]],
     ) -> None:
         self._ws_url = ws_url
         self._rpc = rpc
@@ -77,7 +77,7 @@ class HeadsActor:
         return ActorStatistics(processed=self._processed, rejected=self._rejected)
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        send, recv = trio.open_memory_channel[Any](16)
+        send, recv = trio.open_memory_channel[Frame](16)
         sub = Subscriber(self._ws_url, "newHeads", rpc=self._rpc, metrics=self._metrics)
         async with trio.open_nursery() as nursery:
             await nursery.start(sub.run, send)
@@ -98,7 +98,7 @@ class HeadsActor:
                     await out.send(tick)
             nursery.cancel_scope.cancel()
 
-    async def _tick(self, head: Any) -> Tick:
+    async def _tick(self, head: Head) -> Tick:
         nbf = next_base_fee(head.base_fee, head.gas_used, head.gas_limit)
         try:
             eth, weth, nonce = await self._rpc.batch(balance_calls(self._searcher, self._weth, hex(head.number)))
@@ -118,7 +118,7 @@ class _InlineScreen:
 
     __slots__ = ("send_nowait",)
 
-    def __init__(self, screen: Any) -> None:
+    def __init__(self, screen: Callable[[Frame], object]) -> None:
         self.send_nowait = screen
 
 
@@ -176,7 +176,7 @@ class IntakeActor:
         # inbox full are dropped and counted.
         await sub.run(_InlineScreen(self.screen), task_status=task_status)
 
-    def screen(self, frame: Any) -> PendingTx | None:
+    def screen(self, frame: Frame) -> PendingTx | None:
         """Screen one frame; returns the victim forwarded, if any. Never raises on bad input."""
         self._seen += 1
         self._metrics.pending_seen.inc()

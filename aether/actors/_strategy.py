@@ -151,7 +151,7 @@ class StrategyActor:
         self._rejected += 1
         self._metrics.candidate_rejected.labels(source, reason).inc()
 
-    async def _emit(self, result: Any, source: str) -> None:
+    async def _emit(self, result: Candidate | Rejection, source: str) -> None:
         if isinstance(result, Candidate):
             self._processed += 1
             self._metrics.candidates.labels(result.source).inc()

@@ -18,18 +18,21 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 import trio
 
-from ..actors import HaltRequest
-from ..actors._risk import ask_risk
-from ..actors._dumping import DumpWriter
+from ..actors import DumpWriter, Feedback, HaltRequest, ask_risk
 from ..dumps import RunDir
 from ..messages import ActorStatistics, Tick, Verdict
 from ..metrics import Metrics
+from ._submitter import Submitter
+
+if TYPE_CHECKING:
+    from ..inclusion import InclusionTracker, Outcome
 
 __all__ = ["SubmitActor"]
 
@@ -43,13 +46,13 @@ class SubmitActor:
     def __init__(
         self,
         *,
-        submitter: Any,
-        tracker: Any,
+        submitter: Submitter,
+        tracker: InclusionTracker,
         run_dir: RunDir,
         metrics: Metrics,
         inbox: trio.MemoryReceiveChannel[Verdict],
         ticks: trio.MemoryReceiveChannel[Tick],
-        feedback: trio.MemorySendChannel[Any],
+        feedback: trio.MemorySendChannel[Feedback],
         deadline_s: float,
         max_concurrent: int = 8,
     ) -> None:
@@ -76,7 +79,7 @@ class SubmitActor:
                                dropped=self._writer.lost + self._record_failed)
 
     @property
-    def inclusions_path(self) -> Any:
+    def inclusions_path(self) -> Path:
         return self._run_dir.path / "inclusions.jsonl"
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -140,7 +143,7 @@ class SubmitActor:
             view = view[n:]
         os.fsync(self._record_fd)
 
-    async def _record(self, outcome: Any) -> None:
+    async def _record(self, outcome: Outcome) -> None:
         line = orjson.dumps(outcome.record()) + b"\n"
         with trio.CancelScope(shield=True):
             try:
