@@ -86,6 +86,14 @@ class DecodeError(AetherError):
         self.reason = reason
 
 
+class BadQuantity(DecodeError, ValueError):
+    """A hex quantity from the node is not ``0x`` + hex digits within bounds.
+
+    Also a :class:`ValueError`, as ``int(x, 16)`` raised before it, so every
+    handler written for that still catches it.
+    """
+
+
 class BuilderError(AetherError):
     """A block builder endpoint failed (HTTP status, bad JSON, timeout)."""
 

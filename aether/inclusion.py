@@ -43,6 +43,7 @@ from ._errors import NodeError
 from .chain import RpcClient
 from .messages import Bundle, Head
 from .metrics import Metrics
+from .quantity import hex_quantity
 
 __all__ = ["GIVE_UP_AFTER", "InclusionStatistics", "InclusionTracker", "Outcome"]
 
@@ -218,12 +219,12 @@ class InclusionTracker:
 
     def _receipt_value(self, r: dict[str, Any]) -> int:
         """What one of our transactions earned: WETH in minus WETH out minus gas paid."""
-        value = -int(r["gasUsed"], 16) * int(r["effectiveGasPrice"], 16)
+        value = -hex_quantity(r["gasUsed"]) * hex_quantity(r["effectiveGasPrice"])
         for lg in r.get("logs") or ():
             topics: list[Any] = lg.get("topics") or []
             if str(lg.get("address", "")).lower() != self._weth or len(topics) != 3 or topics[0] != _TRANSFER:
                 continue
-            amount = int(lg["data"], 16)
+            amount = hex_quantity(lg["data"])
             if _word_address(topics[2]) == self._searcher:
                 value += amount
             if _word_address(topics[1]) == self._searcher:
@@ -244,7 +245,7 @@ class InclusionTracker:
         block_sum: dict[int, int] = {}  # receipts' value of every tx of ours per block
         for b in due:
             rs = [by_hash[h] for h in b.our_tx_hashes]
-            included = all(isinstance(r, dict) and int(r["blockNumber"], 16) == b.target_block for r in rs)
+            included = all(isinstance(r, dict) and hex_quantity(r["blockNumber"]) == b.target_block for r in rs)
             reverted = any(isinstance(r, dict) and r.get("status") == "0x0" for r in rs)
             status[id(b)] = (included, reverted)
             value = 0
@@ -252,7 +253,7 @@ class InclusionTracker:
                 if isinstance(r, dict):
                     v = self._receipt_value(r)
                     value += v
-                    block = int(r["blockNumber"], 16)
+                    block = hex_quantity(r["blockNumber"])
                     block_sum[block] = block_sum.get(block, 0) + v
             realised[id(b)] = value
             if included:
@@ -294,14 +295,14 @@ class InclusionTracker:
         allowed = set(ours)
         if b.victim_hash_hex is not None:
             allowed.add(b.victim_hash_hex)
-        last = max(int(by_hash[h]["transactionIndex"], 16) for h in b.our_tx_hashes)
+        last = max(hex_quantity(by_hash[h]["transactionIndex"]) for h in b.our_tx_hashes)
         pairs = {hop.pair.lower() for hop in b.candidate.route}
         for lg in logs:
             if str(lg.get("address", "")).lower() not in pairs:
                 continue
             if str(lg.get("transactionHash", "")).lower() in allowed:
                 continue
-            if int(lg["transactionIndex"], 16) < last:
+            if hex_quantity(lg["transactionIndex"]) < last:
                 return False
         return True
 
@@ -326,7 +327,7 @@ class InclusionTracker:
         deltas: dict[int, int] = {}
         logs: dict[int, list[dict[str, Any]]] = {}
         for i, block in enumerate(blocks):
-            eth_at, weth_at, eth_before, weth_before = (int(x, 16) for x in results[5 * i : 5 * i + 4])
+            eth_at, weth_at, eth_before, weth_before = (hex_quantity(x) for x in results[5 * i : 5 * i + 4])
             deltas[block] = (eth_at + weth_at) - (eth_before + weth_before)
             got = results[5 * i + 4]
             if not isinstance(got, list):

@@ -20,6 +20,7 @@ from eth_utils import keccak, to_checksum_address
 from ._errors import BadNodeData, RpcError
 from .chain import RpcClient
 from .config import ChainConfig
+from .quantity import hex_quantity
 
 __all__ = ["MAX_UINT256", "approve_routers", "missing_approvals", "prepare_main"]
 
@@ -61,8 +62,8 @@ async def _survey(
             raise r
     try:
         allowances = [int(abi_decode(["uint256"], bytes.fromhex(r[2:]))[0]) for r in replies[: len(pairs)]]
-        chain_id = int(replies[-3], 16)
-        nonce = int(replies[-2], 16)
+        chain_id = hex_quantity(replies[-3])
+        nonce = hex_quantity(replies[-2])
         base_fee = int(replies[-1].get("baseFeePerGas", "0x0"), 16)
     except (ValueError, TypeError, AttributeError, IndexError) as exc:
         raise BadNodeData(f"approve_routers: unexpected node answer ({type(exc).__name__})") from exc
@@ -114,7 +115,7 @@ async def approve_routers(
     raws: list[str] = []
     for i, ((asset, _), data) in enumerate(zip(todo, datas, strict=True)):
         est = estimates[i]
-        gas = _FALLBACK_GAS if isinstance(est, RpcError) or not isinstance(est, str) else int(est, 16) * 13 // 10
+        gas = _FALLBACK_GAS if isinstance(est, RpcError) or not isinstance(est, str) else hex_quantity(est) * 13 // 10
         signed = account.sign_transaction(
             {
                 "type": 2,

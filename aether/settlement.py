@@ -60,6 +60,7 @@ from eth_hash.auto import keccak
 
 from ._errors import NodeError
 from .messages import Bundle
+from .quantity import hex_quantity
 
 if TYPE_CHECKING:  # the chain package imports the metrics, which import the outcomes from here
     from .chain import RpcClient
@@ -331,11 +332,11 @@ def _parse_block(block: Any, parent: Any, receipts: Any, max_txs: int) -> _Block
         touched.append(frozenset(pools))
     base_fee = block.get("baseFeePerGas")
     return _Block(
-        number=int(block["number"], 16),
+        number=hex_quantity(block["number"]),
         hash=h,
         parent_hash=str(block["parentHash"]).lower(),
-        timestamp=int(block["timestamp"], 16),
-        base_fee=0 if base_fee is None else int(base_fee, 16),
+        timestamp=hex_quantity(block["timestamp"]),
+        base_fee=0 if base_fee is None else hex_quantity(base_fee),
         miner=str(block.get("miner", "")).lower(),
         txs=tuple(txs),
         receipts=tuple(receipts),
@@ -466,15 +467,15 @@ class Settler:
             number = tx.get("blockNumber")
             if number is None:
                 return Settlement(**base, victim_status=VictimStatus.PENDING, reason="victim still pending")
-            n = int(number, 16)
+            n = hex_quantity(number)
             status = VictimStatus.EARLIER_BLOCK if n < blk.number else VictimStatus.LATER_BLOCK
             return Settlement(**base, victim_status=status, victim_block=n, reason=f"victim landed in block {n}")
         # Gone from the node: replaced (its nonce was used by another transaction) or dropped.
         for i, other in enumerate(blk.txs):
-            if str(other.get("from", "")).lower() == v.sender.lower() and int(other["nonce"], 16) == v.nonce:
+            if str(other.get("from", "")).lower() == v.sender.lower() and hex_quantity(other["nonce"]) == v.nonce:
                 return Settlement(**base, victim_status=VictimStatus.REPLACED, victim_block=blk.number,
                                   reason=f"nonce {v.nonce} used in block N by {other['hash']} (index {i})")
-        if isinstance(count, str) and int(count, 16) > v.nonce:
+        if isinstance(count, str) and hex_quantity(count) > v.nonce:
             return Settlement(**base, victim_status=VictimStatus.REPLACED,
                               reason=f"nonce {v.nonce} used by another transaction")
         return Settlement(**base, victim_status=VictimStatus.DROPPED, reason="victim unknown to the node")
@@ -494,10 +495,10 @@ class Settler:
         reason = ""
         mine = results[prefix_len + 1 : prefix_len + 1 + n]
         if all(int(r.get("status", "0x0"), 16) == 1 for r in mine):
-            before = int(results[prefix_len]["returnData"], 16)
-            after = int(results[-1]["returnData"], 16)
+            before = hex_quantity(results[prefix_len]["returnData"])
+            after = hex_quantity(results[-1]["returnData"])
             gross = after - before
-            gas = sum(int(r["gasUsed"], 16) for r in mine)
+            gas = sum(hex_quantity(r["gasUsed"]) for r in mine)
             max_fee = b.max_fee_per_gas_wei
             priority = min(b.priority_fee_wei, max(0, max_fee - blk.base_fee))
             net = gross - gas * (blk.base_fee + priority)
@@ -548,7 +549,7 @@ class Settler:
     def _value(self, r: dict[str, Any], who: str) -> int:
         """WETH into ``who`` minus out of it in one receipt, minus the gas it paid (if it sent it)."""
         return self._weth_net(r, who) - (
-            int(r["gasUsed"], 16) * int(r["effectiveGasPrice"], 16) if str(r.get("from", "")).lower() == who else 0
+            hex_quantity(r["gasUsed"]) * hex_quantity(r["effectiveGasPrice"]) if str(r.get("from", "")).lower() == who else 0
         )
 
     def _weth_net(self, r: dict[str, Any], who: str) -> int:
@@ -557,7 +558,7 @@ class Settler:
             topics: list[Any] = lg.get("topics") or []
             if str(lg.get("address", "")).lower() != self._weth or len(topics) != 3 or topics[0] != _TRANSFER:
                 continue
-            amount = int(lg["data"], 16)
+            amount = hex_quantity(lg["data"])
             if _addr(topics[2]) == who:
                 value += amount
             if _addr(topics[1]) == who:
@@ -567,8 +568,8 @@ class Settler:
     def _winner(self, blk: _Block, i: int) -> Winner:
         tx, r = blk.txs[i], blk.receipts[i]
         sender = str(tx["from"]).lower()
-        gas_used = int(r["gasUsed"], 16)
-        price = int(r["effectiveGasPrice"], 16)
+        gas_used = hex_quantity(r["gasUsed"])
+        price = hex_quantity(r["effectiveGasPrice"])
         priority = max(0, price - blk.base_fee)
         payment = priority * gas_used
         if blk.miner and str(tx.get("to") or "").lower() == blk.miner:

@@ -16,6 +16,7 @@ from .._errors import DecodeError, NodeError, RpcError
 from ..chain import Frame, RpcClient, Subscriber, decode_pending_tx, head_from_rpc, next_base_fee
 from ..messages import ActorStatistics, Head, PendingTx, Tick
 from ..metrics import Metrics
+from ..quantity import hex_quantity
 from ..strategy._screen import Prefilter
 
 __all__ = ["HeadsActor", "IntakeActor", "balance_calls"]
@@ -36,12 +37,12 @@ def balance_calls(searcher: str, weth: str, block_tag: str) -> list[tuple[str, l
 
 
 def _int_or_none(value: object) -> int | None:
-    if isinstance(value, str) and value.startswith("0x"):
-        try:
-            return int(value, 16) if len(value) > 2 else 0
-        except ValueError:
-            return None
-    return None
+    if value == "0x":
+        return 0
+    try:
+        return hex_quantity(value)
+    except (TypeError, ValueError):
+        return None
 
 
 class HeadsActor:

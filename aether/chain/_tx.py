@@ -25,6 +25,7 @@ from typing import Any
 
 from .._errors import DecodeError
 from ..messages import PendingTx
+from ..quantity import hex_quantity
 
 try:
     # safe-pysha3's C keccak: about 1.5 us a hash against pycryptodome's 6-9 us
@@ -50,7 +51,6 @@ SUPPORTED_TX_TYPES: tuple[int, ...] = (0, 1, 2)
 
 # "0x" then 1..64 hex digits. Leading zeros are tolerated (the hash check binds
 # the value, not its spelling); whitespace, signs, underscores are not.
-_QTY_RE = re.compile(r"0x[0-9a-fA-F]{1,64}\Z")
 _ADDR_RE = re.compile(r"0x[0-9a-fA-F]{40}\Z")
 _HASH_RE = re.compile(r"0x[0-9a-fA-F]{64}\Z")
 
@@ -128,9 +128,10 @@ def _rlp_fields(fields: list[Any]) -> bytes:
 
 def _qty(obj: dict[str, Any], key: str, limit: int = _U256) -> int:
     value = obj.get(key)
-    if value.__class__ is not str or not _QTY_RE.match(value):
-        raise DecodeError(f"{key}: expected a hex quantity, got {_short(value)}", "bad_fields")
-    n = int(value, 16)
+    try:
+        n = hex_quantity(value)
+    except (TypeError, ValueError):
+        raise DecodeError(f"{key}: expected a hex quantity, got {_short(value)}", "bad_fields") from None
     if n >= limit:
         raise DecodeError(f"{key}: {value} out of range", "bad_fields")
     return n

@@ -27,6 +27,7 @@ import attrs
 
 from .._errors import RpcError
 from ..config import ChainConfig, DexConfig
+from ..quantity import hex_quantity
 from ._math import UINT112_MAX
 from ._pairs import pair_address, sort_tokens
 
@@ -277,7 +278,7 @@ class PoolBook:
         if isinstance(block, int):
             self._block = block
         elif block.startswith("0x"):
-            self._block = int(block, 16)
+            self._block = hex_quantity(block)
         return list(results[len(pairs) :])
 
 

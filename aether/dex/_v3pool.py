@@ -32,6 +32,7 @@ import attrs
 from eth_utils import keccak
 
 from .._errors import BadNodeData, RpcError
+from ..quantity import hex_quantity
 from ._v3math import (
     MAX_SQRT_RATIO,
     MAX_TICK,
@@ -245,7 +246,7 @@ async def fetch_pool_state(
         (head,) = await rpc.batch([("eth_blockNumber", [])])
         if isinstance(head, RpcError) or not isinstance(head, str):
             raise BadNodeData("V3 pool read: eth_blockNumber failed")
-        block = int(head, 16)
+        block = hex_quantity(head)
     tag = hex(block)
     first = await rpc.batch([_eth_call(key.address, _SLOT0, tag), _eth_call(key.address, _LIQUIDITY, tag)])
     slot0 = _word(first[0], "slot0")

@@ -39,6 +39,7 @@ from ..config import ChainConfig, DexConfig
 from ..dex import PairInfo, pair_address
 from ..dex._logs import parse_logs, sync_events
 from ..messages import Head, PendingTx
+from ..quantity import hex_quantity
 from ._backrun import Rejection
 
 if TYPE_CHECKING:
@@ -195,7 +196,7 @@ def _address_word(reply: object) -> str | None:
     if not isinstance(reply, str) or len(reply) != 66 or not reply.startswith("0x"):
         return None
     try:
-        int(reply, 16)
+        hex_quantity(reply)
     except ValueError:
         return None
     if reply[2:26] != "0" * 24:
@@ -333,14 +334,14 @@ class VictimSimulator:
         sim, count, latest = replies
         if isinstance(latest, str) and latest.startswith("0x"):
             try:
-                if int(latest, 16) > head.number:
-                    return Rejection("stale_head", f"the node is at {int(latest, 16)}, simulated on {head.number}")
+                if hex_quantity(latest) > head.number:
+                    return Rejection("stale_head", f"the node is at {hex_quantity(latest)}, simulated on {head.number}")
             except ValueError:
                 pass
         if isinstance(sim, RpcError):
             return Rejection(SimFailure.SIM_ERROR.value, f"eth_simulateV1: {str(sim)[:200]}")
         try:
-            next_nonce = int(count, 16)
+            next_nonce = hex_quantity(count)
         except (TypeError, ValueError):
             return Rejection(SimFailure.SIM_ERROR.value, "bad eth_getTransactionCount answer")
         if tx.nonce > next_nonce:
@@ -357,7 +358,7 @@ class VictimSimulator:
             status = results[0].get("status")
             if not isinstance(status, str):
                 raise DecodeError("no status", SimFailure.SIM_MALFORMED)
-            ok = int(status, 16) == 1
+            ok = hex_quantity(status) == 1
             if not ok:
                 err = results[0].get("error")
                 msg = err.get("message", "") if isinstance(err, dict) else str(err or "")

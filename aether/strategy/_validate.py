@@ -26,6 +26,7 @@ import attrs
 from .._errors import DecodeError, NodeError
 from ..dex import decode_amounts
 from ..messages import Candidate
+from ..quantity import hex_quantity
 from ._backrun import Rejection
 
 __all__ = ["Validator", "ValidatorStatistics"]
@@ -90,7 +91,7 @@ def _nonce_gap(c: Candidate, reply: Any) -> Rejection | None:
     v = c.victim
     assert v is not None
     try:
-        next_nonce = int(reply, 16)
+        next_nonce = hex_quantity(reply)
     except (TypeError, ValueError):
         return Rejection("validation_failed", "bad eth_getTransactionCount answer")
     if v.nonce > next_nonce:
@@ -238,12 +239,12 @@ class Validator:
                 err = r.get("error") or {}
                 msg = err.get("message", "") if isinstance(err, dict) else str(err)
                 return Rejection("validation_failed", f"{what} reverted: {msg[:200]}")
-        before = int(results[off]["returnData"], 16)
-        after = int(results[off + n + 1]["returnData"], 16)
+        before = hex_quantity(results[off]["returnData"])
+        after = hex_quantity(results[off + n + 1]["returnData"])
         gas: list[int] = []
         for k in range(n):
             r = results[off + 1 + k]
-            gas.append(int(r["gasUsed"], 16))
+            gas.append(hex_quantity(r["gasUsed"]))
             try:
                 amounts = decode_amounts(bytes.fromhex(r["returnData"][2:]))
             except DecodeError as exc:
