@@ -45,8 +45,17 @@ from typing import TYPE_CHECKING
 import attrs
 import trio
 
-from aether.actors import BuilderActor, HeadsActor, IntakeActor, RiskActor, StrategyActor, ValidatorActor
-from aether.actors._inflight import InFlightActor, InFlightLedger, SettlementFile
+from aether.actors import (
+    BuilderActor,
+    HeadsActor,
+    InFlightActor,
+    InFlightLedger,
+    IntakeActor,
+    RiskActor,
+    SettlementFile,
+    StrategyActor,
+    ValidatorActor,
+)
 from aether.chain import RpcClient
 from aether.config import Settings
 from aether.dumps import RunDir

@@ -7,6 +7,7 @@ the submit actor in ``aether.submit``, which the shadow path never imports.
 
 from ._build import BuilderActor
 from ._dumping import DumpWriter
+from ._inflight import InFlightActor, InFlightLedger, SettlementFile
 from ._risk import Feedback, HaltRequest, RiskActor, ask_risk
 from ._shadow import ShadowSink
 from ._sources import HeadsActor, IntakeActor, balance_calls
@@ -19,8 +20,11 @@ __all__ = [
     "Feedback",
     "HaltRequest",
     "HeadsActor",
+    "InFlightActor",
+    "InFlightLedger",
     "IntakeActor",
     "RiskActor",
+    "SettlementFile",
     "ShadowSink",
     "StrategyActor",
     "ValidatorActor",

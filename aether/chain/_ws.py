@@ -52,7 +52,6 @@ from trio_websocket import (
 
 from .._errors import BadNodeData, NodeError, NodeTimeout, NodeUnreachable, RpcError
 from .._urls import display_url, url_problem
-from ..metrics import Metrics
 from ._rpc import RpcClient
 
 __all__ = [
@@ -96,6 +95,30 @@ _TX_HASH_RE = re.compile(r"0x[0-9a-fA-F]{64}\Z")
 
 #: Opens one byte stream to the node for one connection attempt.
 StreamOpener = Callable[[], Awaitable[trio.abc.Stream]]
+
+
+class _Counter(Protocol):
+    def inc(self, amount: float = 1) -> None: ...
+
+
+class _CounterFamily(Protocol):
+    def labels(self, *labelvalues: str) -> _Counter: ...
+
+
+class SubscriberMetrics(Protocol):
+    """The counters a subscription reports to (:class:`aether.metrics.Metrics` has them).
+
+    A protocol, so the chain layer does not import the metrics module.
+    """
+
+    @property
+    def ws_reconnects(self) -> _CounterFamily: ...
+
+    @property
+    def dropped(self) -> _CounterFamily: ...
+
+    @property
+    def intake_rejected(self) -> _CounterFamily: ...
 
 
 class FrameSink(Protocol):
@@ -302,7 +325,7 @@ class Subscriber:
         kind: SubscriptionKind | str,
         *,
         rpc: RpcClient | None = None,
-        metrics: Metrics | None = None,
+        metrics: SubscriberMetrics | None = None,
         full_txs: bool = True,
         max_fetch_concurrency: int = 16,
         fetch_queue: int = 1024,

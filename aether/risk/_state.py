@@ -42,8 +42,8 @@ import attrs
 import trio
 
 from .._errors import ConfigError, RiskError
-from ..chain._fees import next_base_fee
 from ..config import RiskLimits
+from ..fees import next_base_fee
 from ..messages import GATES, RISK_ERROR, Bundle, Head, RiskDecision, Tick, Verdict
 from ..metrics import Metrics
 from ._gates import ACTIVE, GATE_FUNCTIONS_BY_SOURCE, HALTED, PAUSED, RiskSnapshot, dedup_key

@@ -1,7 +1,7 @@
 """The submit actor: the end of the line in live mode, and inclusion tracking.
 
 Every verdict is dumped (``live_mempool_<ts>/bundles``) exactly as in shadow
-mode, through the same :class:`~aether.actors._dumping.DumpWriter`. A verdict
+mode, through the same :class:`~aether.actors.DumpWriter`. A verdict
 that passed every gate is sent to every builder unless its target block has
 already been reached, its candidate was never validated (never send what was
 not simulated), or its dump could not be written (never send what we cannot
