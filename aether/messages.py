@@ -10,7 +10,6 @@ wall-clock nanoseconds since the epoch (``*_ns``).
 from __future__ import annotations
 
 import enum
-from typing import Literal
 
 import attrs
 
@@ -19,7 +18,9 @@ __all__ = [
     "BLOCK_ARB_GATES",
     "GATES",
     "GATES_BY_SOURCE",
+    "HALT_GATES",
     "Gate",
+    "HaltReason",
     "RISK_ERROR",
     "SOURCES",
     "ActorStatistics",
@@ -30,13 +31,37 @@ __all__ = [
     "Hop",
     "PendingTx",
     "RiskDecision",
+    "RiskState",
     "Source",
     "Tick",
     "Verdict",
 ]
 
-Source = Literal["mempool_backrun", "block_arb"]
-SOURCES: tuple[Source, ...] = ("mempool_backrun", "block_arb")
+class Source(enum.StrEnum):
+    """Where a candidate came from: a ``source`` label value and a dump field."""
+
+    MEMPOOL_BACKRUN = "mempool_backrun"
+    BLOCK_ARB = "block_arb"
+
+
+#: The plain label values (JSON object keys must be exact ``str``: orjson refuses an enum key).
+SOURCES: tuple[str, ...] = tuple(s.value for s in Source)
+
+
+class RiskState(enum.StrEnum):
+    """The risk engine's state (``aether_risk_state{state=...}``)."""
+
+    ACTIVE = "active"
+    PAUSED = "paused"
+    HALTED = "halted"
+
+
+class HaltReason(enum.StrEnum):
+    """Halts asked for from outside the gates (a ``gate`` label of the halt metrics)."""
+
+    REPORTS_DIR_WRITABLE = "reports_dir_writable"
+    SETTLEMENTS_WRITABLE = "settlements_writable"
+    INCLUSIONS_WRITABLE = "inclusions_writable"
 
 
 
@@ -98,7 +123,9 @@ BLOCK_ARB_GATES: tuple[str, ...] = tuple(
     )
 )
 #: Which gates judge a bundle of each source.
-GATES_BY_SOURCE: dict[str, tuple[str, ...]] = {"mempool_backrun": GATES, "block_arb": BLOCK_ARB_GATES}
+GATES_BY_SOURCE: dict[str, tuple[str, ...]] = {Source.MEMPOOL_BACKRUN.value: GATES, Source.BLOCK_ARB.value: BLOCK_ARB_GATES}
+#: The gates whose failure latches a HALT (until the operator or a good tick lifts it).
+HALT_GATES: tuple[str, ...] = (Gate.GAS_PRICE.value, Gate.ETH_BALANCE.value, Gate.DAILY_PNL.value)
 #: Every gate of every source, in :class:`Gate` order (HALT latches, gauges).
 ALL_GATES: tuple[str, ...] = tuple(g.value for g in Gate)
 RISK_ERROR = "risk_error"

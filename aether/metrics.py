@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from .messages import BLOCK_ARB_GATES, GATES, RISK_ERROR, SOURCES
+from .messages import BLOCK_ARB_GATES, GATES, HALT_GATES, RISK_ERROR, SOURCES, HaltReason, RiskState
 from .settlement import OUTCOMES
 from .strategy._poststate import ScreenSkip, SimFailure
 from .strategy._screen import ScreenHint
@@ -58,11 +58,11 @@ CANDIDATE_REJECT_REASONS: tuple[str, ...] = (
     *(r.value for r in SimFailure),
 )
 
-RISK_STATES = ("active", "paused", "halted")
+RISK_STATES: tuple[str, ...] = tuple(s.value for s in RiskState)
 
 #: What can halt risk: the three HALT gates, a failed save of the risk state
 #: (``risk_error``) and the shadow sink's unwritable reports directory.
-RISK_HALT_REASONS: tuple[str, ...] = ("gas_price", "eth_balance", "daily_pnl", RISK_ERROR, "reports_dir_writable")
+RISK_HALT_REASONS: tuple[str, ...] = (*HALT_GATES, RISK_ERROR, HaltReason.REPORTS_DIR_WRITABLE.value)
 
 
 class Metrics:

@@ -23,7 +23,7 @@ from typing import Any
 import trio
 
 from ..dumps import RunDir
-from ..messages import Verdict
+from ..messages import HaltReason, Verdict
 from ..metrics import Metrics
 from ._risk import HaltRequest, ask_risk
 
@@ -31,7 +31,7 @@ __all__ = ["HALT_REASON", "DumpWriter"]
 
 log = logging.getLogger("aether.actors.dumps")
 
-HALT_REASON = "reports_dir_writable"
+HALT_REASON = HaltReason.REPORTS_DIR_WRITABLE
 
 
 class DumpWriter:

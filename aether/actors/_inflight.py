@@ -48,7 +48,7 @@ import orjson
 import trio
 
 from ..dumps import RunDir
-from ..messages import ActorStatistics, Bundle, Tick, Verdict
+from ..messages import ActorStatistics, Bundle, HaltReason, Tick, Verdict
 from ..metrics import Metrics
 from ..settlement import GIVE_UP_AFTER, Retry, Settlement, SettlementOutcome, unknown
 from ._risk import HaltRequest, ask_risk
@@ -57,7 +57,7 @@ __all__ = ["InFlightActor", "InFlightLedger", "InFlightStatistics", "SettlementF
 
 log = logging.getLogger("aether.actors.inflight")
 
-_RECORD_HALT = "settlements_writable"
+_RECORD_HALT = HaltReason.SETTLEMENTS_WRITABLE
 
 
 class SettlerLike(Protocol):

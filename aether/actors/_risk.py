@@ -23,7 +23,7 @@ import attrs
 import trio
 
 from .._errors import RiskError
-from ..messages import RISK_ERROR, ActorStatistics, Bundle, RiskDecision, Tick, Verdict
+from ..messages import RISK_ERROR, ActorStatistics, HaltReason, Bundle, RiskDecision, Tick, Verdict
 from ..metrics import Metrics
 from ..risk import dedup_gate
 
@@ -35,7 +35,7 @@ __all__ = ["Feedback", "HaltRequest", "RiskActor", "ask_risk"]
 
 log = logging.getLogger("aether.actors.risk")
 
-_REPORTS_HALT = "reports_dir_writable"
+_REPORTS_HALT = HaltReason.REPORTS_DIR_WRITABLE
 
 
 @attrs.frozen

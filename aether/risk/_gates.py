@@ -45,7 +45,7 @@ from collections.abc import Callable
 import attrs
 
 from ..config import RiskLimits
-from ..messages import BLOCK_ARB_GATES, GATES, Bundle, Gate, RiskDecision
+from ..messages import BLOCK_ARB_GATES, GATES, Bundle, Gate, RiskDecision, RiskState
 
 __all__ = [
     "BLOCK_ARB_GATE_FUNCTIONS",
@@ -70,9 +70,9 @@ __all__ = [
 #: Dedup keys of block-driven bundles start with this (backrun keys are victim hashes).
 BLOCK_ARB_KEY_PREFIX = "block_arb:"
 
-ACTIVE = "active"
-PAUSED = "paused"
-HALTED = "halted"
+ACTIVE = RiskState.ACTIVE
+PAUSED = RiskState.PAUSED
+HALTED = RiskState.HALTED
 
 
 @attrs.frozen

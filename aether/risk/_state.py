@@ -44,7 +44,7 @@ import trio
 from .._errors import ConfigError, RiskError
 from ..config import RiskLimits
 from ..fees import next_base_fee
-from ..messages import GATES, RISK_ERROR, Bundle, Head, RiskDecision, Tick, Verdict
+from ..messages import GATES, HALT_GATES, RISK_ERROR, Bundle, Head, RiskDecision, Tick, Verdict
 from ..metrics import Metrics
 from ._gates import ACTIVE, GATE_FUNCTIONS_BY_SOURCE, HALTED, PAUSED, RiskSnapshot, dedup_key
 from ._store import RiskStore
@@ -55,7 +55,6 @@ __all__ = ["HALT_GATES", "STATE_VERSION", "RiskEngine", "RiskStatistics"]
 STATE_VERSION = 1
 
 #: The gates that can latch a HALT.
-HALT_GATES: tuple[str, ...] = ("gas_price", "eth_balance", "daily_pnl")
 
 _INT_RE = re.compile(r"^-?[0-9]+$")
 

@@ -249,7 +249,7 @@ class BackrunStrategy:
         gas_per_swap: gas estimate of one backrun call.
     """
 
-    source: Source = "mempool_backrun"
+    source: Source = Source.MEMPOOL_BACKRUN
 
     def __init__(self, chain: ChainConfig, book: PoolBook, *, searcher: str, gas_per_swap: int = GAS_PER_SWAP) -> None:
         self.chain = chain

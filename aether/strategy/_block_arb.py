@@ -41,7 +41,7 @@ class BlockArbStrategy:
         gas_per_swap: gas estimate of one call.
     """
 
-    source: Source = "block_arb"
+    source: Source = Source.BLOCK_ARB
 
     def __init__(
         self,

@@ -27,7 +27,7 @@ import trio
 
 from ..actors import DumpWriter, Feedback, HaltRequest, ask_risk
 from ..dumps import RunDir
-from ..messages import ActorStatistics, Tick, Verdict
+from ..messages import ActorStatistics, HaltReason, Tick, Verdict
 from ..metrics import Metrics
 from ._submitter import Submitter
 
@@ -39,7 +39,7 @@ __all__ = ["SubmitActor"]
 log = logging.getLogger("aether.actors.submit")
 
 #: The HALT reason while outcomes cannot be recorded (lifted by the next good write).
-_RECORD_HALT = "inclusions_writable"
+_RECORD_HALT = HaltReason.INCLUSIONS_WRITABLE
 
 
 class SubmitActor:
