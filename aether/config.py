@@ -606,7 +606,7 @@ class Settings:
         except FileNotFoundError:
             st_mode = None
         except OSError as exc:
-            raise ConfigError(f"AETHER_REPORTS_DIR={_shown(str(reports_dir), 200)}: cannot stat it "
+            raise ConfigError(f"AETHER_REPORTS_DIR={_shown(str(reports_dir), 200)}: not writable "
                               f"({exc.strerror})") from None
         if st_mode is not None and not stat.S_ISDIR(st_mode):
             raise ConfigError(f"AETHER_REPORTS_DIR={_shown(str(reports_dir), 200)}: exists and is not a directory")
