@@ -682,7 +682,7 @@ class Settings:
             / 1000,
             rpc_max_response_bytes=integer("AETHER_RPC_MAX_RESPONSE_BYTES", 16 * 1024 * 1024, lo=64 * 1024,
                                            hi=1024 * 1024 * 1024, what="bytes"),
-            node_silence_grace_s=float(integer("AETHER_NODE_SILENCE_GRACE_SEC", 60, lo=5, hi=86_400,
+            node_silence_grace_s=float(integer("AETHER_NODE_SILENCE_GRACE_SEC", 60, lo=2, hi=86_400,
                                                what="seconds")),
             log_level=log_level,
             warnings=tuple(warnings),
