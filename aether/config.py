@@ -428,7 +428,7 @@ def load_chain_config(path: Path) -> ChainConfig:
         if not isinstance(fee, int) or isinstance(fee, bool) or not 0 <= fee < 10000:
             raise ConfigError(f"{key}.fee_bps={_val(fee)}: expected an integer in 0..9999")
         kind_raw = d.get("kind", DexKind.V2.value)
-        if kind_raw not in {k.value for k in DexKind}:
+        if not isinstance(kind_raw, str) or kind_raw not in {k.value for k in DexKind}:
             raise ConfigError(f"{key}.kind={_val(kind_raw)}: expected one of "
                               f"{', '.join(repr(k.value) for k in DexKind)}")
         kind = DexKind(kind_raw)
@@ -437,7 +437,7 @@ def load_chain_config(path: Path) -> ChainConfig:
         if kind is DexKind.V3:
             tiers_raw = list(V3_FEE_TIERS) if tiers_raw is None else tiers_raw
             if (not isinstance(tiers_raw, list) or not tiers_raw
-                    or any(isinstance(t, bool) or t not in V3_FEE_TIERS for t in tiers_raw)
+                    or any(type(t) is not int or t not in V3_FEE_TIERS for t in tiers_raw)
                     or len(set(tiers_raw)) != len(tiers_raw)):
                 raise ConfigError(f"{key}.fee_tiers={_val(tiers_raw)}: expected a non-empty list of "
                                   f"distinct fee tiers from {list(V3_FEE_TIERS)}")

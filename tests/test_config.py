@@ -382,6 +382,9 @@ def _write(tmp_path: Path, text: str) -> Path:
         (lambda t: t.replace('name = "sushi"', 'name = "sushi"\nkind = "v3"\nfee_tiers = [500, 500]'), "distinct"),
         (lambda t: t.replace('name = "sushi"', 'name = "sushi"\nkind = "v3"\nfee_tiers = [true]'), "fee_tiers"),
         (lambda t: t.replace('symbol = "TKN"', 'symbol = "T\\nK"'), "token[0].symbol="),
+        # found by tests/faults/test_config_fuzz.py: a list for kind was a TypeError, a float tier passed
+        (lambda t: t.replace('name = "sushi"', 'name = "sushi"\nkind = []'), "dex[1].kind=[]"),
+        (lambda t: t.replace('name = "sushi"', 'name = "sushi"\nkind = "v3"\nfee_tiers = [500.0]'), "fee_tiers="),
     ],
 )
 def test_strict_toml(tmp_path: Path, edit: Callable[[str], str], fragment: str) -> None:
