@@ -283,3 +283,14 @@ def test_a_public_metrics_address_is_refused_without_the_opt_in(tmp_path: Path) 
     res = subprocess.run([*AETHER, "run"], env=env, capture_output=True, text=True, timeout=60)
     assert res.returncode == 3, res.stderr
     assert "WARNING" in res.stderr and "AETHER_METRICS_ALLOW_PUBLIC=1: metrics are served on 0.0.0.0" in res.stderr
+
+
+def test_the_shadow_script_names_aethers_exit_when_it_cannot_start(tmp_path: Path) -> None:
+    script = Path(__file__).resolve().parents[2] / "scripts" / "mempool_backrun_shadow.sh"
+    with hostile_rpc(Mode.OK) as node:
+        env = _env(tmp_path, node.url, AETHER_SHADOW="1", MEMPOOL_TRACKING="1", AETHER_LOG_LEVEL="LOUD",
+                   SHADOW_DURATION_SEC="5", SHADOW_POLL_SEC="1")
+        env.pop("AETHER_METRICS_ADDR")
+        res = subprocess.run([str(script)], env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2, res.stderr
+    assert "(exit 2: configuration error)" in res.stderr and "AETHER_LOG_LEVEL='LOUD'" in res.stderr
