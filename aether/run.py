@@ -14,6 +14,7 @@ process exit 70 for the OS supervisor to restart it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -367,25 +368,38 @@ def _record_tasks(run_dir: RunDir) -> None:
 
 
 async def _stop_on_signal(stop: _Stop, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    """Signal 1 drains; signal 2 stops fast but in order; signal 3 cancels everything.
+
+    The fast stop is the supervisor's own ordered cancel (sources first, then each
+    actor in pipeline order with a moment for the next one to take what it handed
+    on), so a bundle already built still reaches the end of the line and is dumped
+    or counted; an all-at-once cancel could leave one between two actors.
+    """
     with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
         task_status.started()
         async with trio.open_nursery() as nursery:
             async for signum in _with_early(signals):
                 stop.signals += 1
                 name = signal.Signals(signum).name
-                if not stop.requested:
+                if stop.supervisor is None:
+                    if not stop.requested:
+                        stop.requested = True
+                        _record_tasks(stop.run_dir)
+                    log.info("%s before the pipeline was up (node not answering or not subscribed yet): "
+                             "stopping now", name)
+                    stop.scope.cancel()
+                elif not stop.requested:
                     stop.requested = True
                     _record_tasks(stop.run_dir)
-                    if stop.supervisor is None:
-                        log.info("%s before the pipeline was up (node not answering or not subscribed yet): "
-                                 "stopping now", name)
-                        stop.scope.cancel()
-                    else:
-                        log.info("%s: stopping sources and draining the pipeline", name)
-                        # The drain runs beside this loop, so a second signal can cut it short.
-                        nursery.start_soon(stop.supervisor.stop)
+                    log.info("%s: stopping sources and draining the pipeline", name)
+                    # The drain runs beside this loop, so a second signal can cut it short.
+                    nursery.start_soon(stop.supervisor.stop)
+                elif stop.signals == 2:
+                    log.warning("second signal (%s): stopping now, actor by actor in pipeline order "
+                                "(bundles already built are still dumped); a third signal cancels at once", name)
+                    nursery.start_soon(functools.partial(stop.supervisor.stop, drain_timeout_s=0.0))
                 else:
-                    log.warning("second signal (%s): cancelling now (queued dumps are still written)", name)
+                    log.warning("signal %d (%s): cancelling at once", stop.signals, name)
                     stop.scope.cancel()
 
 
