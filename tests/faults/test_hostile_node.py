@@ -7,7 +7,7 @@ Two layers:
   its total deadline, as a counted, typed node error, and the client stays usable;
 * ``aether run`` as a process against the same servers: the node failures end in
   exit 3 with one line and a summary naming the failure, its peak RSS (``wait4``)
-  stays bounded for the 200 MB body, a node that goes silent or sends only
+  (VmHWM) stays bounded for the 200 MB body, a node that goes silent or sends only
   malformed heads makes it exit 3 after the configured grace, and every stop signal
   (SIGINT, SIGTERM, SIGHUP, twice) before the pipeline is up ends in a summary and exit 0.
 """
@@ -20,7 +20,7 @@ import secrets
 import signal
 import socket
 import subprocess
-import threading
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -110,27 +110,31 @@ def _env(tmp_path: Path, rpc_url: str, ws_url: str = "ws://127.0.0.1:9", **extra
     return env
 
 
-def _run(env: dict[str, str], timeout: float = 60.0) -> tuple[int, str, str, float, int]:
-    """Run ``aether run`` to its end: (exit code, stdout, stderr, seconds, the child's own peak RSS in bytes).
+#: ``aether run`` exactly as the console script runs it, recording its own peak RSS at exit.
+#: VmHWM of /proc/self/status belongs to the process's memory map, which exec replaces;
+#: ``ru_maxrss`` (getrusage, wait4) would instead carry over the RSS of the forked pytest
+#: process (Linux keeps the larger of the two across exec), hiding aether's own peak.
+_MEASURED_RUN = """
+import atexit, os, sys
+def _hwm():
+    with open('/proc/self/status') as f:
+        kib = next(int(l.split()[1]) for l in f if l.startswith('VmHWM:'))
+    with open(os.environ['HWM_FILE'], 'w') as out:
+        out.write(str(kib * 1024))
+atexit.register(_hwm)
+from aether.cli import main
+sys.exit(main(['run']))
+"""
 
-    The child is reaped with ``os.wait4``, whose rusage is that one process's (``RUSAGE_CHILDREN``
-    would be the largest of every child the test process ever waited for, anvil included).
-    """
-    out_path = Path(env["AETHER_REPORTS_DIR"]).with_name("run.out")
-    err_path = out_path.with_name("run.err")
+
+def _run(env: dict[str, str], timeout: float = 60.0) -> tuple[int, str, str, float, int]:
+    """Run ``aether run`` to its end: (exit code, stdout, stderr, seconds, its peak RSS in bytes)."""
+    hwm = Path(env["AETHER_REPORTS_DIR"]).with_name("hwm")
     t0 = time.monotonic()
-    with open(out_path, "wb") as out, open(err_path, "wb") as err:
-        proc = subprocess.Popen([*AETHER, "run"], env=env, stdout=out, stderr=err)
-    timer = threading.Timer(timeout, proc.kill)  # a hang fails the test below instead of blocking it
-    timer.start()
-    try:
-        _pid, status, usage = os.wait4(proc.pid, 0)
-    finally:
-        timer.cancel()
-    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, so Popen must not wait again
+    res = subprocess.run([sys.executable, "-c", _MEASURED_RUN], env={**env, "HWM_FILE": str(hwm)},
+                         capture_output=True, text=True, timeout=timeout)
     elapsed = time.monotonic() - t0
-    assert elapsed < timeout, f"aether run did not exit within {timeout}s"
-    return proc.returncode, out_path.read_text(), err_path.read_text(), elapsed, usage.ru_maxrss * 1024  # KiB
+    return res.returncode, res.stdout, res.stderr, elapsed, int(hwm.read_text())
 
 
 def _summary(tmp_path: Path) -> dict[str, Any]:
@@ -138,6 +142,7 @@ def _summary(tmp_path: Path) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("mode", [Mode.HUGE, Mode.HUGE_DECLARED, Mode.TRICKLE, Mode.GARBAGE, Mode.SILENT])
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="peak RSS is read from /proc")
 def test_aether_run_against_a_hostile_rpc_exits_3_in_time_with_bounded_memory(tmp_path: Path, mode: Mode) -> None:
     with hostile_rpc(mode) as node:
         code, out, err, elapsed, rss = _run(_env(tmp_path, node.url))
@@ -154,19 +159,22 @@ def test_aether_run_against_a_hostile_rpc_exits_3_in_time_with_bounded_memory(tm
     assert elapsed < 20
     # Peak RSS of the whole process (Python, trio, httpx, eth-account, prometheus) with the
     # default 16 MiB cap: the 200 MB body must not be buffered.
-    assert rss < 160 * MiB, rss
+    assert rss < 100 * MiB, rss
     if mode is Mode.HUGE:
         assert sent < HUGE_BYTES // 4
     record_figures(f"aether run vs rpc {mode}", exit_code=code, seconds=round(elapsed, 2), peak_rss_mib=round(rss / MiB, 1),
                    server_bytes_sent=sent, counted=kind)
 
 
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="peak RSS is read from /proc")
 def test_peak_rss_with_a_200mb_body_is_bounded_by_the_cap(tmp_path: Path) -> None:
     """The bound, measured in one run: peak RSS against a 200 MB body, against a small
     garbage answer, and (to show the measurement sees the buffer at all) against the
-    200 MB body with the cap raised to 96 MiB."""
+    200 MB body with the cap raised to 96 MiB: the extra memory follows the cap."""
     runs = {"small": (Mode.GARBAGE, {}), "huge_default_cap": (Mode.HUGE, {}),
-            "huge_cap_96mib": (Mode.HUGE, {"AETHER_RPC_MAX_RESPONSE_BYTES": str(96 * MiB)})}
+            # a long deadline here, so that the read reaches the raised cap instead of timing out first
+            "huge_cap_96mib": (Mode.HUGE, {"AETHER_RPC_MAX_RESPONSE_BYTES": str(96 * MiB),
+                                           "AETHER_RPC_TIMEOUT_MS": "60000"})}
     peaks = {}
     for name, (mode, extra_env) in runs.items():
         with hostile_rpc(mode) as node:
@@ -174,8 +182,8 @@ def test_peak_rss_with_a_200mb_body_is_bounded_by_the_cap(tmp_path: Path) -> Non
         assert code == 3, err
         peaks[name] = rss
     extra = peaks["huge_default_cap"] - peaks["small"]
-    assert extra < 40 * MiB, peaks  # the default cap is 16 MiB
-    assert peaks["huge_cap_96mib"] - peaks["small"] > 48 * MiB, peaks  # the measurement does see a big buffer
+    assert extra < 16 * MiB + 8 * MiB, peaks  # the default cap (16 MiB) plus the last chunk and slack
+    assert peaks["huge_cap_96mib"] - peaks["small"] > 64 * MiB, peaks  # the measurement does see a big buffer
     record_figures("200 MB body: RSS bound", **{f"peak_rss_{k}_mib": round(v / MiB, 1) for k, v in peaks.items()},
                    extra_default_cap_mib=round(extra / MiB, 1))
 
