@@ -169,7 +169,6 @@ def restore_process_state() -> Iterator[None]:
         sys.excepthook, threading.excepthook = hooks
 
 
-_outcomes: dict[str, dict[int, int]] = {}
 
 
 @pytest.mark.parametrize("name", VARIABLES)
@@ -210,7 +209,6 @@ def test_run_main_ends_in_exit_0_or_one_line_exit_2(
                 assert not errors, err
 
         one()
-    _outcomes[name] = counts
     record_figures(f"env fuzz (run_main): {name}", outcomes={str(k): v for k, v in sorted(counts.items())})
 
 
