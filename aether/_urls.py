@@ -25,21 +25,21 @@ def display_url(url: str) -> str:
     """``scheme://host[:port]`` of ``url``: no userinfo, path, query or fragment.
 
     A password may hold any character unencoded (``@ : / ? # [ ] %``), and then
-    no parser can tell where the userinfo ends. So the host is read two ways,
-    after the last ``@`` and after the userinfo of the first authority; it is
-    shown only when both readings agree and it looks like a host. Otherwise it is
-    hidden too: a wrong guess would show part of a password or a path.
+    no parser can tell where the userinfo ends. So the host is shown only when the
+    reading is unambiguous: no ``@`` at all (no userinfo), or exactly one ``@``
+    and it stands before the first ``/ ? # \\`` (a userinfo holding none of them).
+    Any other ``@`` may belong to a password, a path or a query, and any host read
+    across it could be a piece of a secret, so the host is hidden too.
     """
     m = _SCHEME.match(url.strip())
     if m is None:
         return "<unparseable url>"
     scheme, rest = m.group(1), m.group(2)
     authority = _END_OF_AUTHORITY.split(rest, maxsplit=1)[0]
+    ats = rest.count("@")
+    if ats > 1 or (ats == 1 and "@" not in authority):
+        return f"{scheme}{HIDDEN_HOST}"
     host = authority.rpartition("@")[2]
-    if "@" in rest:
-        after_last_at = _END_OF_AUTHORITY.split(rest.rpartition("@")[2], maxsplit=1)[0]
-        if after_last_at != host:
-            return f"{scheme}{HIDDEN_HOST}"
     if not _HOST.fullmatch(host):
         return f"{scheme}{HIDDEN_HOST}"
     return f"{scheme}{host}"
