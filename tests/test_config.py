@@ -421,3 +421,14 @@ def test_an_oversized_config_file_is_refused(tmp_path: Path) -> None:
     big = _write(tmp_path, TOML + "#" * (1024 * 1024))
     with pytest.raises(ConfigError, match="file too large"):
         load_chain_config(big)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_a_key_file_that_is_a_fifo_or_device_is_refused_without_hanging(tmp_path: Path) -> None:
+    from aether.keys import load_key_file
+
+    fifo = tmp_path / "key.fifo"
+    os.mkfifo(fifo)
+    for special in (fifo, Path("/dev/zero"), tmp_path):
+        with pytest.raises(ConfigError, match="AETHER_SIGNER_KEY_FILE=.*not a regular file"):
+            load_key_file(special, "AETHER_SIGNER_KEY_FILE")
