@@ -15,6 +15,7 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from ._errors import NodeErrorKind
 from .messages import BLOCK_ARB_GATES, GATES, RISK_ERROR, SOURCES
 from .settlement import OUTCOMES
 from .strategy._poststate import ScreenSkip, SimFailure
@@ -178,6 +179,9 @@ class Metrics:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
         )
         self.shadow_mode = Gauge("aether_shadow_mode", "1 when shadow mode is on", registry=r)
+        self.node_errors = Counter(
+            "aether_node_errors", "Failed node interactions (each fails closed), by kind", ["kind"], registry=r
+        )
         self._init_series(builders)
 
     def _init_series(self, builders: Iterable[str]) -> None:
@@ -209,6 +213,8 @@ class Metrics:
             self.risk_halts.labels(gate)
         for stream in ("newHeads", "newPendingTransactions"):
             self.ws_reconnects.labels(stream)
+        for kind in NodeErrorKind:
+            self.node_errors.labels(kind)
         for b in builders:
             for outcome in ("ok", "rpc_error", "http_error", "timeout", "unreachable", "bad_json", "cancelled"):
                 self.builder_requests.labels(b, outcome)
