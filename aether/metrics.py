@@ -117,6 +117,10 @@ class Metrics:
         self.included = Counter("aether_bundles_included", "Submitted bundles that landed", ["source"], registry=r)
         self.not_included = Counter("aether_bundles_not_included", "Submitted bundles that missed", ["source"], registry=r)
         self.reverted = Counter("aether_bundles_reverted", "Our transactions that landed reverted", ["source"], registry=r)
+        self.inclusion_unknown = Counter(
+            "aether_inclusion_unknown",
+            "Submitted bundles the node never let us judge (neither included nor missed)", ["source"], registry=r,
+        )
         self.realised_profit = Gauge(
             "aether_realised_profit_wei", "Sum of realised profit of included bundles in wei (can go negative)",
             ["source"], registry=r,
@@ -191,7 +195,8 @@ class Metrics:
             self.block_arb_risk_rejected.labels(reason)
         for source in SOURCES:
             for c in (self.shadow_blocked, self.submitted, self.candidates, self.bundles_built, self.dumps_written,
-                      self.included, self.not_included, self.reverted, self.predicted_profit,
+                      self.included, self.not_included, self.inclusion_unknown, self.reverted,
+                      self.predicted_profit,
                       self.included_exact, self.included_clean, self.realised_profit, self.included_predicted,
                       self.inclusion_delta):
                 c.labels(source)

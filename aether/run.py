@@ -89,6 +89,7 @@ def summarise_metrics(m: Metrics) -> dict[str, Any]:
             "dumped": v("aether_shadow_dumps_written_total", source=src),
             "included": v("aether_bundles_included_total", source=src),
             "not_included": v("aether_bundles_not_included_total", source=src),
+            "inclusion_unknown": v("aether_inclusion_unknown_total", source=src),
             "reverted": v("aether_bundles_reverted_total", source=src),
             "candidate_rejected": {
                 r: n for r in CANDIDATE_REJECT_REASONS

@@ -362,14 +362,17 @@ class Inclusion:
     reverted: bool
     predicted_wei: int
     realised_wei: int
+    unknown: bool = False  # the node never let the tracker judge it: neither included nor missed
 
     @classmethod
     def from_doc(cls, doc: object, line: str) -> Inclusion:
         d = _obj(doc, "line")
+        unknown = bool(_bool(d, "unknown", "line", required=False))
         return cls(
             line=line,
             arb_id=_str(d, "arb_id", "line") or "",
-            included=bool(_bool(d, "included", "line")),
+            unknown=unknown,
+            included=bool(_bool(d, "included", "line")) and not unknown,
             reverted=bool(_bool(d, "reverted", "line", required=False)),
             predicted_wei=parse_amount(d.get("predicted_profit_wei"), "line.predicted_profit_wei"),
             realised_wei=parse_amount(d.get("realised_profit_wei"), "line.realised_profit_wei"),
