@@ -8,16 +8,23 @@ h11, eth-abi) are translated at the adapter edge into these,
     ├── ConfigError            the operator: a variable, file or key is wrong
     ├── NodeError              the Ethereum node
     │   ├── NodeUnreachable    connection refused, DNS, TLS, reset
-    │   ├── NodeTimeout        no answer within the deadline
+    │   ├── NodeTimeout        no whole answer within the request's total deadline
     │   ├── RpcError           the node answered with a JSON-RPC error object
-    │   └── BadNodeData        the node answered, but not with what we asked for
+    │   ├── BadNodeData        the node answered, but not with what we asked for
+    │   │   └── ResponseTooLarge   an answer longer than the size cap (not buffered)
+    │   └── NodeSilent         no usable head for longer than the grace: exit 3
     ├── DecodeError            bytes from outside (tx, calldata) that do not parse
     ├── BuilderError           a block builder endpoint (live mode only)
     └── RiskError              a gate could not be evaluated; fails closed
         └── ShadowViolation    something tried to submit while shadow mode is on
+
+Node failures are also counted by kind (:class:`NodeErrorKind`, the label of
+``aether_node_errors_total{kind}``).
 """
 
 from __future__ import annotations
+
+import enum
 
 __all__ = [
     "AetherError",
@@ -26,12 +33,26 @@ __all__ = [
     "ConfigError",
     "DecodeError",
     "NodeError",
+    "NodeErrorKind",
+    "NodeSilent",
     "NodeTimeout",
     "NodeUnreachable",
+    "ResponseTooLarge",
     "RiskError",
     "RpcError",
     "ShadowViolation",
 ]
+
+
+class NodeErrorKind(enum.StrEnum):
+    """Why a node interaction failed: the bounded ``kind`` label of ``aether_node_errors_total``."""
+
+    TIMEOUT = "timeout"  # a request's total deadline passed (slow or trickling answer, hang)
+    UNREACHABLE = "unreachable"  # refused, reset, DNS, TLS
+    BAD_DATA = "bad_data"  # not JSON, or not the shape asked for
+    TOO_LARGE = "too_large"  # an answer longer than AETHER_RPC_MAX_RESPONSE_BYTES
+    MALFORMED_HEAD = "malformed_head"  # a newHeads frame that does not parse as a head
+    SILENT = "silent"  # no usable head within AETHER_NODE_SILENCE_GRACE_SEC
 
 
 class AetherError(Exception):
@@ -72,6 +93,24 @@ class RpcError(NodeError):
 
 class BadNodeData(NodeError):
     """The node answered, but the answer is not JSON or not of the expected shape."""
+
+
+class ResponseTooLarge(BadNodeData):
+    """The node's answer was longer than the configured cap.
+
+    Reading stopped at the cap (the rest was never buffered) and the connection
+    was dropped. A subclass of :class:`BadNodeData`, not of :class:`RpcError`: the
+    whole HTTP answer is lost, so callers must treat it like garbage from the node
+    (fail closed), never like a per-call refusal such as a revert.
+    """
+
+
+class NodeSilent(NodeError):
+    """The node sent no usable head (silence, or only malformed heads) for longer than the grace.
+
+    Raised by the run's watchdog; ``aether run`` exits 3 so the OS supervisor can
+    restart it against a node that may have recovered, instead of idling forever.
+    """
 
 
 class DecodeError(AetherError):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from . import __version__
 from .report._rollout import Stage
@@ -20,8 +21,15 @@ from .report._rollout import Stage
 __all__ = ["main"]
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the project's error shape: one line on stderr, exit 2 (no usage block)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="aether", description="Public-mempool backrun MEV, shadow-first.")
+    p = _Parser(prog="aether", description="Public-mempool backrun MEV, shadow-first.")
     p.add_argument("--version", action="version", version=f"aether {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 

@@ -9,14 +9,19 @@ scientific notation is accepted only when it denotes an integer exactly
 
 from __future__ import annotations
 
+import difflib
+import enum
+import ipaddress
 import os
 import re
+import stat
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import attrs
+from eth_utils import to_checksum_address
 
 from ._errors import ConfigError
 from ._urls import display_url, url_problem
@@ -25,18 +30,54 @@ __all__ = [
     "BuilderEndpoint",
     "ChainConfig",
     "DexConfig",
+    "DexKind",
+    "ENV_VARIABLES",
+    "LOG_LEVELS",
+    "V3_FEE_TIERS",
     "RiskLimits",
     "Settings",
     "TokenConfig",
     "load_chain_config",
     "parse_bool01",
+    "parse_log_level",
     "parse_wei",
+    "read_regular_file",
 ]
 
-_WEI_RE = re.compile(r"^[0-9]+(\.[0-9]+)?([eE]\+?[0-9]{1,3})?$")
-_ADDR_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
-_HASH_RE = re.compile(r"^0x[0-9a-fA-F]{64}$")
+_WEI_RE = re.compile(r"[0-9]+(\.[0-9]+)?([eE]\+?[0-9]{1,3})?")
+_ADDR_RE = re.compile(r"0x[0-9a-fA-F]{40}")
+_HASH_RE = re.compile(r"0x[0-9a-fA-F]{64}")
 _UINT256_MAX = 2**256 - 1
+
+#: Longest value any variable may hold: longer is a paste accident, not a setting.
+MAX_VALUE_CHARS = 8192
+#: Longest digit string of a wei amount (2**256-1 has 78 digits; room for "5.0e16" forms).
+_MAX_WEI_CHARS = 100
+#: Longest digit string of any other integer variable (every bound below has fewer digits).
+_MAX_INT_CHARS = 12
+#: Path limits of common filesystems (PATH_MAX, NAME_MAX), in bytes.
+_MAX_PATH_BYTES = 4096
+_MAX_NAME_BYTES = 255
+#: Largest file aether reads as configuration (TOML, risk state); key files have their own.
+MAX_CONFIG_FILE_BYTES = 1024 * 1024
+
+_MAX_SECONDS = 30 * 86_400
+
+#: Every variable ``aether run`` reads (the fuzz suite feeds each of them hostile values).
+ENV_VARIABLES: tuple[str, ...] = (
+    "AETHER_SHADOW", "MEMPOOL_TRACKING", "AETHER_REPORTS_DIR", "AETHER_STATE_FILE", "AETHER_LOG_LEVEL",
+    "AETHER_MEMPOOL_MIN_PROFIT_WEI", "AETHER_MEMPOOL_MAX_TIP_BPS", "AETHER_MEMPOOL_VICTIM_FRESHNESS_MS",
+    "AETHER_MEMPOOL_MAX_INFLIGHT", "AETHER_TIP_SHARE_BPS", "AETHER_WS_URL", "AETHER_RPC_URL", "AETHER_CONFIG",
+    "AETHER_SIGNER_KEY_FILE", "AETHER_BUILDER_URLS", "AETHER_FLASHBOTS_AUTH_KEY_FILE", "AETHER_METRICS_ADDR",
+    "AETHER_METRICS_ALLOW_PUBLIC", "AETHER_RISK_MAX_GAS_PRICE_WEI", "AETHER_RISK_MIN_BALANCE_WEI",
+    "AETHER_RISK_DAILY_LOSS_LIMIT_WEI", "AETHER_RISK_MAX_REVERTS", "AETHER_RISK_REVERT_WINDOW_SEC",
+    "AETHER_RISK_PAUSE_SEC", "AETHER_VALIDATE", "AETHER_BLOCK_ARB", "AETHER_RPC_TIMEOUT_MS",
+    "AETHER_BUILDER_TIMEOUT_MS", "AETHER_RPC_MAX_RESPONSE_BYTES", "AETHER_NODE_SILENCE_GRACE_SEC",
+    "AETHER_BLOCK_ARB_MIN_PROFIT_WEI",
+)
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+V3_FEE_TIERS = (100, 500, 3000, 10000)
 
 GWEI = 10**9
 ETHER = 10**18
@@ -53,9 +94,9 @@ def parse_wei(name: str, raw: str) -> int:
             or above 2**256-1.
     """
     text = raw.strip()
-    if not _WEI_RE.match(text):
+    if len(text) > _MAX_WEI_CHARS or not _WEI_RE.fullmatch(text):
         raise ConfigError(
-            f"{name}={raw!r}: expected a non-negative integer amount in wei "
+            f"{name}={_shown(raw)}: expected a non-negative integer amount in wei "
             "(digits, or exact scientific notation such as 5e16)"
         )
     try:
@@ -70,15 +111,111 @@ def parse_wei(name: str, raw: str) -> int:
     return as_int
 
 
-def _parse_int(name: str, raw: str, *, lo: int, hi: int | None = None, what: str = "an integer") -> int:
+def _shown(raw: str, limit: int = 60) -> str:
+    """``raw`` as a message may quote it: repr (no raw newline reaches a log), cut short."""
+    return repr(raw) if len(raw) <= limit else repr(raw[:limit]) + f"... ({len(raw)} characters)"
+
+
+def _parse_int(name: str, raw: str, *, lo: int, hi: int, what: str = "an integer") -> int:
+    """A bounded integer in ASCII digits: ``\u0663`` or a 5000-digit string is an error, not a traceback."""
     text = raw.strip()
-    if not re.fullmatch(r"[0-9]+", text):
-        raise ConfigError(f"{name}={raw!r}: expected {what}")
+    if len(text) > _MAX_INT_CHARS or not re.fullmatch(r"[0-9]+", text):
+        raise ConfigError(f"{name}={_shown(raw)}: expected {what} in {lo}..{hi} (ASCII digits)")
     value = int(text)
-    if value < lo or (hi is not None and value > hi):
-        bound = f"{lo}..{hi}" if hi is not None else f">= {lo}"
-        raise ConfigError(f"{name}={raw!r}: expected {what} in {bound}")
+    if not lo <= value <= hi:
+        raise ConfigError(f"{name}={_shown(raw)}: expected {what} in {lo}..{hi}")
     return value
+
+
+def _val(value: object) -> str:
+    """A TOML value as a message may quote it (strings via :func:`_shown`, others by repr, cut short)."""
+    if isinstance(value, str):
+        return _shown(value)
+    text = repr(value)
+    return text if len(text) <= 60 else text[:60] + "..."
+
+
+def parse_log_level(raw: str | None) -> str:
+    """``AETHER_LOG_LEVEL``: one of :data:`LOG_LEVELS`, any case; unset means INFO."""
+    if raw is None or raw.strip() == "":
+        return "INFO"
+    level = raw.strip().upper()
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"AETHER_LOG_LEVEL={_shown(raw)}: expected one of {', '.join(LOG_LEVELS)}")
+    return level
+
+
+def _parse_path(name: str, raw: str) -> Path:
+    """A path variable: no NUL, within PATH_MAX/NAME_MAX, encodable for the filesystem."""
+    try:
+        encoded = os.fsencode(raw)
+    except UnicodeError:
+        raise ConfigError(f"{name}={_shown(raw)}: not encodable as a file name") from None
+    if b"\0" in encoded:
+        raise ConfigError(f"{name}={_shown(raw)}: a path cannot hold a NUL character")
+    if len(encoded) > _MAX_PATH_BYTES or any(len(part) > _MAX_NAME_BYTES for part in encoded.split(b"/")):
+        raise ConfigError(f"{name}={_shown(raw)}: path too long ({_MAX_PATH_BYTES} bytes in all, "
+                          f"{_MAX_NAME_BYTES} per name)")
+    return Path(raw)
+
+
+def read_regular_file(path: Path, name: str, *, max_bytes: int = MAX_CONFIG_FILE_BYTES) -> bytes:
+    """Read a whole configuration file, refusing anything that is not a bounded regular file.
+
+    The file is opened with ``O_NONBLOCK`` and checked with ``fstat`` on the open
+    descriptor before any read, so a FIFO, a device or a directory is an error
+    instead of a hang (and the check cannot be raced by swapping the path), and at
+    most ``max_bytes + 1`` bytes are ever read.
+
+    Raises:
+        ConfigError: missing, not a regular file, larger than ``max_bytes``, unreadable.
+    """
+    where = f"{name}={_shown(str(path), 200)}"
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise ConfigError(f"{where}: cannot read the file (it does not exist)") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{where}: cannot open the file ({getattr(exc, 'strerror', None) or exc})") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"{where}: not a regular file")
+        if st.st_size > max_bytes:
+            raise ConfigError(f"{where}: file too large ({st.st_size} bytes, at most {max_bytes})")
+        chunks: list[bytes] = []
+        total = 0
+        while total <= max_bytes:
+            chunk = os.read(fd, min(65536, max_bytes + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        if total > max_bytes:  # it grew after the fstat
+            raise ConfigError(f"{where}: file too large (at most {max_bytes} bytes)")
+        return b"".join(chunks)
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read the file ({exc.strerror})") from None
+    finally:
+        os.close(fd)
+
+
+def check_regular_file_if_present(path: Path, name: str, *, max_bytes: int = MAX_CONFIG_FILE_BYTES) -> None:
+    """For a file read later by someone else (the risk state): if it exists, it must be a
+    bounded regular file. ``os.stat`` never blocks on a FIFO, so this cannot hang.
+    """
+    where = f"{name}={_shown(str(path), 200)}"
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{where}: cannot stat the file ({getattr(exc, 'strerror', None) or exc})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ConfigError(f"{where}: not a regular file")
+    if st.st_size > max_bytes:
+        raise ConfigError(f"{where}: file too large ({st.st_size} bytes, at most {max_bytes})")
 
 
 def parse_bool01(name: str, raw: str) -> bool:
@@ -88,7 +225,7 @@ def parse_bool01(name: str, raw: str) -> bool:
         return True
     if text == "0":
         return False
-    raise ConfigError(f"{name}={raw!r}: expected 0 or 1")
+    raise ConfigError(f"{name}={_shown(raw)}: expected 0 or 1")
 
 
 def _parse_shadow(raw: str | None) -> bool:
@@ -98,26 +235,49 @@ def _parse_shadow(raw: str | None) -> bool:
     if raw == "0":
         return False
     raise ConfigError(
-        f"AETHER_SHADOW={raw!r}: expected 1 (shadow, the default) or 0 (live); "
+        f"AETHER_SHADOW={_shown(raw)}: expected 1 (shadow, the default) or 0 (live); "
         "refusing to guess with real money"
     )
 
 
 def _parse_addr(name: str, raw: object) -> str:
-    if not isinstance(raw, str) or not _ADDR_RE.match(raw):
-        raise ConfigError(f"{name}={raw!r}: expected a 0x-prefixed 20-byte hex address")
+    """A 20-byte address matched in full; a mixed-case spelling must be a valid EIP-55 checksum.
+
+    A checksum exists to catch a mistyped character; accepting a wrong one would
+    throw that protection away (all-lower or all-upper spellings carry none).
+    """
+    if not isinstance(raw, str) or not _ADDR_RE.fullmatch(raw):
+        raise ConfigError(f"{name}={_val(raw)}: expected a 0x-prefixed 20-byte hex address")
+    digits = raw[2:]
+    if digits != digits.lower() and digits != digits.upper() and to_checksum_address(raw) != raw:
+        raise ConfigError(f"{name}={raw!r}: mixed-case address with a wrong EIP-55 checksum (a typo?); "
+                          "write it all lowercase or with its correct checksum")
     return raw.lower()
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _parse_hostport(name: str, raw: str) -> tuple[str, int]:
     host, sep, port = raw.strip().rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(f"{name}={raw!r}: expected HOST:PORT, for example 127.0.0.1:9477")
-    return host.strip("[]"), int(port)
+    host = host.strip("[]") if host.startswith("[") and host.endswith("]") else host
+    if (not sep or not re.fullmatch(r"[A-Za-z0-9._:-]{1,253}", host) or not re.fullmatch(r"[0-9]{1,5}", port)
+            or int(port) > 65535):
+        raise ConfigError(f"{name}={_shown(raw)}: expected HOST:PORT with PORT in 0..65535, "
+                          "for example 127.0.0.1:9477")
+    return host, int(port)
 
 
 def _parse_url(name: str, raw: str, schemes: tuple[str, ...]) -> str:
     text = raw.strip()
+    if len(text) > 2048:
+        raise ConfigError(f"{name}={display_url(raw)!r}: URL longer than 2048 characters")
     # A host is required: "wss://" or "ws://:8545" would only fail later, at connect time.
     m = re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://(?:[^@/?#]*@)?([^/?#:]+|\[[0-9a-fA-F:.]+\])", text)
     if not any(text.startswith(s + "://") for s in schemes) or m is None:
@@ -131,15 +291,28 @@ def _parse_url(name: str, raw: str, schemes: tuple[str, ...]) -> str:
 # --------------------------------------------------------------------------- chain config
 
 
+class DexKind(enum.StrEnum):
+    """Which Uniswap generation a ``[[dex]]`` entry is (the TOML ``kind`` key)."""
+
+    V2 = "v2"
+    V3 = "v3"
+
+
 @attrs.frozen
 class DexConfig:
-    """One Uniswap-V2-style DEX: its Router02, factory and pair init-code hash."""
+    """One Uniswap-style DEX: its router, factory and pool init-code hash.
+
+    ``kind`` and ``fee_tiers`` describe a V3 deployment (``fee_tiers`` is empty for V2,
+    whose fee is ``fee_bps``).
+    """
 
     name: str
     router: str
     factory: str
     init_code_hash: str
     fee_bps: int = 30
+    kind: DexKind = DexKind.V2
+    fee_tiers: tuple[int, ...] = ()
 
 
 @attrs.frozen
@@ -191,20 +364,51 @@ MAINNET = ChainConfig(
 )
 
 
+_TOP_KEYS = ("weth", "dex", "token")
+_DEX_KEYS = ("name", "router", "factory", "init_code_hash", "fee_bps", "kind", "fee_tiers")
+_TOKEN_KEYS = ("address", "symbol", "decimals")
+
+
+def _check_keys(where: str, table: Mapping[str, object], known: Iterable[str]) -> None:
+    """Refuse a key aether does not know: a typo (``fee_bsp``) must not silently mean the default."""
+    known = tuple(known)
+    for key in table:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f" (known keys: {', '.join(known)})"
+            raise ConfigError(f"{where}: unknown key {_val(key)}{hint}")
+
+
+def _refuse_duplicates(where: str, what: str, values: Iterable[str]) -> None:
+    seen: set[str] = set()
+    for v in values:
+        if v in seen:
+            raise ConfigError(f"{where}: {what} {v} appears twice")
+        seen.add(v)
+
+
 def load_chain_config(path: Path) -> ChainConfig:
     """Read an ``AETHER_CONFIG`` TOML file.
 
+    Strict on purpose: tools outside the project write this file, and a typo that
+    silently falls back to a default (a misspelt ``fee_bps``) or an address with one
+    wrong character would make aether trade against the wrong contract.
+
     Raises:
-        ConfigError: unreadable file, bad TOML, or a missing/ill-typed key; the
-            message names the file and the key.
+        ConfigError: unreadable or special file, bad TOML, an unknown key, or a
+            missing/ill-typed value; the message names the file and the key.
     """
-    where = f"AETHER_CONFIG={str(path)!r}"
+    where = f"AETHER_CONFIG={_shown(str(path), 200)}"
+    raw = read_regular_file(path, "AETHER_CONFIG")
     try:
-        data = tomllib.loads(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"{where}: cannot read the file ({exc.strerror})") from exc
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{where}: not valid TOML ({exc})") from exc
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{where}: not valid TOML (not UTF-8 text)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where}: not valid TOML ({str(exc).splitlines()[0] if str(exc) else 'parse error'})") from exc
+    except RecursionError:
+        raise ConfigError(f"{where}: not valid TOML (nested too deeply)") from None
+    _check_keys(where, data, _TOP_KEYS)
     weth = _parse_addr(f"{where}: weth", data.get("weth"))
     raw_dexes = data.get("dex")
     if not isinstance(raw_dexes, list) or not raw_dexes:
@@ -214,15 +418,33 @@ def load_chain_config(path: Path) -> ChainConfig:
         key = f"{where}: dex[{i}]"
         if not isinstance(d, dict):
             raise ConfigError(f"{key}: expected a table")
+        _check_keys(key, d, _DEX_KEYS)
         name = d.get("name")
         if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9_-]{1,32}", name):
-            raise ConfigError(f"{key}.name={name!r}: expected a short lowercase label")
+            raise ConfigError(f"{key}.name={_val(name)}: expected a short lowercase label ([a-z0-9_-], 1..32)")
         ich = d.get("init_code_hash")
-        if not isinstance(ich, str) or not _HASH_RE.match(ich):
-            raise ConfigError(f"{key}.init_code_hash={ich!r}: expected a 0x-prefixed 32-byte hex hash")
+        if not isinstance(ich, str) or not _HASH_RE.fullmatch(ich):
+            raise ConfigError(f"{key}.init_code_hash={_val(ich)}: expected a 0x-prefixed 32-byte hex hash")
         fee = d.get("fee_bps", 30)
         if not isinstance(fee, int) or isinstance(fee, bool) or not 0 <= fee < 10000:
-            raise ConfigError(f"{key}.fee_bps={fee!r}: expected an integer in 0..9999")
+            raise ConfigError(f"{key}.fee_bps={_val(fee)}: expected an integer in 0..9999")
+        kind_raw = d.get("kind", DexKind.V2.value)
+        if not isinstance(kind_raw, str) or kind_raw not in {k.value for k in DexKind}:
+            raise ConfigError(f"{key}.kind={_val(kind_raw)}: expected one of "
+                              f"{', '.join(repr(k.value) for k in DexKind)}")
+        kind = DexKind(kind_raw)
+        tiers_raw = d.get("fee_tiers")
+        tiers: tuple[int, ...] = ()
+        if kind is DexKind.V3:
+            tiers_raw = list(V3_FEE_TIERS) if tiers_raw is None else tiers_raw
+            if (not isinstance(tiers_raw, list) or not tiers_raw
+                    or any(type(t) is not int or t not in V3_FEE_TIERS for t in tiers_raw)
+                    or len(set(tiers_raw)) != len(tiers_raw)):
+                raise ConfigError(f"{key}.fee_tiers={_val(tiers_raw)}: expected a non-empty list of "
+                                  f"distinct fee tiers from {list(V3_FEE_TIERS)}")
+            tiers = tuple(int(t) for t in tiers_raw)
+        elif tiers_raw is not None:
+            raise ConfigError(f"{key}.fee_tiers: only a kind = \"v3\" DEX has fee tiers (a v2 DEX has fee_bps)")
         dexes.append(
             DexConfig(
                 name=name,
@@ -230,10 +452,16 @@ def load_chain_config(path: Path) -> ChainConfig:
                 factory=_parse_addr(f"{key}.factory", d.get("factory")),
                 init_code_hash=ich.lower(),
                 fee_bps=fee,
+                kind=kind,
+                fee_tiers=tiers,
             )
         )
     if len({d.name for d in dexes}) != len(dexes):
         raise ConfigError(f"{where}: dex names must be unique")
+    # Two DEXes on one router would make a victim's pool ambiguous; one factory twice
+    # would count the same pools twice as a price gap.
+    _refuse_duplicates(where, "router", (d.router for d in dexes))
+    _refuse_duplicates(where, "factory", (d.factory for d in dexes))
     tokens = []
     raw_tokens = data.get("token", [])
     if not isinstance(raw_tokens, list):
@@ -242,13 +470,15 @@ def load_chain_config(path: Path) -> ChainConfig:
         key = f"{where}: token[{i}]"
         if not isinstance(t, dict):
             raise ConfigError(f"{key}: expected a table")
+        _check_keys(key, t, _TOKEN_KEYS)
         dec = t.get("decimals", 18)
         if not isinstance(dec, int) or isinstance(dec, bool) or not 0 <= dec <= 36:
-            raise ConfigError(f"{key}.decimals={dec!r}: expected an integer in 0..36")
+            raise ConfigError(f"{key}.decimals={_val(dec)}: expected an integer in 0..36")
         sym = t.get("symbol", "")
-        if not isinstance(sym, str):
-            raise ConfigError(f"{key}.symbol={sym!r}: expected a string")
+        if not isinstance(sym, str) or not re.fullmatch(r"[\x21-\x7e]{0,32}", sym):
+            raise ConfigError(f"{key}.symbol={_val(sym)}: expected up to 32 printable ASCII characters")
         tokens.append(TokenConfig(_parse_addr(f"{key}.address", t.get("address")), sym, dec))
+    _refuse_duplicates(where, "token", (t.address for t in tokens))
     return ChainConfig(weth=weth, dexes=tuple(dexes), tokens=tuple(tokens))
 
 
@@ -281,10 +511,12 @@ def _parse_builders(raw: str) -> tuple[BuilderEndpoint, ...]:
             name, url = "", item
         url = _parse_url(f"AETHER_BUILDER_URLS[{i}]", url, ("http", "https"))
         if not name:
-            m = re.match(r"^https?://(?:[^@/]*@)?([^/:?#]+)", url)
-            name = (m.group(1) if m else f"builder{i}").split(".")[0] or f"builder{i}"
+            # The label is shown everywhere: take it from the displayed host, never from the
+            # raw text (whose userinfo may hold a password with an unencoded "/" or "?").
+            host = display_url(url).partition("://")[2]
+            name = f"builder{i}" if host.startswith("<") else (host.split(".")[0].split(":")[0] or f"builder{i}")
         if not re.fullmatch(r"[A-Za-z0-9_.-]{1,40}", name):
-            raise ConfigError(f"AETHER_BUILDER_URLS[{i}]: label {name!r} must be short [A-Za-z0-9_.-]")
+            raise ConfigError(f"AETHER_BUILDER_URLS[{i}]: label {_shown(name)} must be short [A-Za-z0-9_.-]")
         out.append(BuilderEndpoint(name=name, url=url))
     if len({b.name for b in out}) != len(out):
         raise ConfigError("AETHER_BUILDER_URLS: builder labels must be unique (use name=url)")
@@ -332,6 +564,9 @@ class Settings:
     block_arb: bool = True
     rpc_timeout_s: float = 2.0
     builder_timeout_s: float = 2.0
+    rpc_max_response_bytes: int = 16 * 1024 * 1024
+    node_silence_grace_s: float = 60.0
+    log_level: str = "INFO"
     warnings: tuple[str, ...] = ()
 
     @classmethod
@@ -346,13 +581,15 @@ class Settings:
 
         def get(name: str) -> str | None:
             value = env.get(name)
+            if value is not None and len(value) > MAX_VALUE_CHARS:
+                raise ConfigError(f"{name}: value of {len(value)} characters (at most {MAX_VALUE_CHARS})")
             return None if value is None or value.strip() == "" else value
 
         def wei(name: str, default: int) -> int:
             raw = get(name)
             return default if raw is None else parse_wei(name, raw)
 
-        def integer(name: str, default: int, *, lo: int, hi: int | None = None, what: str = "an integer") -> int:
+        def integer(name: str, default: int, *, lo: int, hi: int, what: str = "an integer") -> int:
             raw = get(name)
             return default if raw is None else _parse_int(name, raw, lo=lo, hi=hi, what=what)
 
@@ -362,20 +599,29 @@ class Settings:
 
         def path(name: str) -> Path | None:
             raw = get(name)
-            return None if raw is None else Path(raw)
+            return None if raw is None else _parse_path(name, raw)
 
         _D = RiskLimits()
+        log_level = parse_log_level(get("AETHER_LOG_LEVEL"))
         shadow = _parse_shadow(env.get("AETHER_SHADOW"))
-        reports_dir = Path(get("AETHER_REPORTS_DIR") or "reports")
-        if reports_dir.exists() and not reports_dir.is_dir():
-            raise ConfigError(f"AETHER_REPORTS_DIR={str(reports_dir)!r}: exists and is not a directory")
+        reports_dir = path("AETHER_REPORTS_DIR") or Path("reports")
+        try:
+            st_mode = os.stat(reports_dir).st_mode
+        except FileNotFoundError:
+            st_mode = None
+        except OSError as exc:
+            raise ConfigError(f"AETHER_REPORTS_DIR={_shown(str(reports_dir), 200)}: not writable "
+                              f"({exc.strerror})") from None
+        if st_mode is not None and not stat.S_ISDIR(st_mode):
+            raise ConfigError(f"AETHER_REPORTS_DIR={_shown(str(reports_dir), 200)}: exists and is not a directory")
         risk = RiskLimits(
             max_gas_price_wei=wei("AETHER_RISK_MAX_GAS_PRICE_WEI", _D.max_gas_price_wei),
             min_balance_wei=wei("AETHER_RISK_MIN_BALANCE_WEI", _D.min_balance_wei),
             daily_loss_limit_wei=wei("AETHER_RISK_DAILY_LOSS_LIMIT_WEI", _D.daily_loss_limit_wei),
             max_reverts=integer("AETHER_RISK_MAX_REVERTS", 3, lo=1, hi=1000, what="a count"),
-            revert_window_s=integer("AETHER_RISK_REVERT_WINDOW_SEC", 600, lo=1, what="seconds"),
-            pause_s=integer("AETHER_RISK_PAUSE_SEC", 600, lo=1, what="seconds"),
+            # At most 30 days: longer is a typo, and a huge pause would overflow the clock arithmetic.
+            revert_window_s=integer("AETHER_RISK_REVERT_WINDOW_SEC", 600, lo=1, hi=_MAX_SECONDS, what="seconds"),
+            pause_s=integer("AETHER_RISK_PAUSE_SEC", 600, lo=1, hi=_MAX_SECONDS, what="seconds"),
             min_profit_wei=wei("AETHER_MEMPOOL_MIN_PROFIT_WEI", 10**15),
             block_arb_min_profit_wei=wei("AETHER_BLOCK_ARB_MIN_PROFIT_WEI", _D.block_arb_min_profit_wei),
             max_tip_bps=integer("AETHER_MEMPOOL_MAX_TIP_BPS", 9500, lo=0, hi=10000, what="basis points"),
@@ -391,6 +637,21 @@ class Settings:
 
         config_path = path("AETHER_CONFIG")
         chain = MAINNET if config_path is None else load_chain_config(config_path)
+        state_file = path("AETHER_STATE_FILE") or reports_dir / "risk-state.json"
+        # The risk store reads it later; a FIFO or a device there must fail now, not hang then.
+        check_regular_file_if_present(state_file, "AETHER_STATE_FILE")
+        metrics_addr = _parse_hostport("AETHER_METRICS_ADDR", get("AETHER_METRICS_ADDR") or "127.0.0.1:9477")
+        if not _is_loopback(metrics_addr[0]):
+            if not switch("AETHER_METRICS_ALLOW_PUBLIC", False):
+                raise ConfigError(
+                    f"AETHER_METRICS_ADDR={_shown(get('AETHER_METRICS_ADDR') or '')}: not a loopback address; the "
+                    "metrics show the searcher address, balances and risk state to anyone who can reach them. "
+                    "Set AETHER_METRICS_ALLOW_PUBLIC=1 to expose them on purpose"
+                )
+            warnings.append(
+                f"AETHER_METRICS_ALLOW_PUBLIC=1: metrics are served on {metrics_addr[0]}:{metrics_addr[1]}, "
+                "beyond this host; make sure a firewall limits who can read them"
+            )
 
         for inline in ("AETHER_SIGNER_KEY", "AETHER_FLASHBOTS_AUTH_KEY", "AETHER_PRIVATE_KEY"):
             if get(inline) is not None:
@@ -407,7 +668,7 @@ class Settings:
             shadow=shadow,
             mempool_tracking=switch("MEMPOOL_TRACKING", False),
             reports_dir=reports_dir,
-            state_file=path("AETHER_STATE_FILE") or reports_dir / "risk-state.json",
+            state_file=state_file,
             ws_url=_parse_url("AETHER_WS_URL", get("AETHER_WS_URL") or "ws://127.0.0.1:8545", ("ws", "wss")),
             rpc_url=_parse_url("AETHER_RPC_URL", get("AETHER_RPC_URL") or "http://127.0.0.1:8545", ("http", "https")),
             config_path=config_path,
@@ -416,7 +677,7 @@ class Settings:
             builders=() if builders_raw is None else _parse_builders(builders_raw),
             # Shadow mode never even looks at the builder auth key (freqtrade's dry-run habit).
             flashbots_auth_key_file=None if shadow else path("AETHER_FLASHBOTS_AUTH_KEY_FILE"),
-            metrics_addr=_parse_hostport("AETHER_METRICS_ADDR", get("AETHER_METRICS_ADDR") or "127.0.0.1:9477"),
+            metrics_addr=metrics_addr,
             risk=risk,
             tip_share_bps=tip_share,
             validate=switch("AETHER_VALIDATE", True),
@@ -424,5 +685,10 @@ class Settings:
             rpc_timeout_s=integer("AETHER_RPC_TIMEOUT_MS", 2000, lo=1, hi=600_000, what="milliseconds") / 1000,
             builder_timeout_s=integer("AETHER_BUILDER_TIMEOUT_MS", 2000, lo=1, hi=600_000, what="milliseconds")
             / 1000,
+            rpc_max_response_bytes=integer("AETHER_RPC_MAX_RESPONSE_BYTES", 16 * 1024 * 1024, lo=64 * 1024,
+                                           hi=1024 * 1024 * 1024, what="bytes"),
+            node_silence_grace_s=float(integer("AETHER_NODE_SILENCE_GRACE_SEC", 60, lo=2, hi=86_400,
+                                               what="seconds")),
+            log_level=log_level,
             warnings=tuple(warnings),
         )

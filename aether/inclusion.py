@@ -24,9 +24,20 @@ route's pairs from a transaction other than the victim and ours, at a lower
 index than our last transaction. A clean bundle ran on exactly the state it
 was sized on, so it must realise its prediction to the wei.
 
-Node failures are not outcomes: the bundles stay tracked and are retried on
-the next head, up to :data:`GIVE_UP_AFTER` blocks past their target, then
-abandoned and counted.
+A bundle is judged once its target block N has :data:`CONFIRMATIONS` blocks on
+top (the head is at N + 1, as for settlement). A missing receipt is not a
+miss by itself: the node answering may be a block behind the WebSocket that
+announced the head (a load balancer's backends). The same batch fetches
+``eth_getBlockByNumber(N)``; "not included" is concluded only when that block
+exists on the node and, when the heads told us N's hash, is that block. Until
+then the bundle stays tracked and is asked about again at the next head.
+
+Node failures are not outcomes either: the bundles stay tracked and are
+retried on the next head. A bundle still not judged :data:`GIVE_UP_AFTER`
+blocks past its target ends as an explicit *unknown* outcome
+(``Outcome.unknown``, with a reason), logged and counted in
+``aether_inclusion_unknown_total`` and in ``abandoned``: never a miss, never an
+inclusion, and no P&L or revert for risk (we do not know of any).
 """
 
 from __future__ import annotations
@@ -45,11 +56,14 @@ from .messages import Bundle, Head
 from .metrics import Metrics
 from .quantity import hex_quantity
 
-__all__ = ["GIVE_UP_AFTER", "InclusionStatistics", "InclusionTracker", "Outcome"]
+__all__ = ["CONFIRMATIONS", "GIVE_UP_AFTER", "InclusionStatistics", "InclusionTracker", "Outcome"]
 
 log = logging.getLogger(__name__)
 
+#: Blocks past its target after which a bundle not judged yet is an unknown outcome.
 GIVE_UP_AFTER = 16
+#: Judge block N once the head is at N + this (as the settlement of the in-flight actor).
+CONFIRMATIONS = 1
 _BALANCE_OF = bytes.fromhex("70a08231")
 _TRANSFER = "0x" + keccak(b"Transfer(address,address,uint256)").hex()
 _SYNC = "0x" + keccak(b"Sync(uint112,uint112)").hex()
@@ -62,6 +76,9 @@ class Outcome:
 
     ``clean`` is only ever true for an included bundle: nothing but the victim
     and our own transactions touched the route's pools before our last one.
+    ``unknown`` means the node never let us judge it (``reason`` says why):
+    neither included nor missed, and ``included``/``reverted`` are False and
+    ``realised_profit_wei`` 0 because nothing is known, not because nothing happened.
     """
 
     bundle: Bundle
@@ -70,6 +87,8 @@ class Outcome:
     realised_profit_wei: int
     predicted_profit_wei: int
     clean: bool = False
+    unknown: bool = False
+    reason: str | None = None
 
     @property
     def predicted_gross_wei(self) -> int:
@@ -92,6 +111,8 @@ class Outcome:
             "source": b.source,
             "target_block": b.target_block,
             "included": self.included,
+            "unknown": self.unknown,
+            "reason": self.reason,
             "reverted": self.reverted,
             "clean": self.clean,
             "exact": self.exact,
@@ -131,12 +152,19 @@ class InclusionTracker:
         searcher: the searcher's address (the bundle signer).
         weth: the WETH token address (the inventory).
         metrics: the process's metrics.
+        confirmations: judge block N once the head is at N + this.
+        give_up_after: blocks past the target after which a bundle not
+            judged yet ends as an unknown outcome.
     """
 
     def __init__(
-        self, rpc: RpcClient, *, searcher: str, weth: str, metrics: Metrics
+        self, rpc: RpcClient, *, searcher: str, weth: str, metrics: Metrics,
+        confirmations: int = CONFIRMATIONS, give_up_after: int = GIVE_UP_AFTER,
     ) -> None:
         self._rpc = rpc
+        self._confirmations = confirmations
+        self._give_up = give_up_after
+        self._hashes: dict[int, str] = {}  # block number -> hash, as the heads told us
         self._searcher = searcher.lower()
         self._weth = weth.lower()
         self._metrics = metrics
@@ -173,8 +201,13 @@ class InclusionTracker:
         self._pending.append(bundle)
 
     async def on_head(self, head: Head) -> list[Outcome]:
-        """Settle every tracked bundle whose target block is at or below ``head``."""
-        due = [b for b in self._pending if b.target_block <= head.number]
+        """Judge every tracked bundle whose target block is confirmed at ``head``.
+
+        Returns the outcomes concluded now (included, missed, or unknown after
+        :data:`GIVE_UP_AFTER` blocks); the others stay tracked.
+        """
+        self._learn(head)
+        due = [b for b in self._pending if b.target_block + self._confirmations <= head.number]
         if not due:
             return []
         try:
@@ -183,19 +216,40 @@ class InclusionTracker:
             # Node down, or an answer of the wrong shape: not an outcome, retry later.
             self._errors += 1
             log.warning("inclusion check failed (%s); retrying on the next head", type(exc).__name__)
-            stale = [b for b in due if head.number - b.target_block >= GIVE_UP_AFTER]
-            for b in stale:
-                self._pending.remove(b)
-                self._abandoned += 1
-            return []
+            outcomes = []
+            waiting = due
+            why = f"node_error: {type(exc).__name__}"
+        else:
+            judged = {id(o.bundle) for o in outcomes}
+            waiting = [b for b in due if id(b) not in judged]
+            why = "receipts_not_indexed"
+        for b in waiting:
+            if head.number - b.target_block >= self._give_up:
+                outcomes.append(Outcome(bundle=b, included=False, reverted=False, realised_profit_wei=0,
+                                        predicted_profit_wei=b.expected_net_profit_wei, unknown=True, reason=why))
         settled = {id(o.bundle) for o in outcomes}
         self._pending = [b for b in self._pending if id(b) not in settled]
         for o in outcomes:
             self._count(o)
         return outcomes
 
+    def _learn(self, head: Head) -> None:
+        """Remember the hashes of the head and its parent (the latest head wins: reorg-aware), bounded."""
+        for number, h in ((head.number, head.hash), (head.number - 1, head.parent_hash)):
+            if isinstance(h, str) and len(h) == 66:  # a 32-byte hash; anything else tells us nothing
+                self._hashes[number] = h.lower()
+        horizon = head.number - self._give_up - self._confirmations - 1
+        for n in [n for n in self._hashes if n < horizon]:
+            del self._hashes[n]
+
     def _count(self, o: Outcome) -> None:
         source = o.bundle.source
+        if o.unknown:
+            self._abandoned += 1
+            self._metrics.inclusion_unknown.labels(source).inc()
+            log.error("bundle %s (block %d): inclusion unknown after %d blocks (%s); not counted as a miss",
+                      o.bundle.arb_id, o.bundle.target_block, self._give_up, o.reason)
+            return
         if o.included:
             self._included += 1
             self._metrics.included.labels(source).inc()
@@ -231,13 +285,49 @@ class InclusionTracker:
                 value -= amount
         return value
 
+    def _block_known(self, target: int, block: Any) -> bool:
+        """The node has block ``target``, and it is the one our heads named (when they named one)."""
+        if isinstance(block, Exception):
+            log.info("block %d not readable (%s): no miss concluded", target, type(block).__name__)
+            return False
+        if not isinstance(block, dict) or hex_quantity(block["number"]) != target:
+            return False
+        known = self._hashes.get(target)
+        return known is None or str(block.get("hash", "")).lower() == known
+
+    def _on_our_chain(self, r: Any) -> bool:
+        """A receipt whose block hash contradicts the heads' is from a fork: not a fact yet."""
+        known = self._hashes.get(hex_quantity(r["blockNumber"]))
+        got = r.get("blockHash")
+        return known is None or not isinstance(got, str) or got.lower() == known
+
     async def _settle(self, due: Sequence[Bundle]) -> list[Outcome]:
+        """The outcomes of the ``due`` bundles the node lets us judge now (the others are left out)."""
         hashes = [h for b in due for h in b.our_tx_hashes]
-        receipts = await self._rpc.batch([("eth_getTransactionReceipt", ["0x" + h.hex()]) for h in hashes])
+        targets = sorted({b.target_block for b in due})
+        answers = await self._rpc.batch(
+            [("eth_getTransactionReceipt", ["0x" + h.hex()]) for h in hashes]
+            + [("eth_getBlockByNumber", [hex(t), False]) for t in targets]
+        )
+        receipts = answers[: len(hashes)]
         for r in receipts:
             if isinstance(r, Exception):
                 raise r
+        # A block the node cannot give is no proof it has it (a miss waits); receipts it gave still count.
+        known = {t: self._block_known(t, blk) for t, blk in zip(targets, answers[len(hashes):], strict=True)}
         by_hash: dict[bytes, Any] = dict(zip(hashes, receipts, strict=True))
+
+        judged: list[Bundle] = []
+        for b in due:
+            rs = [by_hash[h] for h in b.our_tx_hashes]
+            if not all(isinstance(r, dict) and self._on_our_chain(r) for r in rs) and not known[b.target_block]:
+                # A receipt the node does not have (yet), and no proof the node has block N:
+                # the node may be behind the head. Ask again at the next head.
+                log.info("bundle %s: block %d or its receipts not on the node yet; asking again next head",
+                         b.arb_id, b.target_block)
+                continue
+            judged.append(b)
+        due = judged
 
         landed: dict[int, list[Bundle]] = {}
         status: dict[int, tuple[bool, bool]] = {}
@@ -245,7 +335,8 @@ class InclusionTracker:
         block_sum: dict[int, int] = {}  # receipts' value of every tx of ours per block
         for b in due:
             rs = [by_hash[h] for h in b.our_tx_hashes]
-            included = all(isinstance(r, dict) and hex_quantity(r["blockNumber"]) == b.target_block for r in rs)
+            included = all(isinstance(r, dict) and hex_quantity(r["blockNumber"]) == b.target_block
+                           and self._on_our_chain(r) for r in rs)
             reverted = any(isinstance(r, dict) and r.get("status") == "0x0" for r in rs)
             status[id(b)] = (included, reverted)
             value = 0

@@ -12,6 +12,7 @@ the value.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import stat
 from pathlib import Path
@@ -50,22 +51,32 @@ def load_key_file(path: Path, variable: str) -> LocalAccount:
             names ``variable`` and ``path`` and never contains the content.
     """
     where = f"{variable}={str(path)!r}"
+    # Opened without blocking and checked on the descriptor: a FIFO or a device named as
+    # the key file is an error, never a hang, and the path cannot be swapped after the check.
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
     try:
-        st = path.stat()
+        fd = os.open(path, flags)
     except FileNotFoundError:
         raise ConfigError(f"{where}: key file does not exist") from None
     except OSError as exc:
-        raise ConfigError(f"{where}: cannot stat the key file ({exc.strerror})") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise ConfigError(f"{where}: not a regular file")
-    if st.st_size > _MAX_KEY_FILE_BYTES:
-        raise ConfigError(f"{where}: malformed key file (too large for a hex private key)")
-    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        log.warning("%s: key file mode is %o; readable by group or others, use chmod 600", where, st.st_mode & 0o777)
+        raise ConfigError(f"{where}: cannot open the key file ({exc.strerror})") from None
     try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{where}: cannot read the key file ({exc.strerror})") from None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"{where}: not a regular file")
+        if st.st_size > _MAX_KEY_FILE_BYTES:
+            raise ConfigError(f"{where}: malformed key file (too large for a hex private key)")
+        if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            log.warning("%s: key file mode is %o; readable by group or others, use chmod 600", where,
+                        st.st_mode & 0o777)
+        try:
+            raw = os.read(fd, _MAX_KEY_FILE_BYTES + 1)
+        except OSError as exc:
+            raise ConfigError(f"{where}: cannot read the key file ({exc.strerror})") from None
+    finally:
+        os.close(fd)
+    if len(raw) > _MAX_KEY_FILE_BYTES:
+        raise ConfigError(f"{where}: malformed key file (too large for a hex private key)")
     try:
         text = raw.decode("ascii").strip()
     except UnicodeDecodeError:

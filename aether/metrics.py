@@ -15,6 +15,7 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from ._errors import NodeErrorKind
 from .messages import BLOCK_ARB_GATES, GATES, HALT_GATES, RISK_ERROR, SOURCES, HaltReason, RiskState
 from .settlement import OUTCOMES
 from .strategy._poststate import ScreenSkip, SimFailure
@@ -116,6 +117,10 @@ class Metrics:
         self.included = Counter("aether_bundles_included", "Submitted bundles that landed", ["source"], registry=r)
         self.not_included = Counter("aether_bundles_not_included", "Submitted bundles that missed", ["source"], registry=r)
         self.reverted = Counter("aether_bundles_reverted", "Our transactions that landed reverted", ["source"], registry=r)
+        self.inclusion_unknown = Counter(
+            "aether_inclusion_unknown",
+            "Submitted bundles the node never let us judge (neither included nor missed)", ["source"], registry=r,
+        )
         self.realised_profit = Gauge(
             "aether_realised_profit_wei", "Sum of realised profit of included bundles in wei (can go negative)",
             ["source"], registry=r,
@@ -178,6 +183,9 @@ class Metrics:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
         )
         self.shadow_mode = Gauge("aether_shadow_mode", "1 when shadow mode is on", registry=r)
+        self.node_errors = Counter(
+            "aether_node_errors", "Failed node interactions (each fails closed), by kind", ["kind"], registry=r
+        )
         self._init_series(builders)
 
     def _init_series(self, builders: Iterable[str]) -> None:
@@ -187,7 +195,8 @@ class Metrics:
             self.block_arb_risk_rejected.labels(reason)
         for source in SOURCES:
             for c in (self.shadow_blocked, self.submitted, self.candidates, self.bundles_built, self.dumps_written,
-                      self.included, self.not_included, self.reverted, self.predicted_profit,
+                      self.included, self.not_included, self.inclusion_unknown, self.reverted,
+                      self.predicted_profit,
                       self.included_exact, self.included_clean, self.realised_profit, self.included_predicted,
                       self.inclusion_delta):
                 c.labels(source)
@@ -209,6 +218,8 @@ class Metrics:
             self.risk_halts.labels(gate)
         for stream in ("newHeads", "newPendingTransactions"):
             self.ws_reconnects.labels(stream)
+        for kind in NodeErrorKind:
+            self.node_errors.labels(kind)
         for b in builders:
             for answer in ("ok", "rpc_error", "http_error", "timeout", "unreachable", "bad_json", "cancelled"):
                 self.builder_requests.labels(b, answer)

@@ -144,9 +144,11 @@ class Pipeline:
     Heads and pending transactions both come from the feeder (two subscriptions,
     as from a node); the node's JSON-RPC side is the generated market in memory
     (pool reserves, the account state). Validation and block arbitrage are off
-    (the simulation round trip is reported on its own); the risk state is
-    persisted to a temporary file as in production. The end of the line counts
-    verdicts instead of dumping them.
+    (the simulation round trip is reported on its own), and so is settlement
+    (``bench/_settlement.py`` measures it on and off): the in-flight actor hands
+    verdicts on as in production, against a generated market that has no blocks to
+    settle against. The risk state is persisted to a temporary file as in
+    production. The end of the line counts verdicts instead of dumping them.
     """
 
     def __init__(self, market: Market, url: str, state_dir: Path) -> None:
@@ -156,9 +158,11 @@ class Pipeline:
             shadow=True, mempool_tracking=True, ws_url=url, chain=market.chain,
             state_file=state_dir / "risk-state.json", validate=False, block_arb=False,
         )
+        run_dir = RunDir(state_dir, shadow=True)
+        run_dir.create()
         rt = Runtime(settings=settings, metrics=self.metrics, rpc=cast(RpcClient, market.rpc()), chain_id=CHAIN_ID,
-                     signer=Account.from_key(BENCH_KEY), run_dir=cast(RunDir, None))  # no tail here uses run_dir
-        p = build_pipeline(rt, tail_wants_ticks=False)
+                     signer=Account.from_key(BENCH_KEY), run_dir=run_dir)
+        p = build_pipeline(rt, tail_wants_ticks=False, settle=False)
         self.actors: dict[str, Any] = {}
         self.sink = _VerdictCounter(p.verdicts)
         self.specs = [attrs.evolve(spec, factory=self._keeping(spec.name, spec.factory)) for spec in p.specs]

@@ -59,6 +59,11 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+trap 'exit 129' HUP  # a closed terminal: same clean stop (aether drains on SIGTERM, exit 0)
+exit_meaning() {  # aether's documented exit codes
+    case "$1" in 0) echo "clean stop";; 2) echo "configuration error";; 3) echo "node unreachable, silent or sending no usable heads";;
+        70) echo "actor panics past the restart intensity";; *) echo "killed or unknown";; esac
+}
 
 if [ -z "${AETHER_RPC_URL:-}" ]; then
     say "no node configured (AETHER_RPC_URL unset): starting the embedded devnet"
@@ -109,8 +114,12 @@ for _ in $(seq 1 120); do
 done
 if [ -z "$up" ]; then
     tail -n 5 "$WORK/aether.log" >&2 || true
-    AETHER_PID=""
-    die "aether did not start or its metrics endpoint $METRICS_URL did not answer"
+    if kill -0 "$AETHER_PID" 2>/dev/null; then
+        why="still running: stopped by the cleanup"  # AETHER_PID stays set, so the EXIT trap stops it
+    else
+        rc=0; wait "$AETHER_PID" || rc=$?; AETHER_PID=""; why="exit $rc: $(exit_meaning $rc)"
+    fi
+    die "aether did not start or its metrics endpoint $METRICS_URL did not answer ($why)"
 fi
 if [ -n "${AETHER_PROMETHEUS_URL:-}" ]; then
     # Prometheus must list this aether's metrics endpoint among its active targets, healthy.
@@ -150,7 +159,10 @@ start=$(date +%s)
 verdict=""
 while :; do
     now=$(date +%s); elapsed=$((now - start))
-    if ! kill -0 "$AETHER_PID" 2>/dev/null; then verdict="aether died"; break; fi
+    if ! kill -0 "$AETHER_PID" 2>/dev/null; then
+        rc=0; wait "$AETHER_PID" || rc=$?; AETHER_PID=""
+        verdict="aether died (exit $rc: $(exit_meaning $rc))"; break
+    fi
     if SCRAPE=$(curl -sf -m 2 "$METRICS_URL"); then
         sub=$(metric aether_executor_bundles_submitted_total)
         if [ "$sub" -gt "$base_sub" ]; then

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from aether._errors import ShadowViolation
 
 from ._supervise import ActorSpec
-from ._tree import Runtime, build_pipeline
+from ._tree import SETTLE_CONFIRMATIONS, Runtime, build_pipeline
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -27,7 +27,9 @@ def build_live_tree(rt: Runtime, *, auth: LocalAccount) -> list[ActorSpec]:
 
     s = rt.settings
     submitter = Submitter(s.builders, auth, shadow=s.shadow, metrics=rt.metrics, timeout_s=s.builder_timeout_s)
-    tracker = InclusionTracker(rt.rpc, searcher=rt.signer.address.lower(), weth=s.chain.weth, metrics=rt.metrics)
+    # The same confirmation depth as settlement: block N is judged at head N + 1.
+    tracker = InclusionTracker(rt.rpc, searcher=rt.signer.address.lower(), weth=s.chain.weth, metrics=rt.metrics,
+                               confirmations=SETTLE_CONFIRMATIONS)
     p = build_pipeline(rt, tail_wants_ticks=True)
     ticks = p.ticks
     assert ticks is not None

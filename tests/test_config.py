@@ -35,7 +35,7 @@ CASES: list[tuple[str, Get, Any, str, Any, str]] = [
      "wss://node.example:8546/ws", "http://127.0.0.1:8545"),
     ("AETHER_RPC_URL", lambda s: s.rpc_url, "http://127.0.0.1:8545", "https://node.example/rpc",
      "https://node.example/rpc", "ws://127.0.0.1:8545"),
-    ("AETHER_METRICS_ADDR", lambda s: s.metrics_addr, ("127.0.0.1", 9477), "0.0.0.0:9100", ("0.0.0.0", 9100),
+    ("AETHER_METRICS_ADDR", lambda s: s.metrics_addr, ("127.0.0.1", 9477), "127.0.0.2:9100", ("127.0.0.2", 9100),
      "9100"),
     ("AETHER_RISK_MAX_GAS_PRICE_WEI", lambda s: s.risk.max_gas_price_wei, 300 * GWEI, "5e11", 500 * GWEI, "0"),
     ("AETHER_RISK_MIN_BALANCE_WEI", lambda s: s.risk.min_balance_wei, ETHER // 10, "2e17", 2 * ETHER // 10, "-1"),
@@ -48,6 +48,12 @@ CASES: list[tuple[str, Get, Any, str, Any, str]] = [
     ("AETHER_BLOCK_ARB", lambda s: s.block_arb, True, "0", False, "no"),
     ("AETHER_RPC_TIMEOUT_MS", lambda s: s.rpc_timeout_s, 2.0, "500", 0.5, "0"),
     ("AETHER_BUILDER_TIMEOUT_MS", lambda s: s.builder_timeout_s, 2.0, "1500", 1.5, "-5"),
+    ("AETHER_RPC_MAX_RESPONSE_BYTES", lambda s: s.rpc_max_response_bytes, 16 * 1024 * 1024, "1048576", 1048576,
+     "1k"),
+    ("AETHER_NODE_SILENCE_GRACE_SEC", lambda s: s.node_silence_grace_s, 60.0, "30", 30.0, "1"),
+    ("AETHER_LOG_LEVEL", lambda s: s.log_level, "INFO", "debug", "DEBUG", "VERBOSE"),
+    ("AETHER_STATE_FILE", lambda s: s.state_file, Path("reports/risk-state.json"), "/tmp/x/state.json",
+     Path("/tmp/x/state.json"), "/dev/null"),
 ]
 IDS = [c[0] for c in CASES]
 
@@ -288,3 +294,141 @@ def test_a_url_that_cannot_be_dialled_is_rejected_at_start_without_its_key(raw: 
         with pytest.raises(ConfigError, match=why) as info:
             Settings.from_env({name: value})
         assert name in str(info.value) and "SECRET" not in str(info.value)
+
+
+# --------------------------------------------------------------------------- strictness (issue 12)
+
+import os  # noqa: E402
+
+from aether.config import DexKind, parse_log_level  # noqa: E402
+
+_MIXED = "0xC02aaA39b223FE8D0A0e5C4F27eAD9083C756Cc2"  # WETH, a correct EIP-55 checksum
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("AETHER_MEMPOOL_MAX_TIP_BPS", "9" * 5000),  # int() of >4300 digits raised ValueError
+        ("AETHER_RISK_PAUSE_SEC", "9" * 30),  # overflowed the pause clock arithmetic
+        ("AETHER_RISK_PAUSE_SEC", str(30 * 86_400 + 1)),
+        ("AETHER_RISK_REVERT_WINDOW_SEC", "99999999999"),
+        ("AETHER_MEMPOOL_MAX_INFLIGHT", "\u0663"),  # ARABIC-INDIC DIGIT THREE
+        ("AETHER_MEMPOOL_MAX_INFLIGHT", "\uff13"),  # FULLWIDTH DIGIT THREE
+        ("AETHER_METRICS_ADDR", "127.0.0.1:\u0663\u0663"),  # str.isdigit() said yes, int() said no
+        ("AETHER_METRICS_ADDR", "127.0.0.1:\u00b2"),  # SUPERSCRIPT TWO: isdigit() yes, int() raised
+        ("AETHER_METRICS_ADDR", "127.0.0.1:000009477"),
+        ("AETHER_MEMPOOL_MIN_PROFIT_WEI", "1" * 101),
+        ("AETHER_MEMPOOL_MIN_PROFIT_WEI", "\u0661e15"),
+        ("AETHER_LOG_LEVEL", "LOUD"),
+        ("AETHER_REPORTS_DIR", "x" * 300),
+        ("AETHER_REPORTS_DIR", "a\0b"),
+        ("AETHER_STATE_FILE", "/tmp/" + "y" * 256),
+        ("AETHER_CONFIG", "/" + "z/" * 3000),
+        ("AETHER_BUILDER_URLS", "https://b.example/" + "k" * 9000),
+    ],
+)
+def test_hostile_values_are_one_line_config_errors(name: str, raw: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({name: raw})
+    message = str(info.value)
+    assert message.startswith(name)
+    assert "\n" not in message and len(message) < 600
+
+
+def test_log_level_any_case_and_unknown_refused() -> None:
+    assert parse_log_level("warning") == "WARNING"
+    assert parse_log_level(None) == "INFO"
+    with pytest.raises(ConfigError, match="AETHER_LOG_LEVEL='TRACE': expected one of DEBUG"):
+        parse_log_level("TRACE")
+
+
+def test_a_public_metrics_address_needs_the_opt_in_and_is_then_warned_about() -> None:
+    with pytest.raises(ConfigError, match="not a loopback address.*AETHER_METRICS_ALLOW_PUBLIC=1"):
+        Settings.from_env({"AETHER_METRICS_ADDR": "0.0.0.0:9100"})
+    with pytest.raises(ConfigError, match="AETHER_METRICS_ALLOW_PUBLIC"):
+        Settings.from_env({"AETHER_METRICS_ADDR": "0.0.0.0:9100", "AETHER_METRICS_ALLOW_PUBLIC": "yes"})
+    s = Settings.from_env({"AETHER_METRICS_ADDR": "0.0.0.0:9100", "AETHER_METRICS_ALLOW_PUBLIC": "1"})
+    assert s.metrics_addr == ("0.0.0.0", 9100)
+    assert any("AETHER_METRICS_ALLOW_PUBLIC=1" in w and "0.0.0.0:9100" in w for w in s.warnings)
+    for loopback in ("127.0.0.1:1", "localhost:9477", "[::1]:9477", "127.9.9.9:80"):
+        assert not Settings.from_env({"AETHER_METRICS_ADDR": loopback}).warnings
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "chain.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("edit", "fragment"),
+    [
+        (lambda t: t.replace("fee_bps = 30", "fee_bsp = 30"), "dex[0]: unknown key 'fee_bsp' (did you mean 'fee_bps'?)"),
+        (lambda t: "wetth = 1\n" + t, "unknown key 'wetth' (did you mean 'weth'?)"),
+        (lambda t: t.replace("symbol =", "symbl ="), "token[0]: unknown key 'symbl' (did you mean 'symbol'?)"),
+        (lambda t: t.replace("decimals = 6", "decimals = 6\nzzz = 1"), "unknown key 'zzz' (known keys: address"),
+        # full matches only: no trailing newline (a TOML multi-line string) and no suffix passes
+        (lambda t: t.replace('weth = "0x' + "C0" * 20 + '"', 'weth = """0x' + "c0" * 20 + '\n"""'), "weth="),
+        (lambda t: t.replace('"0x' + "12" * 32 + '"', '"0x' + "12" * 32 + '\\n"', 1), "init_code_hash="),
+        (lambda t: t.replace('"0x' + "aa" * 20 + '"', '"0x' + "aa" * 20 + 'ff"'), "router="),
+        # EIP-55: a mixed-case address with a wrong checksum is a typo
+        (lambda t: t.replace("C0" * 20, _MIXED[2:].replace("C02", "c02")), "wrong EIP-55 checksum"),
+        (lambda t: t.replace("cc" * 20, "aa" * 20), "router 0x" + "aa" * 20 + " appears twice"),
+        (lambda t: t.replace("dd" * 20, "bb" * 20), "factory 0x" + "bb" * 20 + " appears twice"),
+        (lambda t: t + '\n[[token]]\naddress = "0x' + "EE" * 20 + '"\n', "token 0x" + "ee" * 20 + " appears twice"),
+        (lambda t: t.replace('name = "sushi"', 'name = "sushi"\nkind = "v4"'), "dex[1].kind='v4'"),
+        (lambda t: t.replace('name = "sushi"', 'name = "sushi"\nfee_tiers = [500]'), "only a kind = \"v3\" DEX"),
+        (lambda t: t.replace('name = "sushi"', 'name = "sushi"\nkind = "v3"\nfee_tiers = [501]'), "fee_tiers=[501]"),
+        (lambda t: t.replace('name = "sushi"', 'name = "sushi"\nkind = "v3"\nfee_tiers = [500, 500]'), "distinct"),
+        (lambda t: t.replace('name = "sushi"', 'name = "sushi"\nkind = "v3"\nfee_tiers = [true]'), "fee_tiers"),
+        (lambda t: t.replace('symbol = "TKN"', 'symbol = "T\\nK"'), "token[0].symbol="),
+        # found by tests/faults/test_config_fuzz.py: a list for kind was a TypeError, a float tier passed
+        (lambda t: t.replace('name = "sushi"', 'name = "sushi"\nkind = []'), "dex[1].kind=[]"),
+        (lambda t: t.replace('name = "sushi"', 'name = "sushi"\nkind = "v3"\nfee_tiers = [500.0]'), "fee_tiers="),
+    ],
+)
+def test_strict_toml(tmp_path: Path, edit: Callable[[str], str], fragment: str) -> None:
+    text = edit(TOML)
+    assert text != TOML
+    with pytest.raises(ConfigError) as info:
+        load_chain_config(_write(tmp_path, text))
+    assert fragment in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_v3_entries_and_checksummed_addresses_are_accepted(tmp_path: Path) -> None:
+    text = TOML.replace("C0" * 20, _MIXED[2:]).replace(
+        'name = "sushi"', 'name = "sushi"\nkind = "v3"\nfee_tiers = [500, 3000]'
+    ).replace('name = "uniswap"', 'name = "uniswap"\nkind = "v2"')
+    chain = load_chain_config(_write(tmp_path, text))
+    assert chain.weth == _MIXED.lower()
+    assert [(d.kind, d.fee_tiers) for d in chain.dexes] == [(DexKind.V2, ()), (DexKind.V3, (500, 3000))]
+    default_tiers = load_chain_config(_write(tmp_path, TOML.replace('name = "sushi"', 'name = "sushi"\nkind = "v3"')))
+    assert default_tiers.dexes[1].fee_tiers == (100, 500, 3000, 10000)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+@pytest.mark.parametrize("variable", ["AETHER_CONFIG", "AETHER_STATE_FILE"])
+def test_a_fifo_or_device_is_refused_without_hanging(tmp_path: Path, variable: str) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)  # nobody writes it: a plain open() for reading would block forever
+    for special in (fifo, Path("/dev/zero"), tmp_path):
+        with pytest.raises(ConfigError, match=f"{variable}=.*not a regular file"):
+            Settings.from_env({variable: str(special)})
+
+
+def test_an_oversized_config_file_is_refused(tmp_path: Path) -> None:
+    big = _write(tmp_path, TOML + "#" * (1024 * 1024))
+    with pytest.raises(ConfigError, match="file too large"):
+        load_chain_config(big)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_a_key_file_that_is_a_fifo_or_device_is_refused_without_hanging(tmp_path: Path) -> None:
+    from aether.keys import load_key_file
+
+    fifo = tmp_path / "key.fifo"
+    os.mkfifo(fifo)
+    for special in (fifo, Path("/dev/zero"), tmp_path):
+        with pytest.raises(ConfigError, match="AETHER_SIGNER_KEY_FILE=.*not a regular file"):
+            load_key_file(special, "AETHER_SIGNER_KEY_FILE")

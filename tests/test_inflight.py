@@ -168,8 +168,8 @@ async def test_stop_settles_pending_as_unknown_and_the_ledger_is_bounded(
     assert rows == {"x2": ("unknown", "ledger_full"), "x0": ("unknown", "stopped"), "x1": ("unknown", "stopped")}
 
 
-async def test_unwritable_settlements_ask_risk_to_halt_and_lift(tmp_path: Path, autojump_clock: trio.abc.Clock) -> None:
-    r = rig(tmp_path, ScriptedSettler())
+def _broken_disk(r: Rig) -> dict[str, bool]:
+    """Make ``r``'s settlements file fail with ENOSPC while the returned flag is on."""
     real = r.actor._records.append
     broken = {"on": True}
 
@@ -179,22 +179,66 @@ async def test_unwritable_settlements_ask_risk_to_halt_and_lift(tmp_path: Path, 
         real(line)
 
     r.actor._records.append = append  # type: ignore[method-assign]
+    return broken
+
+
+async def test_unwritable_settlements_ask_risk_to_halt_and_are_written_once_the_disk_recovers(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    dumps = RunDir(tmp_path / "reports", shadow=True)
+    dumps.create()
+    r = rig(tmp_path, ScriptedSettler(), dumps=dumps)
+    broken = _broken_disk(r)
+    a = bundle("a", 101)
+    dumps.write_bundle(verdict(a), outcome="shadow_blocked")
+    settled = {"source": a.source, "outcome": "would_have_won"}
     async with trio.open_nursery() as nursery:
         await nursery.start(r.actor.run)
-        await r.verdicts.send(verdict(bundle("a", 101)))
+        await r.verdicts.send(verdict(a))
         await r.out.receive()
         await r.ticks.send(tick(101))
         await trio.testing.wait_all_tasks_blocked()
         assert r.feedback.receive_nowait() == HaltRequest("settlements_writable", True)
-        broken["on"] = False
-        await r.verdicts.send(verdict(bundle("b", 102)))
-        await r.out.receive()
-        await r.ticks.send(tick(102))
+        # The row is kept, not counted: neither on disk nor in the metric yet.
+        assert r.rows() == [] and r.actor.statistics().unwritten == 1
+        assert r.metrics.value("aether_bundle_settlements_total", **settled) == 0
+        await r.ticks.send(tick(102))  # still broken at the next head: tried again, kept again
+        await trio.testing.wait_all_tasks_blocked()
+        assert r.rows() == [] and r.metrics.value("aether_settlement_record_errors_total") == 2
+        broken["on"] = False  # the disk recovers: the next head writes it, with no new row to carry it
+        await r.ticks.send(tick(103))
         await trio.testing.wait_all_tasks_blocked()
         assert r.feedback.receive_nowait() == HaltRequest("settlements_writable", False)
+        assert [x["arb_id"] for x in r.rows()] == ["a"]
+        await r.verdicts.send(verdict(bundle("b", 104)))
+        await r.out.receive()
+        await r.ticks.send(tick(105))
+        await trio.testing.wait_all_tasks_blocked()
         r.verdicts.close()
-    assert [x["arb_id"] for x in r.rows()] == ["b"]
-    assert r.metrics.value("aether_settlement_record_errors_total") == 1
+    assert [x["arb_id"] for x in r.rows()] == ["a", "b"]  # each once, in order
+    assert r.metrics.value("aether_bundle_settlements_total", **settled) == 2
+    assert r.actor.statistics().settled == 2 and r.actor.statistics().lost == 0
+    assert "settlement" in orjson.loads(dumps.bundle_path("a").read_bytes())
+
+
+async def test_settlement_rows_beyond_the_bound_or_unwritten_at_the_stop_are_counted_lost(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    r = rig(tmp_path, ScriptedSettler(), max_writing=2)
+    _broken_disk(r)  # never recovers
+    async with trio.open_nursery() as nursery:
+        await nursery.start(r.actor.run)
+        for i in range(3):
+            await r.verdicts.send(verdict(bundle(f"x{i}", 101)))
+            await r.out.receive()
+        await r.ticks.send(tick(101))
+        await trio.testing.wait_all_tasks_blocked()
+        assert r.actor.statistics().unwritten == 2 and r.actor.statistics().lost == 1  # the oldest, x0
+        r.verdicts.close()
+    assert r.rows() == [] and r.actor.statistics().unwritten == 0 and r.actor.statistics().lost == 3
+    assert r.metrics.value("aether_channel_dropped_total", channel="settlements") == 3
+    assert r.metrics.value("aether_bundle_settlements_total", source=bundle("x", 1).source,
+                           outcome="would_have_won") == 0
 
 
 async def test_a_panic_and_restart_loses_no_pending_settlement(tmp_path: Path, autojump_clock: trio.abc.Clock) -> None:

@@ -137,6 +137,31 @@ def test_report_shows_inclusion_rate_and_each_bundle_prediction(tmp_path: Path,
            "error 0.00%" in out
 
 
+def test_an_unknown_inclusion_is_neither_a_miss_nor_an_inclusion(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    t = DAY0 + dt.timedelta(hours=1)
+    dumps = [bundle(a, t, net=100, outcome="submitted") for a in ("a", "b", "u")]
+    unknown = inc("u", 100, 0, included=True) | {"unknown": True, "reason": "receipts_not_indexed"}
+    run = make_run(tmp_path, "live", dumps, mode="live", hours=1, submitted=3,
+                   inclusions=[inc("a", 100, 100), inc("b", 100, 0, included=False), unknown])
+    assert report_main(run) == 0
+    out = capsys.readouterr().out
+    assert "settled submissions    2  (submitted 3;" in out
+    assert "included               1  (inclusion rate 50% of the settled)" in out
+    assert "unknown                1  (the node never let them be judged" in out
+    assert [i.arb_id for i in load_run(run).inclusions if i.included] == ["a"]  # "unknown" wins over "included"
+
+
+def test_stage_c_does_not_count_an_unknown_as_an_inclusion(tmp_path: Path) -> None:
+    run = live_week(tmp_path, [(100, 100)] * 3)
+    lines = (run / "inclusions.jsonl").read_text().splitlines()
+    lines[2] = json.dumps(inc("x2", 100, 100) | {"unknown": True, "reason": "receipts_not_indexed"})
+    (run / "inclusions.jsonl").write_text("\n".join(lines) + "\n")
+    result = check_stage("C", [load_run(run)])
+    assert failing(result) == ["inclusions"]
+    assert [c.measured for c in result.criteria if c.name == "inclusions"] == ["2"]
+
+
 def test_missing_empty_and_corrupt_run_dirs_are_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert report_main(tmp_path / "nope") == 2
     assert "no such run directory" in capsys.readouterr().err

@@ -399,3 +399,23 @@ def test_the_console_script_exits_2_with_one_line_per_problem(tmp_path: Path) ->
     assert len(lines) == 2 and "Traceback" not in res.stderr
     assert "p.json: is a FIFO" in res.stderr and "x.json: missing field envelope" in res.stderr
     _ = make_run  # the shared fixture builder (imported for readers looking for the shapes)
+
+
+def test_the_first_dump_of_an_arb_id_wins_over_its_dedup_twin(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """``<id>-2.json`` sorts before ``<id>.json``; the report must still keep the bundle that passed."""
+    from aether.dumps import RunDir
+    from aether.messages import RiskDecision, Verdict
+    from aether.report import load_run, report_main
+    from aether.report._rollout import unique_bundles
+    from factories import make_bundle
+
+    run = RunDir(tmp_path, shadow=True)
+    run.create()
+    b = make_bundle()
+    first = run.write_bundle(Verdict(b, (RiskDecision("dedup", True, "0"),), True, None), outcome="shadow_blocked")
+    twin = run.write_bundle(Verdict(b, (RiskDecision("dedup", False, "1"),), False, "dedup"), outcome="rejected")
+    assert (first.name, twin.name) == (f"{b.arb_id}.json", f"{b.arb_id}-2.json")
+    kept = [x for _r, x in unique_bundles([load_run(run.path)])]
+    assert [(x.outcome, x.rejected_reason) for x in kept] == [("shadow_blocked", None)]
+    assert report_main(run.path) == 0

@@ -78,6 +78,11 @@ async def test_corrupt_file_refuses_to_start(tmp_path: Path, content: bytes) -> 
         ("paused_until", "later"),
         ("inflight", {"abc": 1}),
         ("dedup", {"101": "0xab"}),
+        # str.isdigit() is true for these, int() refuses them (a traceback, found by review)
+        ("inflight", {"\u00b2": 1}),
+        ("dedup", {"\u0661\u0662": ["0xab"]}),
+        ("inflight", {"9" * 5000: 1}),  # past int()'s 4300-digit limit
+        ("inflight", {" 12": 1}),
     ],
 )
 async def test_ill_typed_field_refuses_to_start(tmp_path: Path, field: str, bad: Any) -> None:

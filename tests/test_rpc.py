@@ -235,3 +235,93 @@ async def test_anvil_call_and_batch() -> None:
     assert isinstance(bad, RpcError) and bad.method == "eth_getBalance"
     assert int(balance, 16) == 10_000 * 10**18
     assert info.value.code == -32601
+
+
+# --------------------------------------------------------------------------- bounds (issue 12)
+
+from aether._errors import NodeErrorKind, ResponseTooLarge  # noqa: E402
+
+
+class _Endless(httpx.AsyncByteStream):
+    """A response body that never ends; counts the chunks the client pulled."""
+
+    def __init__(self, chunk: bytes) -> None:
+        self.chunk = chunk
+        self.pulled = 0
+
+    async def __aiter__(self) -> Any:
+        while True:
+            self.pulled += 1
+            yield self.chunk
+
+
+async def test_an_endless_body_is_read_only_up_to_the_cap() -> None:
+    body = _Endless(b" " * 4096)
+    kinds: list[NodeErrorKind] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, stream=body)
+
+    rpc = RpcClient("http://node.test", max_response_bytes=64 * 1024, on_error=kinds.append,
+                    transport=httpx.MockTransport(handler))
+    with pytest.raises(ResponseTooLarge, match="more than 65536 bytes"):
+        await rpc.call("eth_getBlockByNumber", ["latest", True])
+    # 16 chunks fill the cap exactly; the 17th passes it and reading stops there
+    assert body.pulled == 17
+    assert kinds == [NodeErrorKind.TOO_LARGE] and rpc.statistics().too_large == 1
+    await rpc.aclose()
+
+
+async def test_a_declared_length_over_the_cap_is_refused_before_reading(autojump_clock: trio.abc.Clock) -> None:
+    body = _Endless(b" " * 4096)
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, stream=body, headers={"content-length": str(200 * 1024 * 1024)})
+
+    rpc = RpcClient("http://node.test", max_response_bytes=1024 * 1024, transport=httpx.MockTransport(handler))
+    with pytest.raises(ResponseTooLarge, match="announced 209715200 bytes"):
+        await rpc.call("eth_chainId")
+    assert body.pulled == 0
+    await rpc.aclose()
+
+
+async def test_the_deadline_covers_the_whole_answer_not_each_read(autojump_clock: trio.abc.Clock) -> None:
+    """A node that sends one byte a second never trips a per-read timeout; the total deadline does."""
+
+    class Trickle(httpx.AsyncByteStream):
+        async def __aiter__(self) -> Any:
+            for b in b'{"jsonrpc":"2.0","id":1,"result":"0x1"}':
+                await trio.sleep(1.0)
+                yield bytes([b])
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, stream=Trickle())
+
+    kinds: list[NodeErrorKind] = []
+    rpc = RpcClient("http://node.test", timeout=2.5, on_error=kinds.append, transport=httpx.MockTransport(handler))
+    t0 = trio.current_time()
+    with pytest.raises(NodeTimeout, match="did not answer in full within 2.5s"):
+        await rpc.call("eth_chainId")
+    assert trio.current_time() - t0 == pytest.approx(2.5)
+    assert kinds == [NodeErrorKind.TIMEOUT] and rpc.statistics().timeouts == 1
+    await rpc.aclose()
+
+
+async def test_a_hanging_node_is_a_timeout_at_the_deadline(autojump_clock: trio.abc.Clock) -> None:
+    async def handler(request: httpx.Request) -> httpx.Response:
+        await trio.sleep_forever()
+        raise AssertionError  # pragma: no cover
+
+    rpc = RpcClient("http://node.test", timeout=2.0, transport=httpx.MockTransport(handler))
+    t0 = trio.current_time()
+    with pytest.raises(NodeTimeout):
+        await rpc.batch([("eth_blockNumber", []), ("eth_chainId", [])])
+    assert trio.current_time() - t0 == pytest.approx(2.0)
+    await rpc.aclose()
+
+
+def test_bounds_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="timeout > 0 and max_response_bytes >= 1"):
+        RpcClient("http://node.test", timeout=0)
+    with pytest.raises(ValueError, match="timeout > 0 and max_response_bytes >= 1"):
+        RpcClient("http://node.test", max_response_bytes=0)

@@ -21,6 +21,7 @@ from aether.actors import IntakeActor, StrategyActor
 from aether.chain import Frame, RpcClient
 from aether.dex import PoolBook, pair_address
 from aether.dex._logs import SYNC_TOPIC
+from aether.strategy._poststate import MAX_SYNC_EMITTERS
 from aether.messages import PendingTx, Tick
 from aether.metrics import CANDIDATE_REJECT_REASONS, Metrics
 from aether.strategy import PostState, Prefilter, Rejection, ScreenSkip, SimBudget, SimFailure, V2Reserves, VictimSimulator
@@ -373,7 +374,7 @@ async def test_actor_rejects_a_post_state_of_a_head_that_is_gone(autojump_clock:
 
     node = SimNode()
     node.ok_sim([sync_log(PAIR, 110 * ETHER, 181_840 * ETHER)])
-    node.delay = 0.5  # the next head arrives while the victim is being simulated
+    node.delay = 0.4  # the next head arrives while the victim is being simulated (two requests fit the 1 s deadline)
     nxt = attrs.evolve(_tick(), head=attrs.evolve(HEAD, number=HEAD.number + 1))
     actor, m, out = await _run_actor(node, [_tick(), _tx(), nxt])
     assert out == []
@@ -385,8 +386,42 @@ async def test_actor_rejects_a_post_state_of_a_reorged_head(autojump_clock: trio
 
     node = SimNode()
     node.ok_sim([sync_log(PAIR, 110 * ETHER, 181_840 * ETHER)])
-    node.delay = 0.5
+    node.delay = 0.4
     reorg = attrs.evolve(_tick(), head=attrs.evolve(HEAD, hash="0x" + "ee" * 32))  # same number, new hash
     actor, m, out = await _run_actor(node, [_tick(), _tx(), reorg])
     assert out == []
     assert m.value("aether_candidate_rejected_total", source="mempool_backrun", reason="stale_head") == 1
+
+
+async def test_a_victim_with_thousands_of_sync_emitters_costs_no_lookups() -> None:
+    """Found by review: 4,096 fake Sync emitters made one victim cost 8,192 eth_calls."""
+    node = SimNode()
+    node.ok_sim([sync_log("0x" + f"{i + 1:040x}", 1, 2) for i in range(MAX_SYNC_EMITTERS + 1)])
+    result, _, _ = await _simulate(node)
+    assert isinstance(result, Rejection) and result.reason == SimFailure.TOO_MANY_POOLS
+    assert node.calls.count("eth_call") == 0
+
+
+async def test_the_cap_itself_is_still_looked_up() -> None:
+    node = SimNode()
+    node.ok_sim([sync_log("0x" + f"{i + 1:040x}", 1, 2) for i in range(MAX_SYNC_EMITTERS)])
+    result, _, _ = await _simulate(node)
+    assert isinstance(result, Rejection) and result.reason == SimFailure.NO_POOL_MOVED  # all untrusted
+    assert node.calls.count("eth_call") == 2 * MAX_SYNC_EMITTERS
+
+
+class _SlowTrustNode(SimNode):
+    async def handler(self, request: httpx.Request) -> httpx.Response:
+        if b"eth_call" in request.content:
+            await trio.sleep(30.0)  # slow on the token0/token1 batch only
+        return await super().handler(request)
+
+
+async def test_the_trust_lookup_runs_under_the_simulation_deadline(autojump_clock: trio.testing.MockClock) -> None:
+    """Found by review: the look-up after the simulation held the slot for the RPC client's timeout."""
+    node = _SlowTrustNode()
+    node.ok_sim([sync_log("0x" + "77" * 20, 1, 2)])
+    t0 = trio.current_time()
+    result, _, _ = await _simulate(node, timeout_s=1.0)
+    assert trio.current_time() - t0 <= 1.0 + 1e-6
+    assert isinstance(result, Rejection) and result.reason == SimFailure.SIM_TIMEOUT

@@ -29,7 +29,13 @@ Exactly one outcome per bundle, never lost:
 
 A line that cannot be written asks risk to HALT (reason
 ``settlements_writable``), like the dumps and ``inclusions.jsonl``: evidence we
-cannot keep is evidence we do not have. In live mode the inclusion result of
+cannot keep is evidence we do not have. The row stays first in the ledger's
+queue and is written (then counted in the metric, exactly once) at the next
+write or the next head; when a write succeeds again the halt is lifted. The
+queue is bounded (``max_writing``): beyond it the oldest row is dropped,
+logged by its ``arb_id`` and counted in
+``aether_channel_dropped_total{channel="settlements"}`` (never in the
+settlements metric); so are rows still unwritten when the actor stops. In live mode the inclusion result of
 submitted bundles still reaches risk from the submit actor (real P&L,
 reverts); a counterfactual moves no money, so settlements are evidence, not
 P&L.
@@ -58,6 +64,7 @@ __all__ = ["InFlightActor", "InFlightLedger", "InFlightStatistics", "SettlementF
 log = logging.getLogger("aether.actors.inflight")
 
 _RECORD_HALT = HaltReason.SETTLEMENTS_WRITABLE
+_LOST_CHANNEL = "settlements"
 
 
 class SettlerLike(Protocol):
@@ -93,6 +100,8 @@ class InFlightStatistics:
     record_errors: int
     annotated: int = 0
     not_annotated: int = 0
+    unwritten: int = 0  # rows waiting for a writable disk
+    lost: int = 0  # rows dropped at the bound or unwritten at the stop
 
 
 class SettlementFile:
@@ -135,6 +144,8 @@ class InFlightActor:
             cannot settle ends as ``unknown``.
         max_pending: bound of the ledger; beyond it a bundle is settled at
             once as ``unknown`` (``ledger_full``).
+        max_writing: bound of the rows waiting for a writable disk; beyond it
+            the oldest is dropped and counted (``settlements`` channel).
         threaded: write lines in a worker thread (False in clock-driven tests).
         dumps: the run directory whose dumps get a ``settlement`` field.
         final_pass_s: at a graceful stop, time allowed to settle blocks already mined.
@@ -157,6 +168,7 @@ class InFlightActor:
         confirmations: int = 0,
         give_up_after: int = GIVE_UP_AFTER,
         max_pending: int = 4096,
+        max_writing: int = 10_000,
         enabled: bool = True,
         on_settled: Callable[[Settlement], None] | None = None,
         threaded: bool = True,
@@ -175,6 +187,9 @@ class InFlightActor:
         self._confirmations = confirmations
         self._give_up = give_up_after
         self._max_pending = max_pending
+        self._max_writing = max_writing
+        self._lost = 0
+        metrics.dropped.labels(_LOST_CHANNEL)
         self._enabled = enabled
         self._on_settled = on_settled
         self._threaded = threaded
@@ -205,10 +220,13 @@ class InFlightActor:
             record_errors=self._record_errors,
             annotated=self._annotated,
             not_annotated=self._annotate_failed,
+            unwritten=len(self.ledger.writing),
+            lost=self._lost,
         )
 
     def actor_statistics(self) -> ActorStatistics:
-        return ActorStatistics(queued=self.ledger.size, processed=self._settled, dropped=self._record_errors)
+        return ActorStatistics(queued=self.ledger.size + len(self.ledger.writing), processed=self._settled,
+                               dropped=self._lost)
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         try:
@@ -235,11 +253,13 @@ class InFlightActor:
                 for target in sorted(t for t in self.ledger.pending if t <= self.ledger.head):
                     await self._settle_block(target, final=True)
             await self._stop_pending("stopped")
+            self._account_unwritten()
         except BaseException as exc:
             if _only_cancelled(exc):  # a hard stop, not a panic: account for what is pending
                 with trio.CancelScope(shield=True):
                     await self._stop_pending("stopped")
-            raise
+                self._account_unwritten()
+            raise  # a panic keeps the queued rows in the ledger for the restarted actor
         finally:
             self._records.close()
 
@@ -277,6 +297,8 @@ class InFlightActor:
             await trio.sleep(self._delay_s)
             self._wake = trio.Event()
             led = self.ledger
+            if led.writing:  # rows an unwritable disk left queued: try again at this head
+                await self._write_rows([])
             for target in sorted(t for t in led.pending if t + self._confirmations <= led.head):
                 await self._settle_block(target)
             self._prune()
@@ -312,9 +334,16 @@ class InFlightActor:
         await self._write_rows(rows)
 
     async def _write_rows(self, rows: Sequence[tuple[Settlement, int | None]]) -> None:
-        """Queue ``rows`` in the ledger, then write every queued row (shielded: a row is never half done)."""
+        """Queue ``rows`` in the ledger, then write queued rows in order (shielded: a row is never half done).
+
+        A row that cannot be written stays first in the queue (risk is asked to HALT) and
+        the rest wait behind it until the next write or head; a row is counted once written.
+        """
         led = self.ledger
         led.writing.extend(rows)
+        while len(led.writing) > self._max_writing:
+            lost, _at = led.writing.pop(0)
+            self._count_lost([lost], "settlement queue full while the disk is unwritable")
         with trio.CancelScope(shield=True):
             while led.writing:
                 settlement, at = led.writing[0]
@@ -327,16 +356,30 @@ class InFlightActor:
                 except OSError as exc:
                     self._record_errors += 1
                     self._metrics.settlement_record_errors.inc()
-                    log.error("cannot append to %s: %s; asking risk to HALT", self._records.path.name,
-                              exc.strerror or type(exc).__name__)
+                    log.error("cannot append to %s: %s; %d row(s) kept for the next try; asking risk to HALT",
+                              self._records.path.name, exc.strerror or type(exc).__name__, len(led.writing))
                     if not self._halted:
                         self._halted = ask_risk(self._feedback, HaltRequest(_RECORD_HALT, True))
-                else:
-                    if self._halted:
-                        self._halted = not ask_risk(self._feedback, HaltRequest(_RECORD_HALT, False))
-                    await self._annotate(settlement)
+                    return
                 led.writing.pop(0)
+                if self._halted:
+                    self._halted = not ask_risk(self._feedback, HaltRequest(_RECORD_HALT, False))
+                await self._annotate(settlement)
                 self._count(settlement)
+
+    def _count_lost(self, rows: Sequence[Settlement], why: str) -> None:
+        self._lost += len(rows)
+        self._metrics.dropped.labels(_LOST_CHANNEL).inc(len(rows))
+        ids = [s.bundle.arb_id for s in rows]
+        log.error("%d settlement row(s) not written (%s): %s%s", len(ids), why, ", ".join(ids[:50]),
+                  ", ..." if len(ids) > 50 else "")
+
+    def _account_unwritten(self) -> None:
+        """At a stop: rows the disk never took are lost, loudly and counted."""
+        led = self.ledger
+        if led.writing:
+            self._count_lost([s for s, _at in led.writing], "disk still unwritable at the stop")
+            led.writing.clear()
 
     async def _annotate(self, s: Settlement) -> None:
         """The dump's outcome: its ``settlement`` field (best effort; the line above is the record)."""

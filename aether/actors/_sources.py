@@ -12,7 +12,7 @@ from typing import Any
 
 import trio
 
-from .._errors import DecodeError, NodeError, RpcError
+from .._errors import DecodeError, NodeError, NodeErrorKind, RpcError
 from ..chain import Frame, RpcClient, Subscriber, decode_pending_tx, head_from_rpc, next_base_fee
 from ..messages import ActorStatistics, Head, PendingTx, Tick
 from ..metrics import Metrics
@@ -86,8 +86,14 @@ class HeadsActor:
             async for frame in recv:
                 try:
                     head = head_from_rpc(frame.obj, seen_at=frame.seen_at)
-                except DecodeError:
+                except DecodeError as exc:
+                    # Counted for the run's silence watchdog too: a node sending only these is
+                    # as good as silent. Logged on the first and every 100th, so a flood cannot
+                    # flood the log.
                     self._rejected += 1
+                    self._metrics.node_errors.labels(NodeErrorKind.MALFORMED_HEAD).inc()
+                    if self._rejected % 100 == 1:
+                        log.warning("malformed head from the node (%d so far): %s", self._rejected, exc)
                     continue
                 if head.number < self._last or (head.number == self._last and head.hash == self._last_hash):
                     continue  # an old or the same head, replayed after a reconnect (a reorg's new hash passes)

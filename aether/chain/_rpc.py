@@ -2,23 +2,40 @@
 
 httpx's exceptions are mapped at one point (:func:`_map_errors`) into
 :mod:`aether._errors`; callers never see an httpx type.
+
+Every request is bounded twice, because a node (or whatever answers at its URL)
+may be hostile or broken: a *total* deadline around the whole request (trio's
+``fail_after``; httpx's own timeouts are per read, so a node trickling one byte
+per second would otherwise hold a request forever), and a *size cap* on the
+answer, read incrementally from the stream so that a 200 MB body costs at most
+the cap in memory. A breach raises a :class:`~aether._errors.NodeError` (callers
+fail closed) and is counted in :meth:`RpcClient.statistics` and reported to the
+``on_error`` callback: the chain layer does not import the metrics.
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
 import attrs
 import httpx
 import orjson
+import trio
 
-from .._errors import BadNodeData, NodeTimeout, NodeUnreachable, RpcError
+from .._errors import BadNodeData, NodeErrorKind, NodeTimeout, NodeUnreachable, ResponseTooLarge, RpcError
 from .._urls import display_url
 
-__all__ = ["RpcClient", "RpcStatistics", "open_rpc"]
+__all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "RpcClient", "RpcStatistics", "open_rpc"]
+
+#: Default cap on one JSON-RPC answer (``AETHER_RPC_MAX_RESPONSE_BYTES``): a mainnet block
+#: with full transactions is a few MB of JSON; 16 MiB leaves room and bounds memory.
+DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+
+#: Called once per failed request with why it failed (the metrics layer counts it).
+ErrorHook = Callable[[NodeErrorKind], None]
 
 
 @attrs.frozen
@@ -29,6 +46,7 @@ class RpcStatistics:
     transport_errors: int
     timeouts: int
     bad_data: int
+    too_large: int = 0
 
 
 @contextlib.contextmanager
@@ -46,7 +64,11 @@ class RpcClient:
 
     Args:
         url: ``http(s)://`` endpoint of the node.
-        timeout: seconds for each request, connect included.
+        timeout: seconds for the whole of each request (connect, send, every byte of
+            the answer); also httpx's per-operation timeout.
+        max_response_bytes: longest answer accepted; reading stops there.
+        on_error: called with the kind of every failed request (timeout,
+            unreachable, bad data, too large); must not raise.
         transport: an httpx transport; tests pass ``httpx.MockTransport``.
     """
 
@@ -55,14 +77,22 @@ class RpcClient:
         url: str,
         *,
         timeout: float = 2.0,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        on_error: ErrorHook | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        if not timeout > 0 or max_response_bytes < 1:
+            raise ValueError("RpcClient needs timeout > 0 and max_response_bytes >= 1")
         self.url = url
         self._where = display_url(url)  # what messages may show: the path may hold an API key
+        self._deadline = timeout
+        self._max_bytes = max_response_bytes
+        self._on_error = on_error
         self._client = httpx.AsyncClient(
             timeout=timeout,
             transport=transport,
-            headers={"content-type": "application/json"},
+            # identity: the cap counts the bytes we hold; a compressed answer could expand past it in one chunk
+            headers={"content-type": "application/json", "accept-encoding": "identity"},
             limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
         )
         self._ids = itertools.count(1)
@@ -72,6 +102,7 @@ class RpcClient:
         self._transport_errors = 0
         self._timeouts = 0
         self._bad_data = 0
+        self._too_large = 0
 
     def statistics(self) -> RpcStatistics:
         return RpcStatistics(
@@ -81,7 +112,20 @@ class RpcClient:
             transport_errors=self._transport_errors,
             timeouts=self._timeouts,
             bad_data=self._bad_data,
+            too_large=self._too_large,
         )
+
+    def _failed(self, kind: NodeErrorKind) -> None:
+        if kind is NodeErrorKind.TIMEOUT:
+            self._timeouts += 1
+        elif kind is NodeErrorKind.UNREACHABLE:
+            self._transport_errors += 1
+        elif kind is NodeErrorKind.TOO_LARGE:
+            self._too_large += 1
+        else:
+            self._bad_data += 1
+        if self._on_error is not None:
+            self._on_error(kind)
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -90,26 +134,57 @@ class RpcClient:
         body = orjson.dumps(payload)
         self._requests += 1
         try:
-            with _map_errors(self._where):
-                resp = await self._client.post(self.url, content=body)
+            with trio.fail_after(self._deadline):
+                status, content = await self._exchange(body)
+        except trio.TooSlowError:
+            self._failed(NodeErrorKind.TIMEOUT)
+            raise NodeTimeout(
+                f"node at {self._where} did not answer in full within {self._deadline:g}s"
+            ) from None
         except NodeTimeout:
-            self._timeouts += 1
+            self._failed(NodeErrorKind.TIMEOUT)
             raise
         except NodeUnreachable:
-            self._transport_errors += 1
+            self._failed(NodeErrorKind.UNREACHABLE)
             raise
-        if resp.status_code != 200 and not resp.content:
-            self._bad_data += 1
-            raise BadNodeData(f"node at {self._where} answered HTTP {resp.status_code} with no body")
+        except ResponseTooLarge:
+            self._failed(NodeErrorKind.TOO_LARGE)
+            raise
+        if status != 200 and not content:
+            self._failed(NodeErrorKind.BAD_DATA)
+            raise BadNodeData(f"node at {self._where} answered HTTP {status} with no body")
         try:
-            return orjson.loads(resp.content)
+            return orjson.loads(content)
         except orjson.JSONDecodeError as exc:
-            self._bad_data += 1
-            raise BadNodeData(f"node at {self._where} answered HTTP {resp.status_code} with non-JSON") from exc
+            self._failed(NodeErrorKind.BAD_DATA)
+            raise BadNodeData(f"node at {self._where} answered HTTP {status} with non-JSON") from exc
+
+    async def _exchange(self, body: bytes) -> tuple[int, bytes]:
+        """POST ``body``; the status and at most ``max_response_bytes`` of the answer.
+
+        The answer is read chunk by chunk from the stream and the request is
+        abandoned (connection closed) the moment it passes the cap, whether the
+        node declared its length or not.
+        """
+        with _map_errors(self._where):
+            async with self._client.stream("POST", self.url, content=body) as resp:
+                declared = resp.headers.get("content-length", "")
+                if declared.isascii() and declared.isdigit() and len(declared) < 20 and int(declared) > self._max_bytes:
+                    raise ResponseTooLarge(
+                        f"node at {self._where} announced {int(declared)} bytes (cap {self._max_bytes}); not read"
+                    )
+                buf = bytearray()
+                async for chunk in resp.aiter_bytes():
+                    buf += chunk
+                    if len(buf) > self._max_bytes:
+                        raise ResponseTooLarge(
+                            f"node at {self._where} answered more than {self._max_bytes} bytes; stopped reading"
+                        )
+                return resp.status_code, bytes(buf)
 
     def _result(self, method: str, reply: Any) -> Any:
         if not isinstance(reply, dict):
-            self._bad_data += 1
+            self._failed(NodeErrorKind.BAD_DATA)
             raise BadNodeData(f"{method}: reply is not a JSON object")
         err = reply.get("error")
         if err is not None:
@@ -124,7 +199,7 @@ class RpcClient:
                 )
             return RpcError(method, -1, str(err))
         if "result" not in reply:
-            self._bad_data += 1
+            self._failed(NodeErrorKind.BAD_DATA)
             raise BadNodeData(f"{method}: reply has neither result nor error")
         return reply["result"]
 
@@ -169,7 +244,7 @@ class RpcClient:
             single = self._result("batch", reply)
             if isinstance(single, RpcError):
                 return [single for _ in calls]
-            self._bad_data += 1
+            self._failed(NodeErrorKind.BAD_DATA)
             raise BadNodeData("batch: reply is not a JSON array")
         by_id: dict[object, Any] = {}
         for item in reply:
@@ -179,16 +254,24 @@ class RpcClient:
         for i, (method, _) in zip(ids, calls, strict=True):
             item = by_id.get(i)
             if item is None:
-                self._bad_data += 1
+                self._failed(NodeErrorKind.BAD_DATA)
                 raise BadNodeData(f"batch: no reply for {method} (id {i})")
             out.append(self._result(method, item))
         return out
 
 
 @contextlib.asynccontextmanager
-async def open_rpc(url: str, *, timeout: float = 2.0, transport: httpx.AsyncBaseTransport | None = None) -> AsyncIterator[RpcClient]:
+async def open_rpc(
+    url: str,
+    *,
+    timeout: float = 2.0,
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    on_error: ErrorHook | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> AsyncIterator[RpcClient]:
     """An :class:`RpcClient` that is closed when the block exits."""
-    client = RpcClient(url, timeout=timeout, transport=transport)
+    client = RpcClient(url, timeout=timeout, max_response_bytes=max_response_bytes, on_error=on_error,
+                       transport=transport)
     try:
         yield client
     finally:

@@ -362,14 +362,17 @@ class Inclusion:
     reverted: bool
     predicted_wei: int
     realised_wei: int
+    unknown: bool = False  # the node never let the tracker judge it: neither included nor missed
 
     @classmethod
     def from_doc(cls, doc: object, line: str) -> Inclusion:
         d = _obj(doc, "line")
+        unknown = bool(_bool(d, "unknown", "line", required=False))
         return cls(
             line=line,
             arb_id=_str(d, "arb_id", "line") or "",
-            included=bool(_bool(d, "included", "line")),
+            unknown=unknown,
+            included=bool(_bool(d, "included", "line")) and not unknown,
             reverted=bool(_bool(d, "reverted", "line", required=False)),
             predicted_wei=parse_amount(d.get("predicted_profit_wei"), "line.predicted_profit_wei"),
             realised_wei=parse_amount(d.get("realised_profit_wei"), "line.realised_profit_wei"),
@@ -568,15 +571,22 @@ def _load_one(path: Path, problems: list[Problem]) -> RunData | None:
             reason = str(exc) if isinstance(exc, _Bad) else f"cannot list it ({exc.strerror})"
             problems.append(Problem(str(bdir), reason))
             names = []
+        numbered: list[tuple[str, int, Bundle]] = []
         for name in sorted(names):
             b, _ = doc_of(f"bundles/{name}", MAX_BUNDLE_BYTES, lambda d: Bundle.from_doc(d, name))  # called at once
             if b is None:
                 continue
             # aether names a dump <arb_id>.json, a dedup twin <arb_id>-<n>.json; nothing else.
-            if name != f"{b.arb_id}.json" and not re.fullmatch(re.escape(b.arb_id) + r"-[0-9]{1,9}\.json", name):
+            twin = re.fullmatch(re.escape(b.arb_id) + r"-([0-9]{1,9})\.json", name)
+            if name != f"{b.arb_id}.json" and twin is None:
                 problems.append(Problem(str(bdir / name), f"file name does not match its arb_id {b.arb_id!r:.80}"))
                 continue
-            bundles.append(b)
+            numbered.append((b.arb_id, 1 if twin is None else int(twin.group(1)), b))
+        # The first dump of an arb_id (<arb_id>.json, the one the gates judged first) comes
+        # before its twins: '-' sorts before '.', so by file name <arb_id>-2.json would
+        # come first and a report keeping the first dump per arb_id would show the
+        # rejected twin instead of the bundle that passed.
+        bundles.extend(b for _arb, _n, b in sorted(numbered, key=lambda t: (t[0], t[1])))
 
     inclusions: list[Inclusion] = []
     has_inc = present("inclusions.jsonl")

@@ -107,12 +107,16 @@ def _inclusions(run: RunData) -> Section | None:
     incs = unique_inclusions([run])
     dumped = {b.arb_id for b in run.bundles}
     orphans = sorted({i.arb_id for i in run.inclusions} - dumped)
+    unknown = [i for i in incs if i.unknown]
+    incs = [i for i in incs if not i.unknown]  # neither a miss nor an inclusion
     included = [i for i in incs if i.included]
     rate = f"{len(included) * 100 // len(incs)}%" if incs else "n/a"
     submitted = "not recorded" if run.summary is None else str(run.summary.submitted())
     lines = [f"  settled submissions    {len(incs)}  (submitted {submitted}; the rest were not settled by the stop)",
              f"  included               {len(included)}  (inclusion rate {rate} of the settled)",
              f"  reverted               {sum(i.reverted for i in incs)}"]
+    if unknown:
+        lines.append(f"  unknown                {len(unknown)}  (the node never let them be judged; not in the rate)")
     if orphans:
         lines.append(f"  not counted: {len(orphans)} line(s) without a dump in bundles/ (e.g. {orphans[0]})")
     errors = included_errors(included)

@@ -124,7 +124,7 @@ def included_errors(incs: Sequence[Inclusion]) -> list[tuple[Inclusion, Fraction
     """Per included bundle: |predicted - actual| / |actual| exactly (None: actual 0, predicted not)."""
     out: list[tuple[Inclusion, Fraction | None]] = []
     for i in incs:
-        if not i.included:
+        if not i.included or i.unknown:
             continue
         diff = abs(i.predicted_wei - i.realised_wei)
         if i.realised_wei == 0:
@@ -332,7 +332,7 @@ def _stage_c(runs: Sequence[RunData]) -> list[Criterion]:
     settings, _ok = _settings(runs, Stage.C)
     week, _days = _week(runs, "live runs")
     incs = unique_inclusions(runs)
-    included = [i for i in incs if i.included]
+    included = [i for i in incs if i.included and not i.unknown]  # an unknown is neither
     crit = [settings, week, Criterion("inclusions", str(len(included)), f">= {MIN_INCLUSIONS} (each arb_id once)",
                                       len(included) >= MIN_INCLUSIONS)]
     crit.append(_breaches(runs))

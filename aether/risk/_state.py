@@ -522,12 +522,13 @@ class RiskEngine:
 
         inflight_raw = doc.get("inflight")
         if not isinstance(inflight_raw, dict) or not all(
-            k.isdigit() and type(v) is int and v >= 0 for k, v in inflight_raw.items()
+            _is_block_key(k) and type(v) is int and v >= 0 for k, v in inflight_raw.items()
         ):
             raise _Corrupt("inflight: expected {block: count}")
         dedup_raw = doc.get("dedup")
         if not isinstance(dedup_raw, dict) or not all(
-            k.isdigit() and isinstance(v, list) and all(isinstance(x, str) for x in v) for k, v in dedup_raw.items()
+            _is_block_key(k) and isinstance(v, list) and all(isinstance(x, str) for x in v)
+            for k, v in dedup_raw.items()
         ):
             raise _Corrupt("dedup: expected {block: [key, ...]}")
 
@@ -545,6 +546,18 @@ class RiskEngine:
         self._last_head = last_head
         self._inflight = {int(k): v for k, v in inflight_raw.items() if v > 0}
         self._dedup = {int(k): set(v) for k, v in dedup_raw.items() if v}
+
+
+_BLOCK_KEY = re.compile(r"[0-9]{1,20}")
+
+
+def _is_block_key(key: object) -> bool:
+    """A block number as the state file writes it: ASCII digits, bounded length.
+
+    ``str.isdigit`` is not enough: it is true for ``"²"`` and Arabic-Indic digits,
+    which ``int()`` then refuses (a traceback at start-up instead of exit 2).
+    """
+    return isinstance(key, str) and _BLOCK_KEY.fullmatch(key) is not None
 
 
 def _source_problem(bundle: Bundle) -> str | None:

@@ -69,6 +69,15 @@ class SimFailure(enum.StrEnum):
     SIM_TIMEOUT = "sim_timeout"  # no answer within the simulator's deadline
     SIM_MALFORMED = "sim_malformed"  # an answer not shaped as the spec says (or a tracked pair's bad Sync)
     NO_POOL_MOVED = "no_pool_moved"  # the victim ran but no tracked pair emitted Sync
+    TOO_MANY_POOLS = "too_many_pools"  # Sync logs from more distinct contracts than one victim may cost us
+
+
+#: Distinct ``Sync`` emitters one victim may make us look up. A real swap, even an
+#: aggregator's split route, moves a handful of pairs; a contract that emits thousands
+#: of fake ``Sync`` logs from fresh addresses would otherwise cost two ``eth_call`` per
+#: address (8,192 for one victim at the log cap) and push real pairs out of the
+#: verdict cache.
+MAX_SYNC_EMITTERS = 32
 
 
 class ScreenSkip(enum.StrEnum):
@@ -322,6 +331,8 @@ class VictimSimulator:
             ("eth_blockNumber", []),
         ]
         replies: list[Any] | None = None
+        # One deadline for the whole victim: the simulation and the trust look-up after it.
+        deadline = trio.current_time() + self.timeout_s
         try:
             with trio.move_on_after(self.timeout_s):
                 replies = await self._rpc.batch(calls)
@@ -370,10 +381,20 @@ class VictimSimulator:
             return Rejection(SimFailure.SIM_MALFORMED.value, f"{type(exc).__name__}")
         if not syncs:
             return Rejection(SimFailure.NO_POOL_MOVED.value)
+        emitters = {ev.address for ev in syncs}
+        if len(emitters) > MAX_SYNC_EMITTERS:
+            return Rejection(SimFailure.TOO_MANY_POOLS.value,
+                             f"Sync logs from {len(emitters)} contracts (more than {MAX_SYNC_EMITTERS})")
+        trusted: dict[str, PairInfo | None] | None = None
         try:
-            trusted = await self.trust.check(ev.address for ev in syncs)
+            with trio.move_on_at(deadline):
+                trusted = await self.trust.check(ev.address for ev in syncs)
+        except NodeTimeout as exc:
+            return Rejection(SimFailure.SIM_TIMEOUT.value, f"token0/token1: {str(exc)[:200]}")
         except NodeError as exc:
             return Rejection(SimFailure.SIM_ERROR.value, f"token0/token1: {type(exc).__name__}")
+        if trusted is None:
+            return Rejection(SimFailure.SIM_TIMEOUT.value, f"token0/token1: no answer within {self.timeout_s} s")
         last: dict[str, V2Reserves] = {}
         untrusted = 0
         for ev in syncs:

@@ -6,8 +6,9 @@ that passed every gate is sent to every builder unless its target block has
 already been reached, its candidate was never validated (never send what was
 not simulated), or its dump could not be written (never send what we cannot
 account for: outcome ``not_recorded``, while risk is asked to HALT). After each head the inclusion tracker
-reports what landed; outcomes go back to risk (daily P&L, revert streak) and
-each one is appended to ``<run dir>/inclusions.jsonl`` (one JSON object a
+reports what landed; outcomes go back to risk (daily P&L, revert streak), except
+an ``unknown`` one (the node never let the tracker judge it: no known money
+moved), and each one is appended to ``<run dir>/inclusions.jsonl`` (one JSON object a
 line, flushed and fsynced before the next, file mode 0600), which the rollout
 runbook's Stage C gate reads. Writing happens in a worker thread so a slow
 disk never stalls the event loop; a line that cannot be written is counted
@@ -172,6 +173,8 @@ class SubmitActor:
                 continue
             for outcome in outcomes:
                 await self._record(outcome)
+                if outcome.unknown:
+                    continue  # no known P&L nor revert to feed risk; recorded and counted as unknown
                 try:
                     self._feedback.send_nowait(outcome)
                 except trio.WouldBlock:
