@@ -101,7 +101,7 @@ class Eip1559Signer:
     machine, two per bundle, against a 200 us frame-to-bundle budget. This does
     the same three steps directly (RLP of the fields, keccak, a recoverable
     RFC 6979 signature, low ``s``, which is what eth-keys' coincurve backend
-    produces too). ``tests/test_hotpath_equality.py`` holds the signed bytes and
+    produces too). ``tests/chain/test_hotpath_equality.py`` holds the signed bytes and
     hash identical to eth-account's over thousands of random transactions.
 
     The key is held by coincurve's ``PrivateKey`` in memory only; nothing here

@@ -256,10 +256,10 @@ def render(ip: dict[str, Any], dn: dict[str, Any] | None, commit: str) -> str:
         "",
         "- Two V3 quotes exist. `swap` runs `UniswapV3Pool.swap`'s loop step by step (one step per initialised "
         "tick or bitmap word boundary): it is the reference, held equal to the deployed pool on anvil "
-        "(`tests/test_v3_devnet.py`). `V3Curve` precomputes, once per pool state and direction, the input and "
+        "(`tests/devnet/test_v3_devnet.py`). `V3Curve` precomputes, once per pool state and direction, the input and "
         "output at every step boundary (constants of the state: a step that reaches its target does not depend "
         "on what is left), so a quote is one bisect and one partial step whatever the number of ticks crossed; "
-        "`tests/test_cross.py` holds it equal to `swap`. The sizing uses the curve.",
+        "`tests/strategy/test_cross.py` holds it equal to `swap`. The sizing uses the curve.",
         "- The 5x goal: met by the curve quote; not met by the full-loop `swap` on a fresh state, whose no-cross "
         "quote costs one `computeSwapStep`, a tick-bitmap lookup and `getTickAtSqrtRatio` for the final tick.",
         "- QuoterV2 is the same quote by `eth_call` to a local anvil: the Python quote is two to three orders of "

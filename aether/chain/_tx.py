@@ -69,7 +69,7 @@ def keccak256(data: bytes) -> bytes:
 # A hand-written RLP encoder for the few shapes a transaction has (byte strings
 # and nested lists of them). pyrlp's generic ``encode_raw`` checks every item
 # against the ``collections.abc`` ABCs and was ~40 % of decode_pending_tx's time;
-# this one is held byte-identical to pyrlp by tests/test_hotpath_equality.py.
+# this one is held byte-identical to pyrlp by tests/chain/test_hotpath_equality.py.
 
 
 def _rlp_len(n: int, short: int) -> bytes:

@@ -5,7 +5,7 @@ offset of one dynamic ``address[]``, an ``address``, a ``uint256``) followed by
 the path, so a hand-rolled slice decoder reads them without eth-abi's generic
 machinery. It is the one :func:`decode_swap` uses because it measured about
 eight times faster on the same calldata (about 200,000 against 25,000 decodes
-a second on the 2-core dev machine; ``tests/test_dex_router.py::test_benchmark_decoders``
+a second on the 2-core dev machine; ``tests/dex/test_dex_router.py::test_benchmark_decoders``
 prints the rates and fails below a 3x margin), and a hypothesis test holds it
 equal to eth-abi on random valid and malformed inputs.
 :func:`decode_swap_eth_abi` is the reference, kept for that test.
@@ -245,7 +245,7 @@ def encode_swap_exact_tokens_for_tokens(
 
     Hand-laid (selector, four head words with the path at offset 0xa0, then the
     path): every candidate encodes two of these, and eth-abi's generic encoder
-    took about 60 us each against about 3 us here. ``tests/test_hotpath_equality.py``
+    took about 60 us each against about 3 us here. ``tests/chain/test_hotpath_equality.py``
     holds it byte-identical to :func:`encode_swap` (eth-abi) on thousands of
     random inputs.
 

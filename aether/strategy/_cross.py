@@ -32,7 +32,7 @@ lies where the real curve is within the rounding noise of its top; the pattern
 search finds a local maximum of the integer curve there, but rounding makes the
 integer curve only nearly concave, so it is not proven to be the global integer
 optimum: such sizings are flagged ``exact=False`` (the shortfall is a few wei;
-``tests/test_cross.py`` measures it against brute force).
+``tests/strategy/test_cross.py`` measures it against brute force).
 """
 
 from __future__ import annotations

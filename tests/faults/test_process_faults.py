@@ -19,7 +19,7 @@ dump is being written at almost any moment) and checks the guarantee of its faul
 * a corrupt state file: exit 2 naming the file, which is left untouched.
 
 The clock inside one process (monotonic windows, midnight, wall-clock jumps)
-is covered on the trio clock by ``tests/test_risk_state.py``.
+is covered on the trio clock by ``tests/risk/test_risk_state.py``.
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ from aether.prepare import MAX_UINT256, approve_routers
 
 ETHER = 10**18
 GWEI = 10**9
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SWAP_TOPIC = "0x" + keccak(text="Swap(address,uint256,uint256,uint256,uint256,address)").hex()
 
 

@@ -32,7 +32,7 @@ from aether.messages import Bundle, Call, Candidate, Head, Hop, PendingTx
 from aether.metrics import Metrics
 from aether.submit import Submitter
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ANVIL = ROOT / "node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
 DEV = [  # anvil's well-known dev accounts (public keys, fine for the devnet)
     "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",

@@ -29,7 +29,7 @@ pytestmark = pytest.mark.devnet
 ETHER = 10**18
 GWEI = 10**9
 
-if not (Path(__file__).parent / "conftest.py").exists():  # pragma: no cover - until the shared fixture lands
+if not (Path(__file__).parents[1] / "conftest.py").exists():  # pragma: no cover - until the shared fixture lands
     from collections.abc import Iterator
 
     from aether.devnet._anvil import AnvilProcess
