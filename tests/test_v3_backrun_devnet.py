@@ -353,3 +353,30 @@ def test_a_post_swap_tick_past_the_fetched_ticks_or_zero_liquidity_gives_no_cand
         assert isinstance(real, list) and len(real) == 1
 
     net.run(body)
+
+
+# --------------------------------------------------------------------------- the candidate replay by venue pair
+
+
+def test_the_replay_harness_covers_v3_and_mixed_candidates_exact_by_venue_pair(net: Net) -> None:
+    from aether.devnet import ReplayHarness, replay_main
+
+    async def body(rpc: RpcClient) -> None:
+        harness = ReplayHarness(rpc, net.info, seed=5, txs_per_block=4, validate=True, simulate=True, v3=net.v3,
+                                v3_victims_per_block=4)
+        report = await harness.run(duration_s=120.0, max_blocks=4)
+        s = report.summary
+        print("\n" + report.table())
+        by_vp = s["by_venue_pair"]
+        assert sum(by_vp[vp]["replayed"] for vp in ("v2/v3", "v3/v2", "v3/v3")) >= 1, by_vp
+        assert s["exact"] == s["replayed"] and report.ok, s["first_mismatches"]
+        for vp, row in by_vp.items():
+            assert row["exact"] == row["replayed"] and row["not_exact"] == 0, (vp, row)
+        assert s["validator"]["passed"] == s["replayed"]
+        assert s["v3"]["own_victims_sent"] == 16 and s["v3"]["pool_reads_failed"] == 0
+        assert {r["venue_pair"] for r in report.records} <= set(by_vp)
+
+    net.run(body)
+    # the CLI refuses V3 without simulation, and V3 victims without V3
+    assert replay_main(["--duration", "5", "--v3", "--detect", "calldata"]) == 2
+    assert replay_main(["--duration", "5", "--v3-victims-per-block", "2"]) == 2
