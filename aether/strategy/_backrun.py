@@ -269,17 +269,19 @@ class _Legs:
 
     def leg(self, v: _Venue, token_in: str) -> Leg:
         got = self._legs.get((v.pool, token_in))
-        if got is None:
-            if v.kind == DexKind.V3:
-                assert v.state is not None
-                got = V3Leg(v.state, token_in, venue=f"{v.dex.name}:{v.fee}")
-            else:
-                assert v.reserves is not None
-                r0, r1 = v.reserves
-                r_in, r_out = (r0, r1) if token_in == v.token0 else (r1, r0)
-                got = V2Leg(r_in, r_out, v.dex.fee_bps, venue=v.dex.name)
-            self._legs[(v.pool, token_in)] = got
-        return got
+        if got is not None:
+            return got
+        leg: Leg
+        if v.kind == DexKind.V3:
+            assert v.state is not None
+            leg = V3Leg(v.state, token_in, venue=f"{v.dex.name}:{v.fee}")
+        else:
+            assert v.reserves is not None
+            r0, r1 = v.reserves
+            r_in, r_out = (r0, r1) if token_in == v.token0 else (r1, r0)
+            leg = V2Leg(r_in, r_out, v.dex.fee_bps, venue=v.dex.name)
+        self._legs[(v.pool, token_in)] = leg
+        return leg
 
 
 def size_cross(

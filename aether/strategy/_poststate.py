@@ -116,6 +116,11 @@ class V2Reserves:
     reserve0: int
     reserve1: int
 
+    @property
+    def address(self) -> str:
+        """The pool's address, whatever its kind."""
+        return self.pair
+
 
 @attrs.frozen
 class V3Slot:
@@ -132,6 +137,11 @@ class V3Slot:
     liquidity: int
     tick: int
     data: bytes
+
+    @property
+    def address(self) -> str:
+        """The pool's address, whatever its kind."""
+        return self.pool
 
 
 #: Every kind of pool state a post-state may hold.
@@ -304,8 +314,8 @@ class PoolTrust:
                 continue
             self._v3_verdict[a] = verdict
             out[a] = verdict
-            if verdict is not None and self._v3book is not None:
-                self._v3book.track([verdict])
+            if verdict is not None and self._v3book is not None and self._book.chain.weth in (t0, t1):
+                self._v3book.track([verdict])  # a WETH pool: a venue from the next head on
         if len(self._v3_verdict) > self._max:
             for k in list(self._v3_verdict)[: len(self._v3_verdict) // 2]:
                 del self._v3_verdict[k]
@@ -577,7 +587,7 @@ class VictimSimulator:
             if changed:
                 return Rejection(SimFailure.POOL_LIQUIDITY_CHANGED.value, f"{len(changed)} V3 pools")
             return Rejection(SimFailure.NO_POOL_MOVED.value, f"{untrusted} untrusted pool logs")
-        first = {}
+        first: dict[str, int] = {}
         for i, e in enumerate(entries):
             first.setdefault(e.address, i)
         order = sorted(last, key=lambda a: first[a])
