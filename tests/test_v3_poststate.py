@@ -179,3 +179,64 @@ async def test_a_book_state_of_another_block_is_never_used_for_a_moved_pool() ->
         assert got == Rejection("v3_not_in_book"), got
     finally:
         await rpc.aclose()
+
+
+# --------------------------------------------------------------------------- the per-head V3 book
+
+
+class _Counting:
+    """A ScriptedPool per address; counts round trips; a pool without code answers ``0x``."""
+
+    def __init__(self, pools: dict[str, Any]) -> None:
+        self.pools = pools
+        self.batches = 0
+        self.fail = False
+
+    async def batch(self, calls: Any) -> list[Any]:
+        from aether._errors import NodeError
+
+        self.batches += 1
+        if self.fail:
+            raise NodeError("the node is gone")
+        out = []
+        for m, p in calls:
+            pool = self.pools.get(p[0]["to"])
+            out.append("0x" if pool is None else pool._answer(m, p))
+        return out
+
+
+async def test_refresh_tracked_reads_every_pool_in_three_round_trips_and_fails_closed() -> None:
+    from aether._errors import NodeError
+    from test_v3pool import ScriptedPool
+
+    keys = [V3PoolKey("0x" + f"{i:040x}", V3.name, T0, T1, 3000) for i in range(1, 6)]
+    pools = {k.address: ScriptedPool(120 * i, 10**20, {-600: 10**20, 600: -(10**20)}) for i, k in enumerate(keys[:4])}
+    pools[keys[3].address].unlocked = 0  # locked mid-call: unreadable, the others unaffected
+    node = _Counting(pools)
+    book = V3PoolBook(node, max_pools=8)
+    book.track(keys)
+    failed = await book.refresh_tracked(42)
+    assert node.batches == 3  # slot0+liquidity, bitmaps, ticks: for all pools together
+    assert set(failed) == {keys[3].address, keys[4].address}  # locked; no code (never created)
+    for k in keys[:3]:
+        st = book.get(k.address)
+        assert st is not None and st.block == 42 and st.refusal() is None
+        assert st.ticks.liquidity_net == {-600: 10**20, 600: -(10**20)}
+    assert book.block == 42 and book.get(keys[3].address) is None
+    # the batched read equals the one-pool read, field for field
+    from aether.dex import fetch_pool_state
+
+    assert await fetch_pool_state(node, keys[1], block=42) == book.get(keys[1].address)
+    # a whole batch failing empties the book: never last head's state as this head's
+    node.fail = True
+    try:
+        await book.refresh_tracked(43)
+    except NodeError:
+        pass
+    else:
+        raise AssertionError("a failed batch must raise")
+    assert book.block is None and all(book.get(k.address) is None for k in keys)
+    # tracking is bounded: the oldest registrations go first
+    small = V3PoolBook(node, max_pools=2)
+    small.track(keys[:3])
+    assert small.key(keys[0].address) is None and small.key(keys[2].address) == keys[2]
