@@ -240,3 +240,17 @@ async def test_refresh_tracked_reads_every_pool_in_three_round_trips_and_fails_c
     small = V3PoolBook(node, max_pools=2)
     small.track(keys[:3])
     assert small.key(keys[0].address) is None and small.key(keys[2].address) == keys[2]
+
+
+def test_the_dump_names_each_legs_venue_kind_and_fee_tier() -> None:
+    from aether.dumps import bundle_document
+    from aether.messages import Hop, Verdict, venue_pair
+    from factories import make_bundle
+
+    w, t = WETH, TKN
+    route = (Hop("uniswap", "0x" + "01" * 20, PAIR, w, t, 10**18, 2000 * 10**6),
+             Hop(V3.name, V3.router, POOL, t, w, 2000 * 10**6, 10**18 + 5, DexKind.V3, 500))
+    doc = bundle_document(Verdict(make_bundle(route=route), (), True), mode="shadow", outcome="shadow_blocked")
+    assert [(h["dex"], h["pair"], h["kind"], h["fee"]) for h in doc["route"]] == [
+        ("uniswap", PAIR, "v2", 0), (V3.name, POOL, "v3", 500)]
+    assert venue_pair(route) == "v2/v3" and venue_pair(route[::-1]) == "v3/v2"
