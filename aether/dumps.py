@@ -149,6 +149,8 @@ def bundle_document(verdict: Verdict, *, mode: str, outcome: str) -> dict[str, A
                 "token_out": h.token_out,
                 "amount_in": str(h.amount_in),
                 "amount_out": str(h.amount_out),
+                "kind": str(h.kind),
+                "fee": h.fee,
             }
             for h in c.route
         ],

@@ -13,6 +13,8 @@ import enum
 
 import attrs
 
+from .config import DexKind
+
 __all__ = [
     "ALL_GATES",
     "BLOCK_ARB_GATES",
@@ -29,6 +31,7 @@ __all__ = [
     "Candidate",
     "Head",
     "Hop",
+    "venue_pair",
     "PendingTx",
     "RiskDecision",
     "RiskState",
@@ -191,7 +194,7 @@ class PendingTx:
 
 @attrs.frozen
 class Hop:
-    """One swap through one pair."""
+    """One swap through one pool: a V2 pair (``kind`` v2) or a V3 pool at fee tier ``fee`` (pips)."""
 
     dex: str
     router: str
@@ -200,6 +203,13 @@ class Hop:
     token_out: str
     amount_in: int
     amount_out: int
+    kind: DexKind = DexKind.V2
+    fee: int = 0  # a V3 pool's fee tier in pips; 0 for a V2 pair (its fee is the DEX's fee_bps)
+
+
+def venue_pair(route: tuple[Hop, ...]) -> str:
+    """The venue kinds of a route, in order: ``v2/v2``, ``v2/v3``, ``v3/v2`` or ``v3/v3``."""
+    return "/".join(str(h.kind) for h in route)
 
 
 @attrs.frozen

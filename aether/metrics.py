@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from ._errors import NodeErrorKind
 from .messages import BLOCK_ARB_GATES, GATES, HALT_GATES, RISK_ERROR, SOURCES, HaltReason, RiskState
 from .settlement import OUTCOMES
+from .strategy._backrun import V3Reject
 from .strategy._poststate import ScreenSkip, SimFailure
 from .strategy._screen import ScreenHint
 
@@ -57,6 +58,7 @@ CANDIDATE_REJECT_REASONS: tuple[str, ...] = (
     "stale_head",
     "build_failed",
     *(r.value for r in SimFailure),
+    *(r.value for r in V3Reject),
 )
 
 RISK_STATES: tuple[str, ...] = tuple(s.value for s in RiskState)

@@ -1,8 +1,9 @@
 """One-time preparation of the searcher account: router approvals.
 
 Phase 1 backruns are plain transactions from the searcher account that call a
-Router02 with WETH or a token as input, so every router needs an allowance on
-WETH and on each tradable token. A real searcher grants them once, on purpose;
+Router02 (or, for a V3 leg, a ``kind = "v3"`` DEX's SwapRouter ``exactInputSingle``)
+with WETH or a token as input, so every configured router, V2 and V3 alike, needs
+an allowance on WETH and on each tradable token. A real searcher grants them once, on purpose;
 ``aether run`` never does it silently. This module is that explicit step (the
 devnet calls it for its fresh searcher account).
 """

@@ -15,6 +15,13 @@ overflows it) and at most ``sim_budget_per_s`` a second (beyond it a victim is
 skipped and counted). The book has one owner at a time: a lock orders head
 refreshes and the sizing that follows each simulation, and a post-state computed
 on a head that is no longer the book's is rejected as ``stale_head``.
+
+With a ``kind = "v3"`` DEX configured, a :class:`~aether.dex.V3PoolBook` is
+refreshed on every head beside the V2 book (three batched round trips for all
+its pools): the WETH pools of the listed tokens (or, without a token list, of
+the tokens of the tracked V2 pairs) at every configured fee tier, by CREATE2.
+A pool that cannot be read is absent for that head; a failed refresh empties
+the V3 book (fail closed) and V2 sizing goes on.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import trio
 from .._errors import NodeError
 from ..config import ChainConfig
 from ..chain import RpcClient
+from ..dex import V3PoolBook
 from ..messages import ActorStatistics, Candidate, PendingTx, Tick
 from ..metrics import Metrics
 from ..strategy._backrun import Rejection
@@ -60,14 +68,17 @@ class StrategyActor:
         sim_budget_per_s: float = SIM_BUDGET_PER_S,
         sim_timeout_s: float = 1.0,
     ) -> None:
-        from ..dex import PoolBook
+        from ..dex import PoolBook, V3PoolBook
         from ..strategy import BackrunStrategy, BlockArbStrategy
+        from ..strategy._poststate import v3_dexes
 
         self._inbox = inbox
         self._out = out
         self._metrics = metrics
         self._book = PoolBook(rpc, chain)
-        self._backrun = BackrunStrategy(chain, self._book, searcher=searcher)
+        self._chain = chain
+        self._v3book: V3PoolBook | None = V3PoolBook(rpc) if v3_dexes(chain) else None
+        self._backrun = BackrunStrategy(chain, self._book, searcher=searcher, v3book=self._v3book)
         self._block_arb = BlockArbStrategy(chain, self._book, searcher=searcher) if block_arb else None
         self._tick: Tick | None = None
         self._processed = 0
@@ -78,7 +89,7 @@ class StrategyActor:
             if sim_concurrency < 1:
                 raise ValueError(f"sim_concurrency must be >= 1, not {sim_concurrency}")
             self._sim = VictimSimulator(rpc, self._book, timeout_s=sim_timeout_s,
-                                        on_untrusted=lambda n: metrics.untrusted_logs.inc(n))
+                                        on_untrusted=lambda n: metrics.untrusted_logs.inc(n), v3book=self._v3book)
         self._slots = trio.CapacityLimiter(max(1, sim_concurrency))
         self._budget = SimBudget(sim_budget_per_s)
         self._book_lock = trio.Lock()
@@ -125,7 +136,7 @@ class StrategyActor:
                 self._reject("mempool_backrun", post.reason)
                 return
             if self._prefilter is not None:
-                self._prefilter.learn([tx.to, *post.v2()])
+                self._prefilter.learn([tx.to, *post.v2(), *post.v3()])
             result = await self._size(tx, tick, post)
         finally:
             self._slots.release_on_behalf_of(token)
@@ -173,6 +184,7 @@ class StrategyActor:
             log.warning("reserves at head %d unavailable: %s", tick.head.number, exc)
             self._reject("block_arb", "reserves_unavailable")
             return
+        await self._refresh_v3(tick.head.number)
         self._tick = tick
         if self._prefilter is not None:
             self._prefilter.learn(self._book.tracked())  # a bot calling pair.swap directly names only the pair
@@ -180,6 +192,28 @@ class StrategyActor:
             return
         for result in await self._block_arb.on_head(tick.head, inventory_wei=self._inventory()):
             await self._emit(result, "block_arb")
+
+    @property
+    def v3book(self) -> V3PoolBook | None:
+        return self._v3book
+
+    async def _refresh_v3(self, block: int) -> None:
+        """Read the V3 pools of the tracked tokens at ``block``; on failure the V3 book is empty (fail closed)."""
+        from ..strategy._poststate import v3_keys
+
+        v3 = self._v3book
+        if v3 is None:
+            return
+        weth = self._chain.weth
+        if self._chain.tokens:
+            tokens = [t.address.lower() for t in self._chain.tokens]
+        else:
+            tokens = [i.other(weth) for i in self._book.tracked().values() if weth in (i.token0, i.token1)]
+        v3.track([k for x in dict.fromkeys(tokens) for k in v3_keys(self._chain, x)])
+        try:
+            await v3.refresh_tracked(block)
+        except NodeError as exc:
+            log.warning("V3 pools at head %d unavailable: %s", block, exc)
 
     async def _on_victim(self, tx: PendingTx) -> None:
         tick = self._tick

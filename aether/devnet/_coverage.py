@@ -43,7 +43,7 @@ import trio
 from .._errors import NodeError
 from ..chain import RpcClient, open_rpc
 from ..messages import PendingTx
-from ..strategy import PostState, Rejection, Validator, VictimSimulator
+from ..strategy import PostState, Rejection, V2Reserves, Validator, VictimSimulator
 from ..strategy._poststate import victim_call
 from ._anvil import run_anvil
 from ._deploy import DevnetInfo, deploy
@@ -158,7 +158,8 @@ async def _verify(rpc: RpcClient, tx: PendingTx, post: PostState, head_ts: int) 
 
     Returns ``"ok"`` or why the post-state was not confirmed (a node error is retried once).
     """
-    calls = [victim_call(tx)] + [{"to": p.pair, "input": _GET_RESERVES, "gas": "0x30000"} for p in post.pools]
+    v2 = [p for p in post.pools if isinstance(p, V2Reserves)]  # a V3 slot is held to the wei by the replay
+    calls = [victim_call(tx)] + [{"to": p.pair, "input": _GET_RESERVES, "gas": "0x30000"} for p in v2]
     params = [{"blockStateCalls": [{"blockOverrides": {"baseFeePerGas": "0x0", "time": hex(head_ts + 1)},
                                     "calls": calls}], "validation": False}, hex(post.block)]
     for attempt in range(2):
@@ -167,7 +168,7 @@ async def _verify(rpc: RpcClient, tx: PendingTx, post: PostState, head_ts: int) 
             results = blocks[0]["calls"]
             if int(results[0]["status"], 16) != 1:
                 return "victim_reverted_on_recheck"
-            for p, r in zip(post.pools, results[1:], strict=True):
+            for p, r in zip(v2, results[1:], strict=True):
                 data = r["returnData"]
                 if (int(data[2:66], 16), int(data[66:130], 16)) != (p.reserve0, p.reserve1):
                     return "reserves_differ"
@@ -329,7 +330,7 @@ def _score(truth_text: str, rec: _Record, duration_s: float, tx_rate: float, blo
                 missed[rec.rejected.get(h, "not_simulated")] += 1
                 continue
             produced += 1
-            if [p.pair for p in post.pools] != x["pools"]:
+            if [p.address for p in post.pools] != x["pools"]:
                 missed["wrong_pools"] += 1
             elif rec.verified.get(h) != "ok":
                 missed[f"not_verified ({rec.verified.get(h, 'unchecked')})"] += 1

@@ -51,6 +51,17 @@ The table then has one row per route kind.
 Before each replay the candidate goes through the real :class:`Validator`
 (when validation is on), so the run also measures what validation costs in
 latency and whether its verdict agrees with the chain.
+
+With ``v3`` (``--v3``) the real Uniswap V3 contracts are deployed beside the V2
+devnet (:func:`aether.devnet._v3.deploy_v3`) and configured as a ``kind = "v3"``
+DEX: a :class:`~aether.dex.V3PoolBook` of every seeded pool is read at each
+head, victims that move a V3 pool are seen from their ``Swap`` logs, and
+cycles are sized across V2 pairs and V3 fee tiers. Besides the traffic, the
+harness sends ``v3_victims_per_block`` swaps of its own through the V3
+SwapRouter (ETH in, seeded random token, tier and size; from accounts of
+their own, so the traffic's nonces are untouched). Every replayed candidate
+is counted by its venue pair (``v2/v2``, ``v2/v3``, ``v3/v2``, ``v3/v3``) in
+``by_venue_pair``.
 """
 
 from __future__ import annotations
@@ -58,6 +69,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import sys
 import tempfile
 import time
@@ -68,17 +80,21 @@ from typing import Any, TextIO
 
 import attrs
 import trio
+from eth_utils import to_checksum_address
 
 from .._errors import AetherError, ConfigError, DecodeError, NodeError, RpcError
 from ..actors import balance_calls
 from ..bundle import BundleBuilder, NonceTracker
 from ..chain import RpcClient, decode_pending_tx, head_from_rpc, open_rpc
-from ..dex import PoolBook
+from ..config import ChainConfig, DexConfig, DexKind
+from ..dex import PoolBook, V3PoolBook
 from ..keys import load_key_file
-from ..messages import Candidate, Head, PendingTx
+from ..messages import Candidate, Head, PendingTx, venue_pair
 from ..strategy import BackrunStrategy, BlockArbStrategy, Rejection, Validator, VictimSimulator
+from ..strategy._backrun import encode_exact_input_single
 from ._anvil import run_anvil
-from ._deploy import DevnetInfo, deploy
+from ._deploy import DevnetInfo, deploy, victim_account
+from ._v3 import V3_DEX_NAME, V3DevnetInfo, deploy_v3
 from ._traffic import DEFAULT_MIX, VictimTraffic, parse_mix
 from ._universal import RouteContracts, RouteKind, deploy_route_contracts
 
@@ -96,6 +112,20 @@ _BALANCE_OF = "0x70a08231"
 _FIRST_MISMATCHES = 5
 #: ``tip_share_bps`` of ``Settings`` (what ``aether run`` uses by default).
 DEFAULT_TIP_SHARE_BPS = 8000
+#: The venue pairs of a two-leg cycle, in the order the table shows them.
+VENUE_PAIRS = ("v2/v2", "v2/v3", "v3/v2", "v3/v3")
+#: Victim account indexes of the harness's own V3 victims (far above the traffic's).
+_V3_VICTIM_BASE = 10_000
+#: The route kind the harness's own SwapRouter victims are recorded under.
+V3_VICTIM_KIND = "v3_swaprouter"
+
+
+def v3_chain(info: DevnetInfo, v3: V3DevnetInfo) -> ChainConfig:
+    """The devnet's chain config with the V3 DEX added (``kind = "v3"``, its fee tiers)."""
+    base = info.chain_config
+    dex = DexConfig(name=V3_DEX_NAME, router=v3.router, factory=v3.factory, init_code_hash=v3.init_code_hash,
+                    fee_bps=0, kind=DexKind.V3, fee_tiers=v3.fee_tiers)
+    return ChainConfig(weth=base.weth, dexes=(*base.dexes, dex), tokens=base.tokens)
 
 
 def _balance_data(who: str) -> str:
@@ -305,6 +335,11 @@ class ReplayReport:
             for kind, row in s["by_route"].items():
                 lines.append(f"{kind:<19}{row['swaps_sent']:>7}{row['post_states']:>13}{row['victim_reverts']:>9}"
                              f"{row['replayed']:>10}{row['exact']:>8}{row['not_exact']:>11}")
+        if "by_venue_pair" in s:
+            lines += ["", f"{'venue pair':<19}{'replayed':>10}{'validated':>11}{'exact':>8}{'not exact':>11}"]
+            for vp, row in s["by_venue_pair"].items():
+                lines.append(f"{vp:<19}{row['replayed']:>10}{row['validator_passed']:>11}{row['exact']:>8}"
+                             f"{row['not_exact']:>11}")
         v = s["validator"]
         lines += [
             "",
@@ -364,8 +399,16 @@ class ReplayHarness:
     simulate: bool = False
     #: Victim swaps this many times bigger (``--victim-scale``; pair it with a deep deployment).
     victim_scale: int = 1
+    #: The V3 deployment: configure it as a DEX and read its pools every head (needs ``simulate``).
+    v3: V3DevnetInfo | None = None
+    #: Swaps per block the harness itself sends through the V3 SwapRouter.
+    v3_victims_per_block: int = 0
 
     _sim: VictimSimulator | None = attrs.field(default=None, init=False)
+    _v3book: V3PoolBook | None = attrs.field(default=None, init=False)
+    _v3_rng: random.Random = attrs.field(init=False)
+    _v3_sent: int = attrs.field(default=0, init=False)
+    _by_venue: Counter[str] = attrs.field(factory=Counter, init=False)
     _by_route: Counter[str] = attrs.field(factory=Counter, init=False)
     _sim_s: list[float] = attrs.field(factory=list, init=False)
     _book: PoolBook = attrs.field(init=False)
@@ -390,10 +433,18 @@ class ReplayHarness:
             raise ValueError(f"txs_per_block must be >= 0, got {self.txs_per_block!r}")
         if self.chain_block_time_s < 0:
             raise ValueError(f"chain_block_time_s must be >= 0, got {self.chain_block_time_s!r}")
-        chain = self.info.chain_config
+        if self.v3 is not None and not self.simulate:
+            raise ValueError("replay: V3 victims are found by simulation only (simulate=True)")
+        if self.v3_victims_per_block < 0 or (self.v3_victims_per_block and self.v3 is None):
+            raise ValueError("v3_victims_per_block must be >= 0, and needs the V3 deployment")
+        chain = self.info.chain_config if self.v3 is None else v3_chain(self.info, self.v3)
         searcher = self.info.searcher_address
         self._book = PoolBook(self.rpc, chain)
-        self._backrun = BackrunStrategy(chain, self._book, searcher=searcher)
+        self._v3_rng = random.Random(f"v3-victims-{self.seed}")
+        if self.v3 is not None:
+            self._v3book = V3PoolBook(self.rpc)
+            self._v3book.track(list(self.v3.pools))
+        self._backrun = BackrunStrategy(chain, self._book, searcher=searcher, v3book=self._v3book)
         self._block_arb = BlockArbStrategy(chain, self._book, searcher=searcher)
         self._validator = Validator(self.rpc, searcher=searcher, weth=self.info.weth, enabled=self.validate)
         account = load_key_file(self.info.searcher_key_file, "AETHER_SIGNER_KEY_FILE")
@@ -405,7 +456,7 @@ class ReplayHarness:
                                       size_scale=self.victim_scale,
                                       fresh_senders=self.simulate)
         if self.simulate:
-            self._sim = VictimSimulator(self.rpc, self._book, timeout_s=10.0)
+            self._sim = VictimSimulator(self.rpc, self._book, timeout_s=10.0, v3book=self._v3book)
         self._routers = frozenset(d.router.lower() for d in chain.dexes)
 
     # ------------------------------------------------------------------ driving
@@ -453,6 +504,9 @@ class ReplayHarness:
         inventory, searcher_nonce = vals[1] or 0, vals[2]
         if searcher_nonce is None:
             raise NodeError(f"replay: the searcher's nonce at head {head.number} is unavailable")
+        if self._v3book is not None:
+            failed = await self._v3book.refresh_tracked(head.number)
+            self._c["v3_pool_unreadable"] += len(failed)
 
         t0 = time.perf_counter()
         found = await self._block_arb.on_head(head, inventory_wei=inventory)
@@ -495,6 +549,9 @@ class ReplayHarness:
                     self._by_route[f"{s.route_kind}:sent"] += 1
                     swaps.append((tx, s.route_kind))
         self._c["router_victims"] += len(victims)
+        for tx in await self._send_v3_victims(head):
+            raws.append(tx.raw)
+            swaps.append((tx, V3_VICTIM_KIND))
 
         dirty = False
         if self._sim is not None:
@@ -528,6 +585,38 @@ class ReplayHarness:
             dirty = True
             await self._check(result, head, searcher_nonce, kind=kind)
         await self._mine_batch(raws, head, dirty=dirty)
+
+    async def _send_v3_victims(self, head: Head) -> list[PendingTx]:
+        """Send this block's own SwapRouter victims (ETH in), each from a fresh funded account."""
+        if self.v3 is None or not self.v3_victims_per_block:
+            return []
+        out: list[PendingTx] = []
+        for _ in range(self.v3_victims_per_block):
+            key = self._v3_rng.choice(self.v3.pools)
+            token = key.token1 if key.token0 == self.info.weth else key.token0
+            eth_in = self._v3_rng.randint(1, 30) * 10**18 * self.victim_scale
+            account = victim_account(self.seed, _V3_VICTIM_BASE + self._v3_sent)
+            self._v3_sent += 1
+            sender = account.address.lower()
+            await self.rpc.call("anvil_setBalance", [sender, hex(eth_in + 10**18)])
+            data = encode_exact_input_single(self.info.weth, token, key.fee, sender, head.timestamp + 600, eth_in, 0)
+            signed = account.sign_transaction({
+                "type": 2, "chainId": self.info.chain_id, "nonce": 0, "to": to_checksum_address(self.v3.router),
+                "value": eth_in, "data": data, "gas": 600_000, "maxFeePerGas": 200 * 10**9,
+                "maxPriorityFeePerGas": 2 * 10**9,
+            })
+            try:
+                h = await self.rpc.call("eth_sendRawTransaction", ["0x" + signed.raw_transaction.hex()])
+                obj = await self.rpc.call("eth_getTransactionByHash", [h])
+                tx = decode_pending_tx(obj, seen_at=trio.current_time(), first_seen_ns=time.time_ns(),
+                                       chain_id=self.info.chain_id)
+            except (NodeError, DecodeError):
+                self._c["v3_victim_refused"] += 1
+                continue
+            self._c["v3_victims_sent"] += 1
+            self._by_route[f"{V3_VICTIM_KIND}:sent"] += 1
+            out.append(tx)
+        return out
 
     def _next_timestamp(self, head: Head) -> int | None:
         return head.timestamp + self.chain_block_time_s if self.chain_block_time_s else None
@@ -579,6 +668,11 @@ class ReplayHarness:
             self._c[f"{src}:nonce_ahead"] += 1
         if out.realised_wei is not None and out.exact:
             self._c["realised_gross_wei"] += out.realised_wei
+        vp = venue_pair(c.route)
+        self._by_venue[f"{vp}:replayed"] += 1
+        self._by_venue[f"{vp}:{'exact' if out.exact else 'not_exact'}"] += 1
+        if verdict == "passed":
+            self._by_venue[f"{vp}:validator_passed"] += 1
         if route_kind is not None:
             self._by_route[f"{route_kind}:replayed"] += 1
             self._by_route[f"{route_kind}:{'exact' if out.exact else 'not_exact'}"] += 1
@@ -595,6 +689,8 @@ class ReplayHarness:
             "route_kind": route_kind,
             "token": c.route[0].token_out,
             "dexes": [h.dex for h in c.route],
+            "venue_pair": vp,
+            "fees": [h.fee for h in c.route],
             "amount_in_wei": c.amount_in,
             "expected_gross_wei": c.expected_gross_profit_wei,
             "realised_wei": out.realised_wei,
@@ -667,20 +763,38 @@ class ReplayHarness:
                 "replay": _percentiles(self._replay_s),
             },
             "first_mismatches": list(self._mismatches),
+            "by_venue_pair": {
+                vp: {
+                    "replayed": self._by_venue[f"{vp}:replayed"],
+                    "validator_passed": self._by_venue[f"{vp}:validator_passed"],
+                    "exact": self._by_venue[f"{vp}:exact"],
+                    "not_exact": self._by_venue[f"{vp}:not_exact"],
+                }
+                for vp in VENUE_PAIRS
+            },
         }
+        if self.v3 is not None:
+            summary["v3"] = {
+                "pools": len(self.v3.pools),
+                "fee_tiers": list(self.v3.fee_tiers),
+                "own_victims_sent": c["v3_victims_sent"],
+                "own_victims_refused": c["v3_victim_refused"],
+                "pool_reads_failed": c["v3_pool_unreadable"],
+                "inexact_sizings": self._backrun.statistics().inexact_sizings,
+            }
         if self.simulate:
             summary["detect"] = "simulate"
             summary["latency"]["victim_simulation"] = _percentiles(self._sim_s)
             summary["by_route"] = {
-                k.value: {
-                    "swaps_sent": self._by_route[f"{k.value}:sent"],
-                    "post_states": self._by_route[f"{k.value}:post_states"],
-                    "victim_reverts": self._by_route[f"{k.value}:victim_reverts"],
-                    "replayed": self._by_route[f"{k.value}:replayed"],
-                    "exact": self._by_route[f"{k.value}:exact"],
-                    "not_exact": self._by_route[f"{k.value}:not_exact"],
+                k: {
+                    "swaps_sent": self._by_route[f"{k}:sent"],
+                    "post_states": self._by_route[f"{k}:post_states"],
+                    "victim_reverts": self._by_route[f"{k}:victim_reverts"],
+                    "replayed": self._by_route[f"{k}:replayed"],
+                    "exact": self._by_route[f"{k}:exact"],
+                    "not_exact": self._by_route[f"{k}:not_exact"],
                 }
-                for k in RouteKind
+                for k in (*(r.value for r in RouteKind), *((V3_VICTIM_KIND,) if self.v3_victims_per_block else ()))
             }
         return ReplayReport(summary=summary, records=tuple(self._records))
 
@@ -700,6 +814,8 @@ async def run_replay(
     mix: dict[RouteKind, float] | None = None,
     liquidity_scale: int = 1,
     victim_scale: int = 1,
+    v3: bool = False,
+    v3_victims_per_block: int = 0,
 ) -> ReplayReport:
     """Start anvil, deploy, run the harness, stop anvil.
 
@@ -716,9 +832,11 @@ async def run_replay(
             routes = None
             if mix is not None and any(w > 0 for k, w in mix.items() if k != RouteKind.ROUTER02):
                 routes = await deploy_route_contracts(rpc, info)
+            v3info = await deploy_v3(rpc, info) if v3 else None
             harness = ReplayHarness(rpc, info, seed=seed, txs_per_block=txs_per_block, validate=validate,
                                     chain_block_time_s=chain_block_time_s, routes=routes, mix=mix,
-                                    simulate=simulate, victim_scale=victim_scale)
+                                    simulate=simulate, victim_scale=victim_scale, v3=v3info,
+                                    v3_victims_per_block=v3_victims_per_block)
             return await harness.run(duration_s=duration_s, block_time_s=block_time_s, max_blocks=max_blocks,
                                      progress=progress)
 
@@ -751,6 +869,10 @@ def _parser() -> argparse.ArgumentParser:
                         "direct_multi_pair=0.2)")
     p.add_argument("--liquidity-scale", type=int, default=1, metavar="N", help="pools N times deeper (default 1)")
     p.add_argument("--victim-scale", type=int, default=1, metavar="N", help="victim swaps N times bigger (default 1)")
+    p.add_argument("--v3", action="store_true",
+                   help="deploy Uniswap V3 beside V2 and size cycles across V2 pairs and V3 fee tiers")
+    p.add_argument("--v3-victims-per-block", type=int, default=None, metavar="N",
+                   help="swaps per block the harness sends through the V3 SwapRouter (default 3 with --v3)")
     return p
 
 
@@ -771,6 +893,13 @@ def replay_main(argv: list[str] | None = None, *, out: TextIO | None = None) -> 
               file=sys.stderr)
         return 2
     simulate = args.detect == "simulate"
+    v3_victims = args.v3_victims_per_block
+    if v3_victims is None:
+        v3_victims = 3 if args.v3 else 0
+    if (args.v3 or v3_victims) and not (args.v3 and simulate and 0 <= v3_victims <= 1000):
+        print("replay: --v3-victims-per-block needs --v3 and is 0..1000; --v3 needs --detect simulate",
+              file=sys.stderr)
+        return 2
     try:
         mix = (parse_mix(args.route_mix) if args.route_mix else dict(DEFAULT_MIX)) if simulate else None
     except ValueError as exc:
@@ -796,6 +925,8 @@ def replay_main(argv: list[str] | None = None, *, out: TextIO | None = None) -> 
                 mix=mix,
                 liquidity_scale=args.liquidity_scale,
                 victim_scale=args.victim_scale,
+                v3=args.v3,
+                v3_victims_per_block=v3_victims,
             )
         )
     except ConfigError as exc:

@@ -56,6 +56,7 @@ __all__ = [
     "V3Quote",
     "V3Refusal",
     "fetch_pool_state",
+    "fetch_pool_states",
     "quote",
     "v3_pool_address",
 ]
@@ -66,6 +67,10 @@ _SLOT0 = "0x3850c7bd"
 _LIQUIDITY = "0x" + keccak(text="liquidity()")[:4].hex()
 _TICK_BITMAP = keccak(text="tickBitmap(int16)")[:4]
 _TICKS = keccak(text="ticks(int24)")[:4]
+#: keccak("Mint(address,address,int24,int24,uint128,uint256,uint256)"): a pool's ticks changed.
+MINT_EVENT_TOPIC = "0x" + keccak(text="Mint(address,address,int24,int24,uint128,uint256,uint256)").hex()
+#: keccak("Burn(address,int24,int24,uint128,uint256,uint256)"): a pool's ticks changed.
+BURN_EVENT_TOPIC = "0x" + keccak(text="Burn(address,int24,int24,uint128,uint256,uint256)").hex()
 #: Bitmap words read on each side of the current one (5 words: 1,280 tick spacings).
 DEFAULT_WORD_RADIUS = 2
 _MAX_WORD_RADIUS = 16
@@ -287,6 +292,91 @@ async def fetch_pool_state(
     return V3PoolState(key, price, tick, liquidity, table, block)
 
 
+async def fetch_pool_states(
+    rpc: _Batcher, keys: Sequence[V3PoolKey], *, block: int, word_radius: int = DEFAULT_WORD_RADIUS
+) -> dict[str, V3PoolState | V3Refusal]:
+    """Read every pool of ``keys`` at ``block`` in three batched round trips, whatever their number.
+
+    The same reads as :func:`fetch_pool_state` (slot0 and liquidity; the bitmap
+    words around each price; ``ticks()`` of every set bit), one batch per stage
+    for all pools together, so a head's refresh costs three round trips rather
+    than three per pool. A pool whose reads fail (no code: never created; a
+    refused or garbled answer; locked; a bitmap bit whose tick is not
+    initialised) maps to :attr:`V3Refusal.UNREADABLE` and the others are unaffected.
+
+    Raises:
+        ValueError: ``word_radius`` is out of 0..16.
+        NodeError: a whole batch failed (from the client).
+    """
+    if not 0 <= word_radius <= _MAX_WORD_RADIUS:
+        raise ValueError(f"word_radius must be in 0..{_MAX_WORD_RADIUS}, not {word_radius}")
+    tag = hex(block)
+    out: dict[str, V3PoolState | V3Refusal] = {}
+    keys = list({k.address: k for k in keys}.values())
+    if not keys:
+        return out
+    first = await rpc.batch(
+        [c for k in keys for c in (_eth_call(k.address, _SLOT0, tag), _eth_call(k.address, _LIQUIDITY, tag))]
+    )
+    heads: list[tuple[V3PoolKey, int, int, int, list[int]]] = []
+    for i, key in enumerate(keys):
+        try:
+            slot0 = _word(first[2 * i], "slot0")
+            if len(slot0) < 224:
+                raise BadNodeData("slot0 too short")
+            price = int.from_bytes(slot0[0:32], "big")
+            tick = int.from_bytes(slot0[32:64], "big", signed=True)
+            unlocked = int.from_bytes(slot0[192:224], "big")
+            liquidity = int.from_bytes(_word(first[2 * i + 1], "liquidity")[:32], "big")
+            if price >> 160 or liquidity > UINT128_MAX or not -(1 << 23) <= tick < (1 << 23) or unlocked != 1:
+                raise BadNodeData("slot0/liquidity out of range, or locked")
+        except BadNodeData:
+            out[key.address] = V3Refusal.UNREADABLE
+            continue
+        centre = (tick // key.spacing) >> 8
+        words = list(range(max(centre - word_radius, -(1 << 15)), min(centre + word_radius, (1 << 15) - 1) + 1))
+        heads.append((key, price, tick, liquidity, words))
+    bitmaps = await rpc.batch(
+        [_eth_call(k.address, _TICK_BITMAP + w.to_bytes(32, "big", signed=True), tag) for k, *_, ws in heads for w in ws]
+    ) if heads else []
+    pos = 0
+    wanted: list[tuple[V3PoolKey, int, int, int, list[int], list[int]]] = []
+    for key, price, tick, liquidity, words in heads:
+        initialised: list[int] = []
+        try:
+            for w, result in zip(words, bitmaps[pos: pos + len(words)], strict=True):
+                bits = int.from_bytes(_word(result, f"tickBitmap({w})")[:32], "big")
+                while bits:
+                    low = bits & -bits
+                    initialised.append(((w << 8) + low.bit_length() - 1) * key.spacing)
+                    bits ^= low
+        except BadNodeData:
+            out[key.address] = V3Refusal.UNREADABLE
+            continue
+        finally:
+            pos += len(words)
+        wanted.append((key, price, tick, liquidity, words, initialised))
+    calls = [_eth_call(k.address, _TICKS + t.to_bytes(32, "big", signed=True), tag) for k, *_, ts in wanted for t in ts]
+    infos = await rpc.batch(calls) if calls else []
+    pos = 0
+    for key, price, tick, liquidity, words, initialised in wanted:
+        net: dict[int, int] = {}
+        try:
+            for t, result in zip(initialised, infos[pos: pos + len(initialised)], strict=True):
+                raw = _word(result, f"ticks({t})")
+                if len(raw) < 256 or int.from_bytes(raw[224:256], "big") != 1:
+                    raise BadNodeData(f"ticks({t}) not initialised")
+                net[t] = int.from_bytes(raw[32:64], "big", signed=True)
+        except BadNodeData:
+            out[key.address] = V3Refusal.UNREADABLE
+            continue
+        finally:
+            pos += len(initialised)
+        table = TickTable.build(key.spacing, net, words[0], words[-1])
+        out[key.address] = V3PoolState(key, price, tick, liquidity, table, block)
+    return out
+
+
 # --------------------------------------------------------------------------- the book
 
 
@@ -306,6 +396,11 @@ class V3PoolBook:
     Bounded like the V2 pool book: the pool used least recently is forgotten
     first. A pool whose read fails is dropped (not kept stale): the next quote
     on it is refused as unreadable until a read succeeds.
+
+    The pools to read on every head are registered with :meth:`track` (their
+    keys come from CREATE2, never from the node) and read by
+    :meth:`refresh_tracked` in three batched round trips for all of them;
+    at most ``max_pools`` are tracked, the least recently registered go first.
     """
 
     def __init__(self, rpc: _Batcher, *, max_pools: int = 256, word_radius: int = DEFAULT_WORD_RADIUS) -> None:
@@ -315,6 +410,8 @@ class V3PoolBook:
         self.max_pools = max_pools
         self.word_radius = word_radius
         self._states: dict[str, V3PoolState] = {}
+        self._tracked: dict[str, V3PoolKey] = {}
+        self._block: int | None = None
         self._fetches = 0
         self._errors = 0
         self._evicted = 0
@@ -322,12 +419,58 @@ class V3PoolBook:
     def statistics(self) -> V3BookStatistics:
         return V3BookStatistics(len(self._states), self._fetches, self._errors, self._evicted)
 
+    @property
+    def block(self) -> int | None:
+        """The block of the last :meth:`refresh_tracked` (None before the first)."""
+        return self._block
+
     def get(self, address: str) -> V3PoolState | None:
         """The pool's state, marking it used; None when it is not tracked."""
         state = self._states.pop(address, None)
         if state is not None:
             self._states[address] = state
         return state
+
+    def key(self, address: str) -> V3PoolKey | None:
+        """The key of a tracked pool (derived by CREATE2 when it was registered), or None."""
+        return self._tracked.get(address)
+
+    def track(self, keys: Sequence[V3PoolKey]) -> None:
+        """Read these pools on every head from now on (the oldest registrations go past ``max_pools``)."""
+        for k in keys:
+            self._tracked.pop(k.address, None)
+            self._tracked[k.address] = k
+        while len(self._tracked) > self.max_pools:
+            del self._tracked[next(iter(self._tracked))]
+
+    async def refresh_tracked(self, block: int) -> dict[str, V3Refusal]:
+        """Read every tracked pool at ``block`` (three batched round trips); returns those that failed.
+
+        Afterwards the book holds exactly the pools read at ``block``: a state
+        of an earlier block is never quoted as if it were this head's.
+
+        Raises:
+            NodeError: a whole batch failed; the book is then emptied (fail closed).
+        """
+        self._fetches += 1
+        try:
+            got = await fetch_pool_states(self._rpc, list(self._tracked.values()), block=block,
+                                          word_radius=self.word_radius)
+        except BaseException:
+            self._states.clear()
+            self._block = None
+            raise
+        failed: dict[str, V3Refusal] = {}
+        states: dict[str, V3PoolState] = {}
+        for address, r in got.items():
+            if isinstance(r, V3PoolState):
+                states[address] = r
+            else:
+                failed[address] = r
+        self._errors += len(failed)
+        self._states = states
+        self._block = block
+        return failed
 
     async def refresh(self, keys: Sequence[V3PoolKey], block: int) -> dict[str, V3Refusal]:
         """Read ``keys`` at ``block``; returns the pools that could not be read.

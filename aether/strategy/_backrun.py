@@ -6,10 +6,19 @@ cheap, then X -> WETH on the DEX where it is dear. Each call's
 ``amountOutMin`` is the exact predicted output: the bundle is atomic, so if
 anything differs by one wei it reverts and the bundle is dropped rather than
 trading at a worse price.
+
+Uniswap V3 pools are venues too (:meth:`BackrunStrategy.on_post_state`): a
+victim that moves a V2 pair or a V3 pool is backrun against every other venue
+of the same token (V2 pairs of the other DEXes, V3 pools at the other fee
+tiers), V2/V2 as before and every mixed or V3/V3 cycle sized by
+:func:`aether.strategy._cross.size_cycle`. A V3 leg is a plain call of the
+configured SwapRouter's ``exactInputSingle`` whose ``amountOutMinimum`` is the
+predicted output, so it too reverts on any deviation.
 """
 
 from __future__ import annotations
 
+import enum
 from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -18,7 +27,7 @@ import attrs
 import trio
 
 from .._errors import DecodeError, NodeError
-from ..config import ChainConfig, DexConfig
+from ..config import ChainConfig, DexConfig, DexKind
 from ..dex import (
     UINT112_MAX,
     BookView,
@@ -31,7 +40,9 @@ from ..dex import (
     get_amount_in,
     get_amount_out,
 )
+from ..dex._v3pool import V3PoolBook, V3PoolState, V3Refusal
 from ..messages import Call, Candidate, Head, Hop, PendingTx, Source
+from ._cross import CrossRefusal, CycleSizing, Leg, V2Leg, V3Leg, size_cycle
 
 if TYPE_CHECKING:
     from ._poststate import PostState
@@ -39,8 +50,10 @@ if TYPE_CHECKING:
 __all__ = [
     "DEADLINE_S",
     "GAS_PER_SWAP",
+    "GAS_PER_V3_SWAP",
     "BackrunStrategy",
     "Rejection",
+    "V3Reject",
     "StrategyStatistics",
     "build_round_trip",
     "size_best_round_trip",
@@ -60,6 +73,34 @@ DEADLINE_S = 120
 #: covers the worst case with the builder's margin.
 GAS_PER_SWAP = 150_000
 
+#: Gas of one ``exactInputSingle`` through the V3 SwapRouter, for the signed gas
+#: limit when validation is off: a swap inside one range costs about 110,000
+#: (first swap of a block into a fresh oracle slot more), and each initialised
+#: tick crossed adds roughly 25,000-50,000; 300,000 covers several crossings.
+GAS_PER_V3_SWAP = 300_000
+
+_EXACT_INPUT_SINGLE = bytes.fromhex("414bf389")  # exactInputSingle((address,address,uint24,address,uint256,uint256,uint256,uint160))
+
+
+class V3Reject(enum.StrEnum):
+    """Why a victim's moved V3 pool gave no candidate (``aether_candidate_rejected_total`` reasons)."""
+
+    NOT_IN_BOOK = "v3_not_in_book"  # the head's book does not hold the pool (not tracked yet, or unreadable)
+    TICKS_NOT_LOADED = "v3_ticks_not_loaded"  # the post-swap price left the fetched ticks
+    ZERO_LIQUIDITY = "v3_zero_liquidity"  # no active liquidity after the victim
+    TICK_MISMATCH = "v3_tick_mismatch"  # the event's tick does not belong to its price
+    OUT_OF_RANGE = "v3_out_of_range"  # the optimum lies past a leg's fetched ticks or the contract's limits
+
+
+_V3_REFUSAL_REASON = {
+    V3Refusal.UNREADABLE: V3Reject.NOT_IN_BOOK,
+    V3Refusal.NOT_INITIALIZED: V3Reject.ZERO_LIQUIDITY,
+    V3Refusal.ZERO_LIQUIDITY: V3Reject.ZERO_LIQUIDITY,
+    V3Refusal.TICK_MISMATCH: V3Reject.TICK_MISMATCH,
+    V3Refusal.TICKS_NOT_LOADED: V3Reject.TICKS_NOT_LOADED,
+    V3Refusal.OVERFLOW: V3Reject.OUT_OF_RANGE,
+}
+
 
 @attrs.frozen
 class Rejection:
@@ -77,6 +118,8 @@ class StrategyStatistics:
     seen: int
     candidates: int
     rejected: tuple[tuple[str, int], ...]
+    #: Cycles with a V3 leg sized without a proof of optimality (``CycleSizing.exact`` False).
+    inexact_sizings: int = 0
 
 
 class _Counts:
@@ -84,6 +127,7 @@ class _Counts:
         self.seen = 0
         self.candidates = 0
         self.rejected: Counter[str] = Counter()
+        self.inexact = 0
 
     def note(self, result: Candidate | Rejection) -> Candidate | Rejection:
         if isinstance(result, Rejection):
@@ -93,7 +137,7 @@ class _Counts:
         return result
 
     def snapshot(self) -> StrategyStatistics:
-        return StrategyStatistics(self.seen, self.candidates, tuple(sorted(self.rejected.items())))
+        return StrategyStatistics(self.seen, self.candidates, tuple(sorted(self.rejected.items())), self.inexact)
 
 
 @attrs.frozen
@@ -190,6 +234,136 @@ def build_round_trip(
     )
 
 
+@attrs.frozen
+class _Venue:
+    """One place to trade WETH/``token``: a V2 pair (``reserves``, sorted order) or a V3 pool (``state``)."""
+
+    kind: DexKind
+    dex: DexConfig
+    pool: str
+    token0: str
+    fee: int = 0
+    reserves: tuple[int, int] | None = None
+    state: V3PoolState | None = None
+
+
+@attrs.frozen
+class _Cycle:
+    """A cycle with at least one V3 leg: WETH -> ``token`` on ``buy``, back on ``sell``."""
+
+    buy: _Venue
+    sell: _Venue
+    token: str
+    sizing: CycleSizing
+
+    @property
+    def profit(self) -> int:
+        return self.sizing.profit
+
+
+class _Legs:
+    """The legs of one victim's venues, built once each (a V3 leg precomputes its curve)."""
+
+    def __init__(self) -> None:
+        self._legs: dict[tuple[str, str], Leg] = {}
+
+    def leg(self, v: _Venue, token_in: str) -> Leg:
+        got = self._legs.get((v.pool, token_in))
+        if got is not None:
+            return got
+        leg: Leg
+        if v.kind == DexKind.V3:
+            assert v.state is not None
+            leg = V3Leg(v.state, token_in, venue=f"{v.dex.name}:{v.fee}")
+        else:
+            assert v.reserves is not None
+            r0, r1 = v.reserves
+            r_in, r_out = (r0, r1) if token_in == v.token0 else (r1, r0)
+            leg = V2Leg(r_in, r_out, v.dex.fee_bps, venue=v.dex.name)
+        self._legs[(v.pool, token_in)] = leg
+        return leg
+
+
+def size_cross(
+    venues: Sequence[_Venue], weth: str, token: str, *, cap: int, moved: set[str], legs: _Legs | None = None
+) -> tuple[_Cycle | None, list[CrossRefusal]]:
+    """The best WETH -> ``token`` -> WETH cycle over ordered venue pairs with a V3 leg touching ``moved``.
+
+    V2/V2 pairs are left to :func:`size_best_round_trip` (unchanged figures).
+    Returns the best cycle (or None) and the refusals met on the way (for the
+    rejection reason when no cycle profits).
+    """
+    legs = legs or _Legs()
+    best: _Cycle | None = None
+    refusals: list[CrossRefusal] = []
+    for buy in venues:
+        for sell in venues:
+            if buy.pool == sell.pool or DexKind.V3 not in (buy.kind, sell.kind):
+                continue
+            if buy.pool not in moved and sell.pool not in moved:
+                continue
+            sized = size_cycle(legs.leg(buy, weth), legs.leg(sell, token), cap=cap)
+            if sized.refusal is not None:
+                refusals.append(sized.refusal)
+                continue
+            if sized.profit > 0 and (best is None or sized.profit > best.profit):
+                best = _Cycle(buy, sell, token, sized)
+    return best, refusals
+
+
+def encode_exact_input_single(
+    token_in: str, token_out: str, fee: int, recipient: str, deadline: int, amount_in: int, amount_out_minimum: int
+) -> bytes:
+    """SwapRouter ``exactInputSingle`` calldata, no price limit (``sqrtPriceLimitX96`` 0)."""
+    words = [int(token_in, 16), int(token_out, 16), fee, int(recipient, 16), deadline, amount_in, amount_out_minimum, 0]
+    return _EXACT_INPUT_SINGLE + b"".join(w.to_bytes(32, "big") for w in words)
+
+
+def _leg_call(v: _Venue, token_in: str, token_out: str, amount_in: int, amount_out: int, searcher: str,
+              deadline: int) -> tuple[Hop, Call]:
+    hop = Hop(v.dex.name, v.dex.router, v.pool, token_in, token_out, amount_in, amount_out, v.kind, v.fee)
+    if v.kind == DexKind.V3:
+        data = encode_exact_input_single(token_in, token_out, v.fee, searcher, deadline, amount_in, amount_out)
+    else:
+        data = encode_swap_exact_tokens_for_tokens(amount_in, amount_out, [token_in, token_out], searcher, deadline)
+    return hop, Call(to=v.dex.router, data=data)
+
+
+def build_cycle(
+    cycle: _Cycle,
+    chain: ChainConfig,
+    *,
+    source: Source,
+    head: Head,
+    victim: PendingTx | None,
+    searcher: str,
+    gas_per_swap: int = GAS_PER_SWAP,
+    gas_per_v3_swap: int = GAS_PER_V3_SWAP,
+) -> Candidate:
+    """Turn a sized cycle into a :class:`Candidate`: a SwapRouter ``exactInputSingle`` per V3 leg,
+    a Router02 ``swapExactTokensForTokens`` per V2 leg, each with the exact predicted output as its minimum."""
+    weth, x, z = chain.weth, cycle.token, cycle.sizing
+    deadline = head.timestamp + DEADLINE_S
+    h1, c1 = _leg_call(cycle.buy, weth, x, z.amount_in, z.amount_mid, searcher, deadline)
+    h2, c2 = _leg_call(cycle.sell, x, weth, z.amount_mid, z.amount_out, searcher, deadline)
+    gas = sum(gas_per_v3_swap if v.kind == DexKind.V3 else gas_per_swap for v in (cycle.buy, cycle.sell))
+    return Candidate(
+        source=source,
+        target_block=head.number + 1,
+        head_number=head.number,
+        victim=victim,
+        route=(h1, h2),
+        amount_in=z.amount_in,
+        amount_out=z.amount_out,
+        expected_gross_profit_wei=z.amount_out - z.amount_in,
+        gas_estimate=gas,
+        seen_at=victim.seen_at if victim is not None else head.seen_at,
+        found_at=trio.current_time(),
+        calls=(c1, c2),
+        head_timestamp=head.timestamp,
+    )
+
+
 def _apply_victim(view: BookView, swap: SwapCall, pairs: Sequence[str], fee_bps: int) -> Rejection | None:
     """Apply every hop of the victim to ``view``, as Router02 and the pairs would.
 
@@ -251,9 +425,12 @@ class BackrunStrategy:
 
     source: Source = Source.MEMPOOL_BACKRUN
 
-    def __init__(self, chain: ChainConfig, book: PoolBook, *, searcher: str, gas_per_swap: int = GAS_PER_SWAP) -> None:
+    def __init__(self, chain: ChainConfig, book: PoolBook, *, searcher: str, gas_per_swap: int = GAS_PER_SWAP,
+                 v3book: V3PoolBook | None = None, gas_per_v3_swap: int = GAS_PER_V3_SWAP) -> None:
         self.chain = chain
         self.book = book
+        self.v3book = v3book
+        self.gas_per_v3_swap = gas_per_v3_swap
         self.searcher = searcher.lower()
         self.gas_per_swap = gas_per_swap
         self._routers = {d.router.lower(): d for d in chain.dexes}
@@ -278,8 +455,10 @@ class BackrunStrategy:
         return self._counts.note(result)
 
     async def _on_victim(self, tx: PendingTx, head: Head, inventory_wei: int) -> Candidate | Rejection:
+        from ._poststate import v2_dexes
+
         dex = self._routers.get((tx.to or "").lower())
-        if dex is None:
+        if dex is None or dex.kind != DexKind.V2:
             return Rejection("not_router")
         try:
             swap = decode_swap(tx.input, tx.value)
@@ -309,7 +488,7 @@ class BackrunStrategy:
         counters: dict[str, list[tuple[DexConfig, str]]] = {}
         for _, x in moved:
             if x not in counters:
-                counters[x] = [(d, self.book.pair_for(d, weth, x)) for d in self.chain.dexes]
+                counters[x] = [(d, self.book.pair_for(d, weth, x)) for d in v2_dexes(self.chain)]
         await self.book.ensure([*victim_pairs, *(p for lst in counters.values() for _, p in lst)])
         view = self.book.view()
         rejected = _apply_victim(view, swap, victim_pairs, dex.fee_bps)
@@ -397,7 +576,7 @@ class BackrunStrategy:
     async def _on_post_state(
         self, tx: PendingTx, head: Head, post: PostState, inventory_wei: int
     ) -> list[Candidate] | Rejection:
-        from ._poststate import v2_dexes
+        from ._poststate import v2_dexes, v3_keys
 
         weth = self.chain.weth
         moved_state = post.v2()
@@ -410,37 +589,87 @@ class BackrunStrategy:
             if self.chain.tokens and x not in self._known_tokens:
                 continue
             moved.setdefault(x, []).append(pair)
-        if not moved:
-            return Rejection("no_weth_leg")
+        # The V3 pools moved: the head's book state moved to the victim's last Swap.
+        moved_v3: dict[str, dict[str, V3PoolState]] = {}  # X -> pool -> post-victim state
+        v3_refused: list[V3Reject] = []
+        for pool, slot in post.v3().items():
+            key = self.v3book.key(pool) if self.v3book is not None else None
+            if key is None or weth not in (key.token0, key.token1):
+                continue
+            x = key.token1 if key.token0 == weth else key.token0
+            if self.chain.tokens and x not in self._known_tokens:
+                continue
+            assert self.v3book is not None
+            state = self.v3book.get(pool)
+            if state is None or state.block != post.block:
+                v3_refused.append(V3Reject.NOT_IN_BOOK)
+                continue
+            after = state.after_swap_event(slot.data, block=post.block)
+            bad = after.refusal()
+            if bad is not None:
+                v3_refused.append(_V3_REFUSAL_REASON[bad])
+                continue
+            moved_v3.setdefault(x, {})[pool] = after
+        if not moved and not moved_v3:
+            return Rejection(v3_refused[0].value) if v3_refused else Rejection("no_weth_leg")
         if inventory_wei <= 0:
             return Rejection("no_inventory")
         dexes = v2_dexes(self.chain)
-        counters = {x: [(d, self.book.pair_for(d, weth, x)) for d in dexes] for x in moved}
+        tokens = list(dict.fromkeys([*moved, *moved_v3]))
+        counters = {x: [(d, self.book.pair_for(d, weth, x)) for d in dexes] for x in tokens}
         await self.book.ensure([*moved_state, *(p for lst in counters.values() for _, p in lst)])
         view = self.book.view()
         for pair, (r0, r1) in moved_state.items():
             view.set_reserves(pair, r0, r1)
-        found: list[_Sized] = []
+        found: list[_Sized | _Cycle] = []
         any_counter = False
-        for x, pairs in moved.items():
+        legs = _Legs()
+        for x in tokens:
+            pairs = moved.get(x, [])
             present = [(d, p) for d, p in counters[x] if min(view.reserves(p) or (0,)) > 0]
-            if len(present) < 2:
+            venues = [_Venue(DexKind.V2, d, p, min(weth, x), reserves=view.reserves(p)) for d, p in present]
+            if self.v3book is not None:
+                for key in v3_keys(self.chain, x):
+                    st = moved_v3.get(x, {}).get(key.address)
+                    if st is None:
+                        got = self.v3book.get(key.address)
+                        st = got if got is not None and got.block == post.block else None
+                    if st is not None and st.refusal() is None:
+                        venues.append(_Venue(DexKind.V3, self.book.dex(key.dex), key.address, key.token0,
+                                             fee=key.fee, state=st))
+            if len(venues) < 2:
                 continue
             any_counter = True
-            best: _Sized | None = None
-            for pair in pairs:
-                sized = size_best_round_trip(view, self.chain, x, present, cap=inventory_wei, must_touch=pair)
-                if sized is not None and (best is None or sized.rt.profit > best.rt.profit):
-                    best = sized
+            best: _Sized | _Cycle | None = None
+            if len(present) >= 2:
+                for pair in pairs:
+                    sized = size_best_round_trip(view, self.chain, x, present, cap=inventory_wei, must_touch=pair)
+                    if sized is not None and (best is None or sized.rt.profit > _profit(best)):
+                        best = sized
+            cycle, _refusals = size_cross(venues, weth, x, cap=inventory_wei,
+                                          moved={*pairs, *moved_v3.get(x, {})}, legs=legs)
+            if cycle is not None and (best is None or cycle.profit > _profit(best)):
+                best = cycle
             if best is not None:
                 found.append(best)
         if not any_counter:
-            return Rejection("no_counter_pool")
+            return Rejection(v3_refused[0].value) if v3_refused else Rejection("no_counter_pool")
         if not found:
             return Rejection("unprofitable")
-        found.sort(key=lambda s: s.rt.profit, reverse=True)
-        return [
-            build_round_trip(s, self.chain, source=self.source, head=head, victim=tx, searcher=self.searcher,
-                             gas_per_swap=self.gas_per_swap)
-            for s in found
-        ]
+        found.sort(key=_profit, reverse=True)
+        out: list[Candidate] = []
+        for s in found:
+            if isinstance(s, _Cycle):
+                if not s.sizing.exact:
+                    self._counts.inexact += 1
+                out.append(build_cycle(s, self.chain, source=self.source, head=head, victim=tx,
+                                       searcher=self.searcher, gas_per_swap=self.gas_per_swap,
+                                       gas_per_v3_swap=self.gas_per_v3_swap))
+            else:
+                out.append(build_round_trip(s, self.chain, source=self.source, head=head, victim=tx,
+                                            searcher=self.searcher, gas_per_swap=self.gas_per_swap))
+        return out
+
+
+def _profit(s: _Sized | _Cycle) -> int:
+    return s.rt.profit if isinstance(s, _Sized) else s.profit

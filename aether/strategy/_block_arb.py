@@ -10,7 +10,7 @@ same line (validation, bundle, risk), with ``victim=None``.
 from __future__ import annotations
 
 from .._errors import NodeError
-from ..config import ChainConfig, DexConfig
+from ..config import ChainConfig, DexConfig, DexKind
 from ..dex import PoolBook
 from ..messages import Candidate, Head, Source
 from ._backrun import (
@@ -76,6 +76,7 @@ class BlockArbStrategy:
                 await self.book.ensure(
                     self.book.pair_for(d, self.chain.weth, t.address)
                     for d in self.chain.dexes
+                    if d.kind == DexKind.V2  # V3 pools have no V2 pair address; the V3 book reads them
                     for t in self.chain.tokens
                     if t.address.lower() != self.chain.weth
                 )

@@ -68,7 +68,11 @@ class Leg(Protocol):
     """One swap of a cycle, exact-input, in one direction."""
 
     venue: str
-    gain: tuple[int, int]  # fee: (numerator, denominator) kept of the input
+
+    @property
+    def gain(self) -> tuple[int, int]:
+        """The fee: (numerator, denominator) of the input the pool keeps working with."""
+        ...
 
     def out(self, amount_in: int) -> int | None:
         """Exactly what the contract pays for ``amount_in`` (None: it would revert / no quote)."""

@@ -20,9 +20,15 @@ Fail closed: a simulation that errors, times out, answers malformed, or in
 which the victim reverts yields a :class:`~aether.strategy.Rejection` with a
 named reason (:class:`SimFailure`) and no post-state; never an exception.
 
-The post-state type leaves room for other pool kinds: :data:`PoolPostState` is
-the union of the per-kind states, today only :class:`V2Reserves`; a V3 pool's
-``Swap(…, sqrtPriceX96, liquidity, tick)`` state goes beside it.
+Uniswap V3 pools are read the same way: the last ``Swap(sender, recipient,
+amount0, amount1, sqrtPriceX96, liquidity, tick)`` of a pool carries its price,
+active liquidity and tick after the victim (:class:`V3Slot`). Its emitter is
+trusted only when ``CREATE2(factory, keccak(token0, token1, fee), init_code_hash)``
+of a configured V3 DEX gives it back, for the ``token0()``/``token1()``/``fee()``
+the contract reports (or when the V3 book already tracks it, its key having come
+from CREATE2). A pool that also emits ``Mint``/``Burn`` in the victim changed its
+ticks, which the event does not carry: it is dropped (counted). The
+``MAX_SYNC_EMITTERS`` cap and the one deadline cover V2 and V3 emitters together.
 """
 
 from __future__ import annotations
@@ -36,14 +42,16 @@ import trio
 
 from .._errors import DecodeError, NodeError, NodeTimeout, RpcError
 from ..config import ChainConfig, DexConfig
-from ..dex import PairInfo, pair_address
-from ..dex._logs import parse_logs, sync_events
+from ..config import DexKind
+from ..dex import FEE_TIERS, PairInfo, V3PoolKey, pair_address, v3_pool_address
+from ..dex._logs import LogEntry, parse_logs, sync_events
+from ..dex._v3pool import BURN_EVENT_TOPIC, MINT_EVENT_TOPIC, SWAP_EVENT_TOPIC
 from ..messages import Head, PendingTx
 from ..quantity import hex_quantity
 from ._backrun import Rejection
 
 if TYPE_CHECKING:
-    from ..dex import PoolBook
+    from ..dex import PoolBook, V3PoolBook
 
 __all__ = [
     "PoolKind",
@@ -53,6 +61,7 @@ __all__ = [
     "ScreenSkip",
     "SimFailure",
     "V2Reserves",
+    "V3Slot",
     "VictimSimulator",
     "VictimSimulatorStatistics",
     "v2_dexes",
@@ -60,6 +69,7 @@ __all__ = [
 
 _TOKEN0 = "0x0dfe1681"
 _TOKEN1 = "0xd21220a7"
+_FEE = "0xddca3f43"
 
 
 class SimFailure(enum.StrEnum):
@@ -70,6 +80,7 @@ class SimFailure(enum.StrEnum):
     SIM_MALFORMED = "sim_malformed"  # an answer not shaped as the spec says (or a tracked pair's bad Sync)
     NO_POOL_MOVED = "no_pool_moved"  # the victim ran but no tracked pair emitted Sync
     TOO_MANY_POOLS = "too_many_pools"  # Sync logs from more distinct contracts than one victim may cost us
+    POOL_LIQUIDITY_CHANGED = "pool_liquidity_changed"  # the only V3 pools moved also had liquidity minted/burned
 
 
 #: Distinct ``Sync`` emitters one victim may make us look up. A real swap, even an
@@ -90,7 +101,10 @@ class ScreenSkip(enum.StrEnum):
 
 
 class PoolKind(enum.StrEnum):
-    V2 = "v2"
+    """The kinds of pool a post-state holds (the same names as :class:`aether.config.DexKind`)."""
+
+    V2 = DexKind.V2.value
+    V3 = DexKind.V3.value
 
 
 @attrs.frozen
@@ -102,9 +116,36 @@ class V2Reserves:
     reserve0: int
     reserve1: int
 
+    @property
+    def address(self) -> str:
+        """The pool's address, whatever its kind."""
+        return self.pair
 
-#: Every kind of pool state a post-state may hold (a V3 slot state joins this union).
-PoolPostState = V2Reserves
+
+@attrs.frozen
+class V3Slot:
+    """A Uniswap V3 pool after the victim (its last ``Swap``): price, active liquidity, tick.
+
+    ``data`` is that event's 160-byte data, for
+    :meth:`aether.dex.V3PoolState.after_swap_event` (the pool's ticks are the
+    head's: a swap does not change them).
+    """
+
+    kind: ClassVar[PoolKind] = PoolKind.V3
+    pool: str
+    sqrt_price_x96: int
+    liquidity: int
+    tick: int
+    data: bytes
+
+    @property
+    def address(self) -> str:
+        """The pool's address, whatever its kind."""
+        return self.pool
+
+
+#: Every kind of pool state a post-state may hold.
+PoolPostState = V2Reserves | V3Slot
 
 
 @attrs.frozen
@@ -123,10 +164,37 @@ class PostState:
         """The V2 pairs moved, ``pair -> (reserve0, reserve1)``."""
         return {p.pair: (p.reserve0, p.reserve1) for p in self.pools if isinstance(p, V2Reserves)}
 
+    def v3(self) -> dict[str, V3Slot]:
+        """The V3 pools moved, ``pool -> V3Slot``."""
+        return {p.pool: p for p in self.pools if isinstance(p, V3Slot)}
+
 
 def v2_dexes(chain: ChainConfig) -> tuple[DexConfig, ...]:
     """The configured DEXes with V2 pairs (a ``kind`` other than ``v2`` is skipped)."""
-    return tuple(d for d in chain.dexes if getattr(d, "kind", "v2") == "v2")
+    return tuple(d for d in chain.dexes if getattr(d, "kind", DexKind.V2) == DexKind.V2)
+
+
+def v3_dexes(chain: ChainConfig) -> tuple[DexConfig, ...]:
+    """The configured DEXes with V3 pools (``kind = "v3"``)."""
+    return tuple(d for d in chain.dexes if getattr(d, "kind", DexKind.V2) == DexKind.V3)
+
+
+def fee_tiers(dex: DexConfig) -> tuple[int, ...]:
+    """A V3 DEX's fee tiers: the configured ones, else the four standard tiers."""
+    return dex.fee_tiers or tuple(int(f) for f in FEE_TIERS)
+
+
+def v3_keys(chain: ChainConfig, token: str) -> list[V3PoolKey]:
+    """The WETH/``token`` pool of every V3 DEX at each of its fee tiers, by CREATE2 (no I/O)."""
+    weth = chain.weth
+    if token == weth:
+        return []
+    t0, t1 = sorted((weth, token))
+    return [
+        V3PoolKey(v3_pool_address(d.factory, t0, t1, fee, d.init_code_hash), d.name, t0, t1, fee)
+        for d in v3_dexes(chain)
+        for fee in fee_tiers(d)
+    ]
 
 
 class PoolTrust:
@@ -139,11 +207,15 @@ class PoolTrust:
         max_cached: verdicts kept; the oldest half is forgotten past it.
     """
 
-    def __init__(self, rpc: Any, book: PoolBook, *, max_cached: int = 65_536) -> None:
+    def __init__(self, rpc: Any, book: PoolBook, *, v3book: V3PoolBook | None = None,
+                 max_cached: int = 65_536) -> None:
         self._rpc = rpc
         self._book = book
+        self._v3book = v3book
         self._dexes = v2_dexes(book.chain)
+        self._v3_dexes = v3_dexes(book.chain)
         self._verdict: dict[str, PairInfo | None] = {}
+        self._v3_verdict: dict[str, V3PoolKey | None] = {}
         self._max = max_cached
         self.lookups = 0
 
@@ -196,6 +268,86 @@ class PoolTrust:
         return out
 
 
+    def _derive_v3(self, address: str, t0: str, t1: str, fee: int) -> V3PoolKey | None:
+        if t0 >= t1:  # a pool's token0 sorts strictly below its token1
+            return None
+        for d in self._v3_dexes:
+            if fee in fee_tiers(d) and v3_pool_address(d.factory, t0, t1, fee, d.init_code_hash) == address:
+                return V3PoolKey(address, d.name, t0, t1, fee)
+        return None
+
+    async def check_v3(self, addresses: Iterable[str]) -> dict[str, V3PoolKey | None]:
+        """``address -> V3PoolKey`` for pools of a configured V3 DEX, ``None`` for anything else.
+
+        A pool the V3 book tracks is trusted without a call (its key came from
+        CREATE2); any other emitter is asked ``token0()``, ``token1()`` and
+        ``fee()`` and trusted only if CREATE2 of a configured V3 DEX, at one of
+        its fee tiers, gives back its address. A trusted pool the book does not
+        track yet is registered there, to be read from the next head on.
+
+        Raises:
+            NodeError: the request as a whole failed.
+        """
+        out: dict[str, V3PoolKey | None] = {}
+        unknown: list[str] = []
+        for a in dict.fromkeys(addresses):
+            key = self._v3book.key(a) if self._v3book is not None else None
+            if key is not None:
+                out[a] = key
+            elif a in self._v3_verdict:
+                out[a] = self._v3_verdict[a]
+            else:
+                unknown.append(a)
+        if not unknown or not self._v3_dexes:
+            return out | {a: None for a in unknown}
+        self.lookups += len(unknown)
+        calls = []
+        for a in unknown:
+            calls += [("eth_call", [{"to": a, "data": sel}, "latest"]) for sel in (_TOKEN0, _TOKEN1, _FEE)]
+        replies = await self._rpc.batch(calls)
+        for i, a in enumerate(unknown):
+            got = replies[3 * i: 3 * i + 3]
+            t0, t1, fee = _address_word(got[0]), _address_word(got[1]), _uint24_word(got[2])
+            verdict = self._derive_v3(a, t0, t1, fee) if t0 and t1 and fee is not None else None
+            if verdict is None and any(isinstance(r, RpcError) and not _is_revert(r) for r in got):
+                out[a] = None  # the node failed this call: untrusted now, asked again next time
+                continue
+            self._v3_verdict[a] = verdict
+            out[a] = verdict
+            if verdict is not None and self._v3book is not None and self._book.chain.weth in (t0, t1):
+                self._v3book.track([verdict])  # a WETH pool: a venue from the next head on
+        if len(self._v3_verdict) > self._max:
+            for k in list(self._v3_verdict)[: len(self._v3_verdict) // 2]:
+                del self._v3_verdict[k]
+        return out
+
+
+def _uint24_word(reply: object) -> int | None:
+    """A 32-byte ABI word holding a uint24 (a V3 fee); else None."""
+    if not isinstance(reply, str) or len(reply) != 66 or not reply.startswith("0x"):
+        return None
+    try:
+        v = hex_quantity(reply)
+    except ValueError:
+        return None
+    return v if v < 1 << 24 else None
+
+
+_LIQUIDITY_TOPICS = frozenset({MINT_EVENT_TOPIC, BURN_EVENT_TOPIC})
+
+
+def _v3_slot(e: LogEntry) -> V3Slot | None:
+    """A real V3 pool's ``Swap`` (two indexed addresses, five words of data), else None."""
+    if len(e.topics) != 3 or len(e.data) != 160:
+        return None
+    price = int.from_bytes(e.data[64:96], "big")
+    liquidity = int.from_bytes(e.data[96:128], "big")
+    tick = int.from_bytes(e.data[128:160], "big", signed=True)
+    if price >> 160 or liquidity >> 128 or not -(1 << 23) <= tick < (1 << 23):
+        return None
+    return V3Slot(e.address, price, liquidity, tick, e.data)
+
+
 def _is_revert(err: RpcError) -> bool:
     return err.code == 3 or "revert" in f"{err.message} {err.data}".lower()
 
@@ -246,6 +398,7 @@ class VictimSimulatorStatistics:
     trust_lookups: int
     in_flight: int
     max_in_flight: int
+    liquidity_changed: int = 0  # V3 pools dropped from a post-state: the victim also minted/burned there
 
 
 class VictimSimulator:
@@ -256,8 +409,10 @@ class VictimSimulator:
         book: the pool book (for trust and pair metadata).
         timeout_s: deadline of one simulation request; past it the victim fails
             closed as ``sim_timeout``.
-        on_untrusted: called with the number of ``Sync``-topic logs ignored because
-            their emitter is not a tracked pair (for a metric).
+        on_untrusted: called with the number of ``Sync``/V3 ``Swap``-topic logs ignored
+            because their emitter is not a tracked pool (for a metric).
+        v3book: the V3 pool book (its pools are trusted without a call; pools of a
+            configured V3 DEX found in a victim are registered there).
     """
 
     def __init__(
@@ -267,22 +422,24 @@ class VictimSimulator:
         *,
         timeout_s: float = 1.0,
         on_untrusted: Callable[[int], None] | None = None,
+        v3book: V3PoolBook | None = None,
     ) -> None:
         self._rpc = rpc
-        self.trust = PoolTrust(rpc, book)
+        self.trust = PoolTrust(rpc, book, v3book=v3book)
         self.timeout_s = timeout_s
         self._on_untrusted = on_untrusted
         self._simulated = 0
         self._post_states = 0
         self._failed: dict[str, int] = {}
         self._untrusted = 0
+        self._liquidity_changed = 0
         self._in_flight = 0
         self._max_in_flight = 0
 
     def statistics(self) -> VictimSimulatorStatistics:
         return VictimSimulatorStatistics(
             self._simulated, self._post_states, tuple(sorted(self._failed.items())), self._untrusted,
-            self.trust.lookups, self._in_flight, self._max_in_flight,
+            self.trust.lookups, self._in_flight, self._max_in_flight, self._liquidity_changed,
         )
 
     @staticmethod
@@ -374,28 +531,32 @@ class VictimSimulator:
                 err = results[0].get("error")
                 msg = err.get("message", "") if isinstance(err, dict) else str(err or "")
                 return Rejection("victim_reverts", msg[:200])
-            syncs = sync_events(parse_logs(results[0].get("logs")))
+            entries = parse_logs(results[0].get("logs"))
+            syncs = sync_events(entries)
         except DecodeError as exc:
             return Rejection(SimFailure.SIM_MALFORMED.value, str(exc)[:200])
         except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
             return Rejection(SimFailure.SIM_MALFORMED.value, f"{type(exc).__name__}")
-        if not syncs:
+        swaps = [e for e in entries if e.topics and e.topics[0] == SWAP_EVENT_TOPIC]
+        if not syncs and not swaps:
             return Rejection(SimFailure.NO_POOL_MOVED.value)
-        emitters = {ev.address for ev in syncs}
+        emitters = {ev.address for ev in syncs} | {e.address for e in swaps}
         if len(emitters) > MAX_SYNC_EMITTERS:
             return Rejection(SimFailure.TOO_MANY_POOLS.value,
-                             f"Sync logs from {len(emitters)} contracts (more than {MAX_SYNC_EMITTERS})")
+                             f"pool events from {len(emitters)} contracts (more than {MAX_SYNC_EMITTERS})")
         trusted: dict[str, PairInfo | None] | None = None
+        trusted_v3: dict[str, V3PoolKey | None] | None = None
         try:
             with trio.move_on_at(deadline):
                 trusted = await self.trust.check(ev.address for ev in syncs)
+                trusted_v3 = await self.trust.check_v3(e.address for e in swaps) if swaps else {}
         except NodeTimeout as exc:
-            return Rejection(SimFailure.SIM_TIMEOUT.value, f"token0/token1: {str(exc)[:200]}")
+            return Rejection(SimFailure.SIM_TIMEOUT.value, f"pool trust: {str(exc)[:200]}")
         except NodeError as exc:
-            return Rejection(SimFailure.SIM_ERROR.value, f"token0/token1: {type(exc).__name__}")
-        if trusted is None:
-            return Rejection(SimFailure.SIM_TIMEOUT.value, f"token0/token1: no answer within {self.timeout_s} s")
-        last: dict[str, V2Reserves] = {}
+            return Rejection(SimFailure.SIM_ERROR.value, f"pool trust: {type(exc).__name__}")
+        if trusted is None or trusted_v3 is None:
+            return Rejection(SimFailure.SIM_TIMEOUT.value, f"pool trust: no answer within {self.timeout_s} s")
+        last: dict[str, PoolPostState] = {}
         untrusted = 0
         for ev in syncs:
             if trusted.get(ev.address) is None:
@@ -404,10 +565,30 @@ class VictimSimulator:
             if ev.reserves is None:
                 return Rejection(SimFailure.SIM_MALFORMED.value, f"tracked pair {ev.address}: malformed Sync")
             last[ev.address] = V2Reserves(ev.address, ev.reserves[0], ev.reserves[1])
+        for e in swaps:
+            if trusted_v3.get(e.address) is None:
+                untrusted += 1
+                continue
+            slot = _v3_slot(e)
+            if slot is None:
+                return Rejection(SimFailure.SIM_MALFORMED.value, f"tracked V3 pool {e.address}: malformed Swap")
+            last[e.address] = slot
         if untrusted:
             self._untrusted += untrusted
             if self._on_untrusted is not None:
                 self._on_untrusted(untrusted)
+        # A V3 pool whose liquidity the victim also minted or burned has ticks the
+        # head's book does not hold: its Swap alone would predict wrongly. Dropped.
+        changed = {e.address for e in entries if e.topics and e.topics[0] in _LIQUIDITY_TOPICS} & trusted_v3.keys()
+        for a in changed:
+            if last.pop(a, None) is not None:
+                self._liquidity_changed += 1
         if not last:
-            return Rejection(SimFailure.NO_POOL_MOVED.value, f"{untrusted} untrusted Sync logs")
-        return PostState(tx.hash, head.number, tuple(last.values()))
+            if changed:
+                return Rejection(SimFailure.POOL_LIQUIDITY_CHANGED.value, f"{len(changed)} V3 pools")
+            return Rejection(SimFailure.NO_POOL_MOVED.value, f"{untrusted} untrusted pool logs")
+        first: dict[str, int] = {}
+        for i, e in enumerate(entries):
+            first.setdefault(e.address, i)
+        order = sorted(last, key=lambda a: first[a])
+        return PostState(tx.hash, head.number, tuple(last[a] for a in order))

@@ -5,7 +5,7 @@ candidate whose head is no longer the chain's is stale anyway) holds, in order: 
 call with its own sender, nonce, gas and fee fields), WETH ``balanceOf``
 the searcher, our backrun calls from the searcher, and ``balanceOf`` again.
 The prediction must hold to the wei: each backrun call's returned
-``uint[] amounts`` equals the route's amounts, and the searcher's WETH delta
+``uint[] amounts`` (a V3 leg's ``exactInputSingle``: its ``amountOut``) equals the route's amounts, and the searcher's WETH delta
 equals the expected gross profit. The block's base fee is overridden to zero
 and ``validation`` is off, so neither fees nor balances for gas can make a call
 fail there: only the swaps themselves are judged.
@@ -24,10 +24,12 @@ from typing import Any
 import attrs
 
 from .._errors import DecodeError, NodeError
+from ..config import DexKind
 from ..dex import decode_amounts
-from ..messages import Candidate
+from ..messages import Candidate, Hop
 from ..quantity import hex_quantity
 from ._backrun import Rejection
+from ._poststate import victim_call
 
 __all__ = ["Validator", "ValidatorStatistics"]
 
@@ -62,22 +64,8 @@ def _q(v: int) -> str:
 
 
 def _victim_call(c: Candidate) -> dict[str, Any]:
-    v = c.victim
-    assert v is not None
-    call: dict[str, Any] = {
-        "from": v.sender,
-        "to": v.to,
-        "value": _q(v.value),
-        "input": "0x" + v.input.hex(),
-        "gas": _q(v.gas),
-        "nonce": _q(v.nonce),
-    }
-    if v.max_fee_per_gas is not None:
-        call["maxFeePerGas"] = _q(v.max_fee_per_gas)
-        call["maxPriorityFeePerGas"] = _q(v.max_priority_fee_per_gas or 0)
-    elif v.gas_price is not None:
-        call["gasPrice"] = _q(v.gas_price)
-    return call
+    assert c.victim is not None
+    return victim_call(c.victim)
 
 
 def _nonce_gap(c: Candidate, reply: Any) -> Rejection | None:
@@ -99,6 +87,20 @@ def _nonce_gap(c: Candidate, reply: Any) -> Rejection | None:
     if v.nonce < next_nonce:
         return Rejection("victim_nonce_used", f"victim nonce {v.nonce}, the sender's next is {next_nonce}")
     return None
+
+
+def _amounts(hop: Hop | None, ret: bytes) -> tuple[int, ...]:
+    """What a call says it swapped: Router02's ``uint[] amounts``, or SwapRouter's ``amountOut``.
+
+    ``exactInputSingle`` returns only the output; its input is the call's own
+    ``amountIn`` (the pool takes all of it, or the WETH delta check fails), so the
+    pair compared is (the hop's input, the returned output).
+    """
+    if hop is not None and hop.kind == DexKind.V3:
+        if len(ret) != 32:
+            raise DecodeError(f"exactInputSingle returned {len(ret)} bytes, expected 32", "validation_failed")
+        return hop.amount_in, int.from_bytes(ret, "big")
+    return decode_amounts(ret)
 
 
 class Validator:
@@ -245,12 +247,12 @@ class Validator:
         for k in range(n):
             r = results[off + 1 + k]
             gas.append(hex_quantity(r["gasUsed"]))
+            hop = c.route[k] if k < len(c.route) else None
             try:
-                amounts = decode_amounts(bytes.fromhex(r["returnData"][2:]))
+                amounts = _amounts(hop, bytes.fromhex(r["returnData"][2:]))
             except DecodeError as exc:
                 return Rejection("validation_failed", f"call {k}: {exc}")
-            if k < len(c.route):
-                hop = c.route[k]
+            if hop is not None:
                 if amounts != (hop.amount_in, hop.amount_out):
                     return Rejection(
                         "validation_mismatch",
