@@ -162,6 +162,10 @@ async def test_every_swap_function_backrun_realises_prediction_to_the_wei(devnet
     uni = devnet.dex("uniswap")
     path, a_in, a_out = _victim_swaps(devnet)[function]
     async with open_rpc(devnet.rpc_url, timeout=10) as rpc:
+        # A fresh head: the session devnet mines only when a test asks, so after a long
+        # suite its latest block can be minutes old, and our calls' deadline (head + 120 s)
+        # would expire in the block mined below at wall-clock time, unlike a real head.
+        await rpc.call("evm_mine", [])
         head = await _head(rpc)
         victim = victim_account(devnet.seed, 1)
         data, value = encode_swap(function, amount_in=a_in, amount_out=a_out, path=path, to=victim.address.lower(),
