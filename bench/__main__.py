@@ -21,7 +21,7 @@ from typing import Any
 
 import trio
 
-from . import _inproc, _wsbench
+from . import _inproc, _victimsim, _wsbench
 from ._gen import make_market, make_stream
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -134,21 +134,26 @@ def run_all(args: argparse.Namespace) -> tuple[list[Row], dict[str, Any]]:
 
     if args.only in (None, "ws"):
         # ---------------------------------------------------------------- loopback WS
-        say("over loopback WebSocket (feeder in another process) ...")
+        # A pass reads ws_frames distinct frames (intake skips a hash it has seen), and the
+        # node's simulation table holds every swap's exact post-state.
+        ws_stream = stream if args.ws_frames <= len(stream.frames) else make_stream(market, args.ws_frames, seed=3)
+        say("the node's simulation table (the calldata path's post-state of every swap) ...")
+        sims = trio.run(_victimsim.sim_table, market, ws_stream.frames[: args.ws_frames])
+        say(f"over loopback WebSocket (feeder in another process; {len(sims.answers):,} swaps in the table) ...")
         bare: list[dict[str, float]] = []
         own: list[dict[str, float]] = []
         pipe: list[dict[str, Any]] = []
-        with _wsbench.feeder(stream.frames, count=args.ws_frames, head=market.head_json(), head_every=1.0) as url:
+        with _wsbench.feeder(ws_stream.frames, count=args.ws_frames, head=market.head_json(), head_every=1.0) as url:
             for _ in range(args.ws_reps):
                 b = trio.run(_wsbench.bare_client, url, args.ws_frames)
                 o = trio.run(_wsbench.subscriber_client, url, args.ws_frames)
-                p = trio.run(lambda: _wsbench.pipeline_run(market, url, args.ws_frames))
+                p = trio.run(lambda: _wsbench.pipeline_run(market, url, args.ws_frames, sims))
                 bare.append(b)
                 own.append(o)
                 pipe.append(p)
                 say(f"  bare {b['rate']:,.0f}/s ({b['cpu_rate']:,.0f}/CPU-s), Subscriber {o['rate']:,.0f}/s "
                     f"({o['cpu_rate']:,.0f}/CPU-s), pipeline {p['rate']:,.0f}/s ({p['cpu_rate']:,.0f}/CPU-s), "
-                    f"dropped {p['dropped']}, bundles {p['bundles']}")
+                    f"dropped {p['dropped']}, " + ", ".join(f"{k} {p[k]:,}" for k in _wsbench.COUNTS))
         median = _inproc.median
 
         def both(xs: list[dict[str, Any]]) -> str:
@@ -165,9 +170,13 @@ def run_all(args: argparse.Namespace) -> tuple[list[Row], dict[str, Any]]:
                      "(reference)", "n/a"))
         med = sorted(pipe, key=lambda p: p["rate"])[len(pipe) // 2]
         dropped = sum(p["dropped"] for p in pipe)
-        rows.append((f"Whole pipeline over loopback WS ({args.ws_frames:,} frames a pass, median of {len(pipe)})",
+        rows.append((f"Whole pipeline over loopback WS, production wiring, victims simulated ({args.ws_frames:,} "
+                     f"frames a pass, median of {len(pipe)})",
                      f"{both(pipe)} = {ratio(pipe, 'rate'):.2f} x bare client (CPU: {ratio(pipe, 'cpu_rate'):.2f} x)",
                      ">= 10,000/s wall", _met(med["rate"] >= 10_000)))
+        rows.append(("Where the median pass's frames went",
+                     ", ".join(f"{_wsbench.COUNTS[k]} {med[k]:,}" for k in _wsbench.COUNTS),
+                     "bundles > 0", _met(med["bundles"] > 0)))
         rows.append(("Frames dropped in those passes", f"{dropped}", "0", _met(dropped == 0)))
 
     if args.only is None:
@@ -184,10 +193,11 @@ def soak_rows(market: Any, stream: Any, minutes: float, say: Any, extra: dict[st
         if int(t) % 60 < 5:
             say(f"  t={t:5.0f}s rss={rss:6.1f} MB frames={seen:,}")
 
+    sims = trio.run(_victimsim.sim_table, market, stream.frames)
     with _wsbench.feeder(stream.frames, count=int(minutes * 60 * 1000) + 10_000, rate=1000.0,
                          head=market.head_json(), head_every=12.0) as url:
         s = trio.run(lambda: _wsbench.soak_run(market, url, minutes * 60, rate=1000.0,
-                                               warmup_s=min(30.0, minutes * 60 / 4), progress=progress))
+                                               warmup_s=min(30.0, minutes * 60 / 4), progress=progress, sims=sims))
     extra["soak"] = {k: v for k, v in s.items() if k != "samples"}
     full = minutes >= 30
     growth = s["rss_growth_mb"] if full else s["rss_growth_30min_mb"]

@@ -30,66 +30,60 @@ from prometheus_client import CollectorRegistry
 
 from aether.actors import IntakeActor
 from aether.chain import Frame, RpcClient
-from aether.dex._logs import SYNC_TOPIC
 from aether.messages import PendingTx
 from aether.metrics import Metrics
 from aether.strategy import PostState, Prefilter, VictimSimulator
 
-from ._gen import CHAIN_ID, SUB_ID, Market, Stream, make_market, make_stream
+from ._gen import CHAIN_ID, SUB_ID, Market, SimTable, Stream, make_market, make_stream, sim_answer
 from ._inproc import Rig, median, pct
 
 
 class _TableNode:
-    """``eth_simulateV1`` and ``eth_getTransactionCount`` answered from a table; times itself."""
+    """The :class:`~bench._gen.SimTable` behind an HTTP handler (``httpx.MockTransport``); times itself."""
 
-    def __init__(self) -> None:
-        self.answers: dict[tuple[str, str], Any] = {}
+    def __init__(self, table: SimTable) -> None:
+        self.table = table
         self.seconds = 0.0
 
     def handler(self, request: httpx.Request) -> httpx.Response:
         t0 = time.perf_counter()
         body = orjson.loads(request.content)
-        out = []
-        nonce = "0x0"
-        for req in body:
-            if req["method"] == "eth_simulateV1":
-                call = req["params"][0]["blockStateCalls"][0]["calls"][0]
-                nonce = call["nonce"]
-                out.append({"jsonrpc": "2.0", "id": req["id"], "result": self.answers[(call["from"], nonce)]})
-            else:
-                out.append({"jsonrpc": "2.0", "id": req["id"], "result": nonce})
+        answers = self.table.answer([(req["method"], req["params"]) for req in body])
+        if answers is None:
+            raise AssertionError(f"the table node only simulates: {[req['method'] for req in body]}")
+        out = [{"jsonrpc": "2.0", "id": req["id"], "result": a} for req, a in zip(body, answers, strict=True)]
         resp = httpx.Response(200, content=orjson.dumps(out))
         self.seconds += time.perf_counter() - t0
         return resp
 
 
-def _sim_answer(post: PostState | None) -> Any:
-    logs = [] if post is None else [
-        {"address": p.pair, "topics": [SYNC_TOPIC], "data": "0x" + p.reserve0.to_bytes(32, "big").hex()
-         + p.reserve1.to_bytes(32, "big").hex()} for p in post.pools]
-    return [{"number": "0x1", "calls": [{"status": "0x1" if post is not None else "0x0", "logs": logs,
-                                          "gasUsed": "0x1", "returnData": "0x"}]}]
+async def sim_table(market: Market, frames: list[bytes]) -> SimTable:
+    """The node's simulation table for ``frames``: each screened swap's exact post-state (or a revert),
+    from the calldata path on the market's head (the market's reserves do not move between heads)."""
+    rig = Rig(market)
+    await rig.start()
+    table = SimTable()
+    for f in frames:
+        tx = rig.screen(f)
+        if tx is None:
+            continue
+        post = await rig.strategy.post_state_from_calldata(tx, rig.head)
+        table.answers[(tx.sender, hex(tx.nonce))] = sim_answer(post if isinstance(post, PostState) else None)
+    return table
 
 
 async def own_share(market: Market, stream: Stream, reps: int) -> dict[str, Any]:
     """Frame -> gated bundle through the simulation path, node time subtracted; the calldata path beside it."""
     rig = Rig(market)
     await rig.start()
-    node = _TableNode()
+    swaps = [stream.frames[i] for i in stream.swaps]
+    node = _TableNode(await sim_table(market, swaps))
     rpc = RpcClient("http://node.bench", transport=httpx.MockTransport(node.handler))
     metrics = Metrics(CollectorRegistry())
     send, recv = trio.open_memory_channel[PendingTx](1 << 20)
     intake = IntakeActor(ws_url="ws://127.0.0.1:1", rpc=None, chain_id=CHAIN_ID,  # type: ignore[arg-type]
                          routers=set(), metrics=metrics, out=send, prefilter=Prefilter(market.chain))
     sim = VictimSimulator(rpc, rig.book)
-    swaps = [stream.frames[i] for i in stream.swaps]
-    # The node's table: each swap's exact post-state (or a revert), from the calldata path.
-    for f in swaps:
-        tx = rig.screen(f)
-        if tx is None:
-            continue
-        post = await rig.strategy.post_state_from_calldata(tx, rig.head)
-        node.answers[(tx.sender, hex(tx.nonce))] = _sim_answer(post if isinstance(post, PostState) else None)
 
     async def sim_path(message: bytes) -> tuple[Any, float]:
         before = node.seconds
