@@ -6,6 +6,7 @@ resubscribes on its own) and turn its frames into typed messages.
 
 from __future__ import annotations
 
+import enum
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -19,11 +20,58 @@ from ..metrics import Metrics
 from ..quantity import hex_quantity
 from ..strategy._screen import Prefilter
 
-__all__ = ["HeadsActor", "IntakeActor", "balance_calls"]
+__all__ = ["SEEN_MAX", "HeadsActor", "IntakeActor", "IntakeSkip", "RecentHashes", "balance_calls"]
 
 log = logging.getLogger("aether.actors.heads")
 
 _BALANCE_OF = "0x70a08231"
+
+#: Victim hashes intake remembers (about a day of mainnet's swaps; 32-byte keys, a few MB).
+SEEN_MAX = 65_536
+
+
+class IntakeSkip(enum.StrEnum):
+    """Why intake skipped a victim the prefilter let through (``aether_mempool_screen_skipped_total``
+    reasons beside :class:`~aether.strategy.ScreenSkip`'s)."""
+
+    DUPLICATE = "duplicate"  # the same transaction hash, announced again (a node re-broadcast, a reconnect)
+
+
+class RecentHashes:
+    """A bounded set of recently seen transaction hashes, least recently seen forgotten first.
+
+    Keys are the 32 hash bytes the decoder checked against the re-encoded
+    transaction, so two spellings of one hash (case, leading zeros) are one key and a
+    frame cannot name a hash it does not carry. A replacement transaction (same
+    sender and nonce, new fee) has a new hash: it is not a duplicate.
+    """
+
+    __slots__ = ("_max", "_seen")
+
+    def __init__(self, max_size: int = SEEN_MAX) -> None:
+        if max_size < 1:
+            raise ValueError(f"RecentHashes: max_size must be >= 1, got {max_size!r}")
+        self._max = max_size
+        self._seen: dict[bytes, None] = {}
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def seen(self, tx_hash: bytes) -> bool:
+        """True if ``tx_hash`` was seen before (it becomes the newest either way)."""
+        seen = self._seen
+        if tx_hash in seen:
+            del seen[tx_hash]
+            seen[tx_hash] = None
+            return True
+        seen[tx_hash] = None
+        if len(seen) > self._max:
+            del seen[next(iter(seen))]
+        return False
+
+    def forget(self, tx_hash: bytes) -> None:
+        """Forget ``tx_hash`` (a victim dropped unprocessed may be taken when announced again)."""
+        self._seen.pop(tx_hash, None)
 
 
 def balance_calls(searcher: str, weth: str, block_tag: str) -> list[tuple[str, list[Any]]]:
@@ -141,6 +189,11 @@ class IntakeActor:
     ``aether_mempool_screen_passed_total``. Overload policy: the output is never
     waited on; when it is full the victim is dropped and counted (a stale victim is
     worthless).
+
+    A victim whose hash was forwarded before (among the last ``seen_max``) is
+    skipped and counted as ``duplicate``: a node announces a pending transaction
+    again (re-broadcasts, reconnects), and each announcement would otherwise be
+    simulated and built again only for the risk ``dedup`` gate to refuse it.
     """
 
     def __init__(
@@ -153,6 +206,7 @@ class IntakeActor:
         metrics: Metrics,
         out: trio.MemorySendChannel[PendingTx],
         prefilter: Prefilter | None = None,
+        seen_max: int = SEEN_MAX,
     ) -> None:
         self._ws_url = ws_url
         self._prefilter = prefilter
@@ -165,9 +219,17 @@ class IntakeActor:
         self._processed = 0
         self._dropped = 0
         self._rejected = 0
+        self._recent = RecentHashes(seen_max)
+        self._duplicates = 0
+        self._duplicate_count = metrics.screen_skipped.labels(IntakeSkip.DUPLICATE)
 
     def statistics(self) -> ActorStatistics:
         return ActorStatistics(processed=self._processed, dropped=self._dropped, rejected=self._rejected)
+
+    @property
+    def duplicates(self) -> int:
+        """Victims skipped because their hash was forwarded before."""
+        return self._duplicates
 
     @property
     def seen(self) -> int:
@@ -210,9 +272,14 @@ class IntakeActor:
             self._rejected += 1
             self._metrics.intake_rejected.labels(exc.reason).inc()
             return None
+        if self._recent.seen(tx.hash):
+            self._duplicates += 1
+            self._duplicate_count.inc()
+            return None
         try:
             self._out.send_nowait(tx)
         except trio.WouldBlock:
+            self._recent.forget(tx.hash)
             self._dropped += 1
             self._metrics.dropped.labels("victims").inc()
             return None
