@@ -81,11 +81,17 @@ async def own_share(market: Market, stream: Stream, reps: int) -> dict[str, Any]
     rpc = RpcClient("http://node.bench", transport=httpx.MockTransport(node.handler))
     metrics = Metrics(CollectorRegistry())
     send, recv = trio.open_memory_channel[PendingTx](1 << 20)
-    intake = IntakeActor(ws_url="ws://127.0.0.1:1", rpc=None, chain_id=CHAIN_ID,  # type: ignore[arg-type]
-                         routers=set(), metrics=metrics, out=send, prefilter=Prefilter(market.chain))
+    prefilter = Prefilter(market.chain)
+
+    def new_intake() -> IntakeActor:  # one a pass: intake skips a hash it has seen
+        return IntakeActor(ws_url="ws://127.0.0.1:1", rpc=None, chain_id=CHAIN_ID,  # type: ignore[arg-type]
+                           routers=set(), metrics=metrics, out=send, prefilter=prefilter)
+
+    intake = new_intake()
     sim = VictimSimulator(rpc, rig.book)
 
     async def sim_path(message: bytes) -> tuple[Any, float]:
+        nonlocal intake
         before = node.seconds
         parsed = rig.sub._parse(message, SUB_ID)
         tx = intake.screen(Frame(parsed, trio.current_time(), time.time_ns()))  # type: ignore[arg-type]
@@ -112,6 +118,8 @@ async def own_share(market: Market, stream: Stream, reps: int) -> dict[str, Any]
             own: list[float] = []
             nodes: list[float] = []
             cd: list[float] = []
+            intake = new_intake()
+            rig.new_pass()
             for f in swaps:
                 t0 = time.perf_counter()
                 out, node_s = await sim_path(f)
