@@ -109,8 +109,8 @@ async def subscriber_client(url: str, count: int) -> dict[str, float]:
     t0 = c0 = 0.0
     done = trio.Event()
 
-    class Count:
-        def send_nowait(self, frame: Frame) -> None:
+    class Count:  # a FrameSink
+        def take_frame(self, frame: Frame) -> None:
             nonlocal seen, t0, c0
             seen += 1
             if seen == 1:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import trio
@@ -125,7 +125,7 @@ class HeadsActor:
     def statistics(self) -> ActorStatistics:
         return ActorStatistics(processed=self._processed, rejected=self._rejected)
 
-    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         send, recv = trio.open_memory_channel[Frame](16)
         sub = Subscriber(self._ws_url, "newHeads", rpc=self._rpc, metrics=self._metrics)
         async with trio.open_nursery() as nursery:
@@ -164,21 +164,8 @@ class HeadsActor:
         return Tick(head, nbf, vals[0], vals[1], vals[2])
 
 
-class _InlineScreen:
-    """The intake's end of a pending-transaction subscription: ``send_nowait`` screens the frame.
-
-    :class:`~aether.chain.Subscriber` pushes pending frames with ``send_nowait``
-    only, so this stands where a memory channel would, without the hop.
-    """
-
-    __slots__ = ("send_nowait",)
-
-    def __init__(self, screen: Callable[[Frame], object]) -> None:
-        self.send_nowait = screen
-
-
 class IntakeActor:
-    """Pending transactions in, decoded victims out.
+    """Pending transactions in, decoded victims out: a :class:`~aether.chain.FrameSink` stage.
 
     The cheap filter runs before the decode, so the keccak re-encoding is paid only
     for candidate victims. Without a ``prefilter`` it is ``to`` is a configured
@@ -236,14 +223,18 @@ class IntakeActor:
         """Frames screened so far (forwarded or not)."""
         return self._seen
 
-    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         sub = Subscriber(self._ws_url, "newPendingTransactions", rpc=self._rpc, metrics=self._metrics)
         # Frames are screened inline as the subscription delivers them: no channel hop of
         # ours on the hottest path. Bursts wait in trio-websocket's queue, then in TCP;
         # reading each frame is a checkpoint, so the strategy takes a forwarded victim
         # before the rest of the burst is screened; victims that still find the strategy's
         # inbox full are dropped and counted.
-        await sub.run(_InlineScreen(self.screen), task_status=task_status)
+        await sub.run(self, task_status=task_status)
+
+    def take_frame(self, frame: Frame) -> None:
+        """The :class:`~aether.chain.FrameSink` side: the subscription hands each frame here."""
+        self.screen(frame)
 
     def screen(self, frame: Frame) -> PendingTx | None:
         """Screen one frame; returns the victim forwarded, if any. Never raises on bad input."""
