@@ -110,6 +110,9 @@ def run_all(args: argparse.Namespace) -> tuple[list[Row], dict[str, Any]]:
                      f"{vs_sim['own_p99_us']:.0f} us", "<= 1,000 us", _met(vs_sim["own_p99_us"] <= 1000)))
         rows.append(("  the table node's own time per victim (subtracted above), p50",
                      f"{vs_sim['table_node_p50_us']:.0f} us", "(reference)", "n/a"))
+        rows.append(("  floor: the simulation's one batch through RpcClient (httpx, orjson) alone, node time "
+                     "subtracted, p50 / p99", f"{vs_sim['rpc_floor_p50_us']:.0f} / {vs_sim['rpc_floor_p99_us']:.0f} us",
+                     "(reference)", "n/a"))
         say(f"  own share p50 {vs_sim['own_p50_us']:.0f} us, p99 {vs_sim['own_p99_us']:.0f} us")
 
         say("frame -> bundle signed and gated, calldata path (in-process) ...")

@@ -137,9 +137,29 @@ async def own_share(market: Market, stream: Stream, reps: int) -> dict[str, Any]
                 own_passes.append(own)
                 node_passes.append(nodes)
                 calldata_passes.append(cd)
+        # The floor of the simulation's own share: one batch of the same three calls through
+        # RpcClient (httpx) to a handler that answers constants; the handler's time subtracted.
+        rig.new_pass()
+        tx0 = rig.screen(swaps[0])
+        assert tx0 is not None
+        calls = [("eth_simulateV1", VictimSimulator.simulate_params(tx0, rig.head)),
+                 ("eth_getTransactionCount", [tx0.sender, "0x1"]), ("eth_blockNumber", [])]
+        floor_node = _TableNode(await sim_table(market, swaps[:1]))
+        floor_rpc = RpcClient("http://node.bench", transport=httpx.MockTransport(floor_node.handler))
+        floor: list[float] = []
+        try:
+            for _ in range(len(swaps)):
+                before = floor_node.seconds
+                t0 = time.perf_counter()
+                await floor_rpc.batch(calls)
+                floor.append((time.perf_counter() - t0 - (floor_node.seconds - before)) * 1e6)
+        finally:
+            await floor_rpc.aclose()
     finally:
         await rpc.aclose()
     return {
+        "rpc_floor_p50_us": pct(floor, 0.50),
+        "rpc_floor_p99_us": pct(floor, 0.99),
         "bundles_per_pass": len(own_passes[0]),
         "own_p50_us": median([pct(p, 0.50) for p in own_passes]),
         "own_p99_us": median([pct(p, 0.99) for p in own_passes]),
@@ -221,6 +241,7 @@ def main(argv: list[str]) -> int:
     stream = make_stream(market, 20_000, seed=2)
     r = trio.run(own_share, market, stream, reps)
     print(f"own share, frame -> gated bundle via simulation (node time subtracted): p50 {r['own_p50_us']:.0f} us, "
+          f"(RpcClient floor p50 {r['rpc_floor_p50_us']:.0f} us) "
           f"p99 {r['own_p99_us']:.0f} us over {r['bundles_per_pass']} bundles/pass, median of {r['passes']} passes; "
           f"calldata path p50 {r['calldata_p50_us']:.0f} us, p99 {r['calldata_p99_us']:.0f} us; "
           f"table node p50 {r['table_node_p50_us']:.0f} us")
