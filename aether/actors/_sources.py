@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
@@ -28,6 +28,14 @@ _BALANCE_OF = "0x70a08231"
 
 #: Victim hashes intake remembers (about a day of mainnet's swaps; 32-byte keys, a few MB).
 SEEN_MAX = 65_536
+
+
+class _Inc(Protocol):
+    def inc(self, amount: float = 1, /) -> None: ...
+
+
+class _Labelled(Protocol):
+    def labels(self, label: str, /) -> _Inc: ...
 
 
 class IntakeSkip(enum.StrEnum):
@@ -209,6 +217,10 @@ class IntakeActor:
         self._recent = RecentHashes(seen_max)
         self._duplicates = 0
         self._duplicate_count = metrics.screen_skipped.labels(IntakeSkip.DUPLICATE)
+        # Each frame counts one skip or pass: the labelled children are looked up once
+        # per reason, not per frame (prometheus-client's labels() takes a lock).
+        self._skipped: dict[str, _Inc] = {}
+        self._passed: dict[str, _Inc] = {}
 
     def statistics(self) -> ActorStatistics:
         return ActorStatistics(processed=self._processed, dropped=self._dropped, rejected=self._rejected)
@@ -232,6 +244,13 @@ class IntakeActor:
         # inbox full are dropped and counted.
         await sub.run(self, task_status=task_status)
 
+    @staticmethod
+    def _count(cache: dict[str, _Inc], family: _Labelled, label: str) -> None:
+        child = cache.get(label)
+        if child is None:
+            child = cache[label] = family.labels(label)
+        child.inc()
+
     def take_frame(self, frame: Frame) -> None:
         """The :class:`~aether.chain.FrameSink` side: the subscription hands each frame here."""
         self.screen(frame)
@@ -246,9 +265,9 @@ class IntakeActor:
         if self._prefilter is not None:
             passed, why = self._prefilter.screen(obj)
             if not passed:
-                self._metrics.screen_skipped.labels(why).inc()
+                self._count(self._skipped, self._metrics.screen_skipped, why)
                 return None
-            self._metrics.screen_passed.labels(why).inc()
+            self._count(self._passed, self._metrics.screen_passed, why)
         else:
             to = obj.get("to")
             # Nine frames in ten stop here: exact-type checks, and lower() only when the
