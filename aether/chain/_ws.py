@@ -607,23 +607,14 @@ class Subscriber:
     async def _pump_pending(self, ws: WebSocketConnection, sub_id: str, push: Callable[[Frame], object]) -> None:
         """The hot path: read, parse, hand on without blocking, until the connection breaks."""
         get = ws.get_message
-        parse = self._parse
+        accept = self._accept
         clock = self._clock
         wall_ns = self._wall_ns
-        first = True
         while True:
             message = await get()  # a checkpoint: downstream tasks run between frames
-            self._messages += 1
-            try:
-                result = parse(message, sub_id)
-            except _BadFrame:
-                self._count_bad_frame()
+            result = accept(message, sub_id)
+            if result is None:
                 continue
-            self._frames += 1
-            if first:
-                # The connection delivers: the next drop starts from the short delay.
-                self._attempt = 0
-                first = False
             if result.__class__ is dict:
                 self._push_pending(push, Frame(result, clock(), wall_ns()))
             else:
@@ -631,19 +622,11 @@ class Subscriber:
 
     async def _pump_heads(self, ws: WebSocketConnection, sub_id: str, send: trio.MemorySendChannel[Frame]) -> None:
         """Heads: a blocking send, so a slow consumer holds the node back instead of losing a head."""
-        first = True
         while True:
             message = await ws.get_message()
-            self._messages += 1
-            try:
-                result = self._parse(message, sub_id)
-            except _BadFrame:
-                self._count_bad_frame()
+            result = self._accept(message, sub_id)
+            if result is None:
                 continue
-            self._frames += 1
-            if first:
-                self._attempt = 0
-                first = False
             self._delivering = True
             try:
                 await send.send(Frame(cast(dict[str, Any], result), self._clock(), self._wall_ns()))
@@ -651,6 +634,20 @@ class Subscriber:
                 raise _DownstreamClosed from exc
             finally:
                 self._delivering = False
+
+    def _accept(self, message: str | bytes, sub_id: str) -> dict[str, Any] | str | None:
+        """The head both read loops share: count the message, parse it, count a bad frame
+        (``None``) or a good one. A good frame means the connection delivers, so the next
+        drop starts again from the short reconnect delay."""
+        self._messages += 1
+        try:
+            result = self._parse(message, sub_id)
+        except _BadFrame:
+            self._count_bad_frame()
+            return None
+        self._frames += 1
+        self._attempt = 0
+        return result
 
     async def _subscribe(self, ws: WebSocketConnection) -> str:
         params: list[Any] = [str(self.kind), True] if self._full_param else [str(self.kind)]
