@@ -131,6 +131,7 @@ async def subscriber_client(url: str, count: int) -> dict[str, float]:
 COUNTS = {
     "screened_out": "screened out by the prefilter",
     "screened_in": "let through as victims",
+    "duplicates": "skipped as re-announced",
     "rate_limited": "skipped over the simulation budget",
     "simulated": "simulated",
     "bundles": "bundles built",
@@ -227,6 +228,7 @@ class Pipeline:
         return {
             "screened_out": sum(skipped.values()),
             "screened_in": int(self.actors["intake"].statistics().processed),
+            "duplicates": int(self.actors["intake"].duplicates),
             "rate_limited": limited,
             "simulated": self.actors["strategy"].simulator.statistics().simulated,
             "bundles": int(self.actors["build"].statistics().processed),
