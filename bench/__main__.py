@@ -56,6 +56,9 @@ def machine() -> dict[str, str]:
     }
 
 
+#: Distinct frames generated for the soak (about 200 MB of frames in this process).
+SOAK_FRAMES_MAX = 200_000
+
 Row = tuple[str, str, str, str]  # figure, value, target, met
 
 
@@ -216,8 +219,15 @@ def soak_rows(market: Any, stream: Any, minutes: float, say: Any, extra: dict[st
         if int(t) % 60 < 5:
             say(f"  t={t:5.0f}s rss={rss:6.1f} MB frames={seen:,}")
 
+    # Intake skips a victim hash it has seen (the last 65,536), so a stream that came round
+    # again within the soak would be skipped as re-announced: the soak gets distinct frames
+    # for its whole length, up to SOAK_FRAMES_MAX (the 30-minute soak cycles past that, and
+    # counts the repeats as duplicates).
+    count = int(minutes * 60 * 1000) + 10_000
+    say(f"  generating {min(count, SOAK_FRAMES_MAX):,} distinct frames for the soak ...")
+    stream = make_stream(market, min(count, SOAK_FRAMES_MAX), seed=4)
     sims = trio.run(_victimsim.sim_table, market, stream.frames)
-    with _wsbench.feeder(stream.frames, count=int(minutes * 60 * 1000) + 10_000, rate=1000.0,
+    with _wsbench.feeder(stream.frames, count=count, rate=1000.0,
                          head=market.head_json(), head_every=12.0) as url:
         s = trio.run(lambda: _wsbench.soak_run(market, url, minutes * 60, rate=1000.0,
                                                warmup_s=min(30.0, minutes * 60 / 4), progress=progress, sims=sims))
