@@ -23,6 +23,7 @@ from pathlib import Path
 import attrs
 from eth_utils import to_checksum_address
 
+from . import _files
 from ._errors import ConfigError
 from ._urls import display_url, url_problem
 
@@ -171,34 +172,26 @@ def read_regular_file(path: Path, name: str, *, max_bytes: int = MAX_CONFIG_FILE
         ConfigError: missing, not a regular file, larger than ``max_bytes``, unreadable.
     """
     where = f"{name}={_shown(str(path), 200)}"
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
     try:
-        fd = os.open(path, flags)
-    except FileNotFoundError:
-        raise ConfigError(f"{where}: cannot read the file (it does not exist)") from None
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{where}: cannot open the file ({getattr(exc, 'strerror', None) or exc})") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise ConfigError(f"{where}: not a regular file")
-        if st.st_size > max_bytes:
-            raise ConfigError(f"{where}: file too large ({st.st_size} bytes, at most {max_bytes})")
-        chunks: list[bytes] = []
-        total = 0
-        while total <= max_bytes:
-            chunk = os.read(fd, min(65536, max_bytes + 1 - total))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            total += len(chunk)
-        if total > max_bytes:  # it grew after the fstat
-            raise ConfigError(f"{where}: file too large (at most {max_bytes} bytes)")
-        return b"".join(chunks)
-    except OSError as exc:
-        raise ConfigError(f"{where}: cannot read the file ({exc.strerror})") from None
-    finally:
-        os.close(fd)
+        data, _ = _files.read_regular_file(path, max_bytes)
+    except _files.FileReadError as exc:
+        raise ConfigError(f"{where}: {_config_file_message(exc)}") from None
+    return data
+
+
+def _config_file_message(exc: _files.FileReadError) -> str:
+    kind = exc.kind
+    if kind is _files.ReadFailure.MISSING:
+        return "cannot read the file (it does not exist)"
+    if kind is _files.ReadFailure.NOT_REGULAR:
+        return "not a regular file"
+    if kind is _files.ReadFailure.TOO_LARGE:
+        return f"file too large ({exc.size} bytes, at most {exc.cap})"
+    if kind is _files.ReadFailure.GREW:  # it grew after the fstat
+        return f"file too large (at most {exc.cap} bytes)"
+    if kind is _files.ReadFailure.READ:
+        return f"cannot read the file ({exc.reason})"
+    return f"cannot open the file ({exc.reason})"
 
 
 def check_regular_file_if_present(path: Path, name: str, *, max_bytes: int = MAX_CONFIG_FILE_BYTES) -> None:

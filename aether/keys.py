@@ -12,7 +12,6 @@ the value.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import stat
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
+from . import _files
 from ._errors import ConfigError
 
 __all__ = ["load_key_file"]
@@ -30,6 +30,19 @@ _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 #: The largest valid secp256k1 private key is n - 1.
 _SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 _MAX_KEY_FILE_BYTES = 4096
+
+
+def _key_file_message(exc: _files.FileReadError) -> str:
+    kind = exc.kind
+    if kind is _files.ReadFailure.MISSING:
+        return "key file does not exist"
+    if kind is _files.ReadFailure.NOT_REGULAR:
+        return "not a regular file"
+    if kind in (_files.ReadFailure.TOO_LARGE, _files.ReadFailure.GREW):
+        return "malformed key file (too large for a hex private key)"
+    if kind is _files.ReadFailure.READ:
+        return f"cannot read the key file ({exc.reason})"
+    return f"cannot open the key file ({exc.reason})"
 
 
 def load_key_file(path: Path, variable: str) -> LocalAccount:
@@ -51,32 +64,16 @@ def load_key_file(path: Path, variable: str) -> LocalAccount:
             names ``variable`` and ``path`` and never contains the content.
     """
     where = f"{variable}={str(path)!r}"
-    # Opened without blocking and checked on the descriptor: a FIFO or a device named as
-    # the key file is an error, never a hang, and the path cannot be swapped after the check.
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    # Opened without blocking and checked on the descriptor (aether._files): a FIFO or a
+    # device named as the key file is an error, never a hang, and the path cannot be
+    # swapped after the check.
     try:
-        fd = os.open(path, flags)
-    except FileNotFoundError:
-        raise ConfigError(f"{where}: key file does not exist") from None
-    except OSError as exc:
-        raise ConfigError(f"{where}: cannot open the key file ({exc.strerror})") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise ConfigError(f"{where}: not a regular file")
-        if st.st_size > _MAX_KEY_FILE_BYTES:
-            raise ConfigError(f"{where}: malformed key file (too large for a hex private key)")
-        if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-            log.warning("%s: key file mode is %o; readable by group or others, use chmod 600", where,
-                        st.st_mode & 0o777)
-        try:
-            raw = os.read(fd, _MAX_KEY_FILE_BYTES + 1)
-        except OSError as exc:
-            raise ConfigError(f"{where}: cannot read the key file ({exc.strerror})") from None
-    finally:
-        os.close(fd)
-    if len(raw) > _MAX_KEY_FILE_BYTES:
-        raise ConfigError(f"{where}: malformed key file (too large for a hex private key)")
+        raw, st = _files.read_regular_file(path, _MAX_KEY_FILE_BYTES)
+    except _files.FileReadError as exc:
+        raise ConfigError(f"{where}: {_key_file_message(exc)}") from None
+    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        log.warning("%s: key file mode is %o; readable by group or others, use chmod 600", where,
+                    st.st_mode & 0o777)
     try:
         text = raw.decode("ascii").strip()
     except UnicodeDecodeError:

@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
@@ -39,6 +39,9 @@ from .config import Settings
 from .dumps import RunDir
 from .messages import BLOCK_ARB_GATES, GATES, RISK_ERROR, SOURCES
 from .metrics import CANDIDATE_REJECT_REASONS, RISK_HALT_REASONS, Metrics
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
 
 __all__ = ["EXIT_CONFIG", "EXIT_NODE", "EXIT_SUPERVISOR", "STOP_SIGNALS", "run_main", "summarise_metrics"]
 
@@ -258,7 +261,7 @@ class _Stop:
     signals: int = 0
 
 
-async def _amain(settings: Settings, signer: Any, auth: Any, run_dir: RunDir, duration_s: float | None,
+async def _amain(settings: Settings, signer: LocalAccount, auth: LocalAccount | None, run_dir: RunDir, duration_s: float | None,
                  metrics: Metrics, metrics_url: str) -> int:
     started = time.time()
     stop = _Stop(run_dir)
@@ -299,7 +302,7 @@ def _leaf(exc: BaseException) -> BaseException:
     return exc
 
 
-async def _run_node(settings: Settings, signer: Any, auth: Any, run_dir: RunDir, duration_s: float | None,
+async def _run_node(settings: Settings, signer: LocalAccount, auth: LocalAccount | None, run_dir: RunDir, duration_s: float | None,
                     metrics: Metrics, metrics_url: str, stop: _Stop, started: float, halts_seen: set[str]) -> int:
     from supervisors._tree import Runtime
 
@@ -340,13 +343,15 @@ async def _run_node(settings: Settings, signer: Any, auth: Any, run_dir: RunDir,
         else:
             from supervisors.live import build_live_tree
 
+            if auth is None:  # checked at start-up (live needs a Flashbots auth key); fail closed anyway
+                return _fail(EXIT_CONFIG, "AETHER_FLASHBOTS_AUTH_KEY_FILE: live mode needs a Flashbots auth key")
             specs = build_live_tree(rt, auth=auth)
         supervisor = Supervisor(metrics)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_watch_heads, metrics, settings.node_silence_grace_s, stop)
             nursery.start_soon(_write_summaries, run_dir, metrics, started, halts_seen, settings)
 
-            async def tree(*, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+            async def tree(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
                 await supervisor.run(specs, task_status=task_status)
                 nursery.cancel_scope.cancel()
 
@@ -383,7 +388,7 @@ def _record_tasks(run_dir: RunDir) -> None:
         log.error("cannot write tasks.json: %s", exc.strerror)
 
 
-async def _stop_on_signal(stop: _Stop, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+async def _stop_on_signal(stop: _Stop, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
     """Signal 1 drains; signal 2 stops fast but in order; signal 3 cancels everything.
 
     The fast stop is the supervisor's own ordered cancel (sources first, then each

@@ -24,12 +24,16 @@ import orjson
 from aether.chain import encode_signed_tx, keccak256
 from aether.config import MAINNET, ChainConfig, TokenConfig
 from aether.dex import PoolBook, encode_swap, get_amount_in, get_amount_out, pair_address
+from aether.dex._logs import SYNC_TOPIC
 from aether.messages import Head, Tick
+from aether.strategy import PostState
 
 ETHER = 10**18
 GWEI = 10**9
 CHAIN_ID = 1
 SUB_ID = "0x9cef478923ff08bf67fde6c64013158d"
+_TOKEN0 = "0x0dfe1681"  # token0()
+_TOKEN1 = "0xd21220a7"  # token1()
 _N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
 #: Swap functions with their share of the victim stream (mainnet is dominated by the ETH ones).
@@ -68,8 +72,19 @@ class Market:
                             seen_at=seen_at)
         return Tick(head, head.base_fee, 100 * ETHER, 100 * ETHER, 0)
 
-    def rpc(self) -> FakeNode:
-        return FakeNode(self.reserves, weth=self.chain.weth)
+    def rpc(self, sims: SimTable | None = None) -> FakeNode:
+        """The market as a node; with ``sims``, it also answers ``eth_simulateV1`` from that table."""
+        return FakeNode(self.reserves, weth=self.chain.weth, sims=sims, pairs=self.pair_tokens(),
+                        head_number=self.head.number)
+
+    def pair_tokens(self) -> dict[str, tuple[str, str]]:
+        """pair address -> (token0, token1), what the pair's ``token0()``/``token1()`` return."""
+        out: dict[str, tuple[str, str]] = {}
+        for dex in self.chain.dexes:
+            for tok in self.chain.tokens:
+                a, b = sorted((self.chain.weth.lower(), tok.address.lower()), key=lambda x: int(x, 16))
+                out[pair_address(dex.factory, dex.init_code_hash, a, b)] = (a, b)
+        return out
 
     def head_json(self) -> dict[str, Any]:
         """The first head as a node's ``newHeads`` notification carries it (the feeder counts on from it)."""
@@ -87,18 +102,65 @@ class Market:
         return len(pairs)
 
 
+def sim_answer(post: PostState | None) -> Any:
+    """An ``eth_simulateV1`` result for one call: the pools' ``Sync`` logs of ``post``, or a revert (``None``)."""
+    logs = [] if post is None else [
+        {"address": p.pair, "topics": [SYNC_TOPIC], "data": "0x" + p.reserve0.to_bytes(32, "big").hex()
+         + p.reserve1.to_bytes(32, "big").hex()} for p in post.pools]
+    return [{"number": "0x1", "calls": [{"status": "0x1" if post is not None else "0x0", "logs": logs,
+                                          "gasUsed": "0x1", "returnData": "0x"}]}]
+
+
+#: What a call that moves no pool simulates to: success, no logs.
+_NO_LOGS = [{"number": "0x1", "calls": [{"status": "0x1", "logs": [], "gasUsed": "0x5208", "returnData": "0x"}]}]
+
+
+class SimTable:
+    """The node's side of victim simulation, from a table: ``eth_simulateV1`` answers by (sender, nonce).
+
+    The answers are the generated market's exact post-states (the calldata path on
+    the same frames, see ``bench._victimsim.sim_table``). A simulation's batch also
+    asks the sender's nonce at the head: the table answers the simulated call's own
+    nonce, so the victim is its sender's next transaction. A call not in the table
+    (a frame that is not a generated swap but passed the screen) moves no pool.
+    """
+
+    def __init__(self) -> None:
+        self.answers: dict[tuple[str, str], Any] = {}
+        self.simulated = 0
+
+    def answer(self, calls: list[tuple[str, list[Any]]]) -> list[Any] | None:
+        """The batch's answers if it is a simulation batch, else ``None`` (the caller answers it)."""
+        if not calls or calls[0][0] != "eth_simulateV1":
+            return None
+        call = calls[0][1][0]["blockStateCalls"][0]["calls"][0]
+        nonce = call["nonce"]
+        self.simulated += 1
+        out: list[Any] = [self.answers.get((call["from"], nonce), _NO_LOGS)]
+        out += [nonce] * (len(calls) - 1)  # the sender's nonce, and a block number no later than the head
+        return out
+
+
 class FakeNode:
     """Answers ``getReserves`` batches from a dict, like a node at a fixed block (no I/O).
 
     The heads actor's per-head account batch gets the state :meth:`Market.tick` pretends:
-    100 ETH, 100 WETH (``balanceOf`` on WETH), nonce 0.
+    100 ETH, 100 WETH (``balanceOf`` on WETH), nonce 0. With ``sims`` it also answers
+    victim simulations from that table, and ``token0()``/``token1()`` of the market's
+    pairs (the simulator's trust check), so the whole pipeline runs on it.
     """
 
-    def __init__(self, reserves: dict[str, tuple[int, int]], *, weth: str = "") -> None:
+    def __init__(self, reserves: dict[str, tuple[int, int]], *, weth: str = "", sims: SimTable | None = None,
+                 pairs: dict[str, tuple[str, str]] | None = None, head_number: int = 0) -> None:
         self._reserves = reserves
         self._weth = weth.lower()
+        self._sims = sims
+        self._pairs = pairs or {}
+        self._head = hex(head_number)
 
     async def batch(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
+        if self._sims is not None and (sim := self._sims.answer(calls)) is not None:
+            return sim
         out: list[Any] = []
         for method, params in calls:
             if method == "eth_getBalance":
@@ -107,8 +169,16 @@ class FakeNode:
             if method == "eth_getTransactionCount":
                 out.append("0x0")
                 continue
+            if method == "eth_blockNumber":
+                out.append(self._head)
+                continue
             if method == "eth_call" and params[0]["to"].lower() == self._weth:
                 out.append("0x" + (100 * ETHER).to_bytes(32, "big").hex())
+                continue
+            if method == "eth_call" and params[0].get("data") in (_TOKEN0, _TOKEN1):
+                toks = self._pairs.get(params[0]["to"])
+                word = "0x" if toks is None else "0x" + "0" * 24 + toks[params[0]["data"] == _TOKEN1][2:]
+                out.append(word)
                 continue
             r = self._reserves.get(params[0]["to"]) if method == "eth_call" else None
             out.append("0x" if r is None else "0x" + (r[0].to_bytes(32, "big") + r[1].to_bytes(32, "big")

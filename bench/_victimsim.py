@@ -30,68 +30,68 @@ from prometheus_client import CollectorRegistry
 
 from aether.actors import IntakeActor
 from aether.chain import Frame, RpcClient
-from aether.dex._logs import SYNC_TOPIC
 from aether.messages import PendingTx
 from aether.metrics import Metrics
 from aether.strategy import PostState, Prefilter, VictimSimulator
 
-from ._gen import CHAIN_ID, SUB_ID, Market, Stream, make_market, make_stream
+from ._gen import CHAIN_ID, SUB_ID, Market, SimTable, Stream, make_market, make_stream, sim_answer
 from ._inproc import Rig, median, pct
 
 
 class _TableNode:
-    """``eth_simulateV1`` and ``eth_getTransactionCount`` answered from a table; times itself."""
+    """The :class:`~bench._gen.SimTable` behind an HTTP handler (``httpx.MockTransport``); times itself."""
 
-    def __init__(self) -> None:
-        self.answers: dict[tuple[str, str], Any] = {}
+    def __init__(self, table: SimTable) -> None:
+        self.table = table
         self.seconds = 0.0
 
     def handler(self, request: httpx.Request) -> httpx.Response:
         t0 = time.perf_counter()
         body = orjson.loads(request.content)
-        out = []
-        nonce = "0x0"
-        for req in body:
-            if req["method"] == "eth_simulateV1":
-                call = req["params"][0]["blockStateCalls"][0]["calls"][0]
-                nonce = call["nonce"]
-                out.append({"jsonrpc": "2.0", "id": req["id"], "result": self.answers[(call["from"], nonce)]})
-            else:
-                out.append({"jsonrpc": "2.0", "id": req["id"], "result": nonce})
+        answers = self.table.answer([(req["method"], req["params"]) for req in body])
+        if answers is None:
+            raise AssertionError(f"the table node only simulates: {[req['method'] for req in body]}")
+        out = [{"jsonrpc": "2.0", "id": req["id"], "result": a} for req, a in zip(body, answers, strict=True)]
         resp = httpx.Response(200, content=orjson.dumps(out))
         self.seconds += time.perf_counter() - t0
         return resp
 
 
-def _sim_answer(post: PostState | None) -> Any:
-    logs = [] if post is None else [
-        {"address": p.pair, "topics": [SYNC_TOPIC], "data": "0x" + p.reserve0.to_bytes(32, "big").hex()
-         + p.reserve1.to_bytes(32, "big").hex()} for p in post.pools]
-    return [{"number": "0x1", "calls": [{"status": "0x1" if post is not None else "0x0", "logs": logs,
-                                          "gasUsed": "0x1", "returnData": "0x"}]}]
+async def sim_table(market: Market, frames: list[bytes]) -> SimTable:
+    """The node's simulation table for ``frames``: each screened swap's exact post-state (or a revert),
+    from the calldata path on the market's head (the market's reserves do not move between heads)."""
+    rig = Rig(market)
+    await rig.start()
+    table = SimTable()
+    for f in frames:
+        tx = rig.screen(f)
+        if tx is None:
+            continue
+        post = await rig.strategy.post_state_from_calldata(tx, rig.head)
+        table.answers[(tx.sender, hex(tx.nonce))] = sim_answer(post if isinstance(post, PostState) else None)
+    return table
 
 
 async def own_share(market: Market, stream: Stream, reps: int) -> dict[str, Any]:
     """Frame -> gated bundle through the simulation path, node time subtracted; the calldata path beside it."""
     rig = Rig(market)
     await rig.start()
-    node = _TableNode()
+    swaps = [stream.frames[i] for i in stream.swaps]
+    node = _TableNode(await sim_table(market, swaps))
     rpc = RpcClient("http://node.bench", transport=httpx.MockTransport(node.handler))
     metrics = Metrics(CollectorRegistry())
     send, recv = trio.open_memory_channel[PendingTx](1 << 20)
-    intake = IntakeActor(ws_url="ws://127.0.0.1:1", rpc=None, chain_id=CHAIN_ID,  # type: ignore[arg-type]
-                         routers=set(), metrics=metrics, out=send, prefilter=Prefilter(market.chain))
+    prefilter = Prefilter(market.chain)
+
+    def new_intake() -> IntakeActor:  # one a pass: intake skips a hash it has seen
+        return IntakeActor(ws_url="ws://127.0.0.1:1", rpc=None, chain_id=CHAIN_ID,  # type: ignore[arg-type]
+                           routers=set(), metrics=metrics, out=send, prefilter=prefilter)
+
+    intake = new_intake()
     sim = VictimSimulator(rpc, rig.book)
-    swaps = [stream.frames[i] for i in stream.swaps]
-    # The node's table: each swap's exact post-state (or a revert), from the calldata path.
-    for f in swaps:
-        tx = rig.screen(f)
-        if tx is None:
-            continue
-        post = await rig.strategy.post_state_from_calldata(tx, rig.head)
-        node.answers[(tx.sender, hex(tx.nonce))] = _sim_answer(post if isinstance(post, PostState) else None)
 
     async def sim_path(message: bytes) -> tuple[Any, float]:
+        nonlocal intake
         before = node.seconds
         parsed = rig.sub._parse(message, SUB_ID)
         tx = intake.screen(Frame(parsed, trio.current_time(), time.time_ns()))  # type: ignore[arg-type]
@@ -118,6 +118,8 @@ async def own_share(market: Market, stream: Stream, reps: int) -> dict[str, Any]
             own: list[float] = []
             nodes: list[float] = []
             cd: list[float] = []
+            intake = new_intake()
+            rig.new_pass()
             for f in swaps:
                 t0 = time.perf_counter()
                 out, node_s = await sim_path(f)
@@ -135,9 +137,29 @@ async def own_share(market: Market, stream: Stream, reps: int) -> dict[str, Any]
                 own_passes.append(own)
                 node_passes.append(nodes)
                 calldata_passes.append(cd)
+        # The floor of the simulation's own share: one batch of the same three calls through
+        # RpcClient (httpx) to a handler that answers constants; the handler's time subtracted.
+        rig.new_pass()
+        tx0 = rig.screen(swaps[0])
+        assert tx0 is not None
+        calls = [("eth_simulateV1", VictimSimulator.simulate_params(tx0, rig.head)),
+                 ("eth_getTransactionCount", [tx0.sender, "0x1"]), ("eth_blockNumber", [])]
+        floor_node = _TableNode(await sim_table(market, swaps[:1]))
+        floor_rpc = RpcClient("http://node.bench", transport=httpx.MockTransport(floor_node.handler))
+        floor: list[float] = []
+        try:
+            for _ in range(len(swaps)):
+                before = floor_node.seconds
+                t0 = time.perf_counter()
+                await floor_rpc.batch(calls)
+                floor.append((time.perf_counter() - t0 - (floor_node.seconds - before)) * 1e6)
+        finally:
+            await floor_rpc.aclose()
     finally:
         await rpc.aclose()
     return {
+        "rpc_floor_p50_us": pct(floor, 0.50),
+        "rpc_floor_p99_us": pct(floor, 0.99),
         "bundles_per_pass": len(own_passes[0]),
         "own_p50_us": median([pct(p, 0.50) for p in own_passes]),
         "own_p99_us": median([pct(p, 0.99) for p in own_passes]),
@@ -219,6 +241,7 @@ def main(argv: list[str]) -> int:
     stream = make_stream(market, 20_000, seed=2)
     r = trio.run(own_share, market, stream, reps)
     print(f"own share, frame -> gated bundle via simulation (node time subtracted): p50 {r['own_p50_us']:.0f} us, "
+          f"(RpcClient floor p50 {r['rpc_floor_p50_us']:.0f} us) "
           f"p99 {r['own_p99_us']:.0f} us over {r['bundles_per_pass']} bundles/pass, median of {r['passes']} passes; "
           f"calldata path p50 {r['calldata_p50_us']:.0f} us, p99 {r['calldata_p99_us']:.0f} us; "
           f"table node p50 {r['table_node_p50_us']:.0f} us")

@@ -4,11 +4,13 @@ The feeder (:mod:`bench._feeder`) runs in its own process and plays the node's
 WebSocket side: pending transactions as fast as they are read (or paced), and
 heads. The pipeline is the production one, built by
 ``supervisors._tree.build_pipeline`` and run by the production ``Supervisor``:
-the heads and intake actors with their own subscriptions, strategy (its
-``PoolBook`` reads the generated market through an in-memory node), validate
-(disabled: the simulation round trip is reported on its own), build and risk
-(with its state persisted as in production). Drops are read from the intake's
-statistics and the ``aether_channel_dropped`` metric.
+the heads and intake actors with their own subscriptions, the prefilter inline in
+intake, strategy simulating every victim it lets through (``eth_simulateV1``
+answered from a table by the in-memory node, at most ``SIM_BUDGET_PER_S`` a
+second, as in production), sizing on the ``PoolBook`` the in-memory node fills,
+validate (disabled: the simulation round trip on anvil is reported on its own),
+build and risk (with its state persisted as in production). Drops are read from
+the intake's statistics and the ``aether_channel_dropped`` metric.
 """
 
 from __future__ import annotations
@@ -39,7 +41,9 @@ from supervisors import ActorSpec, Supervisor
 from supervisors._tree import Runtime, build_pipeline
 
 from ._feeder import write_frames
-from ._gen import CHAIN_ID, Market
+from aether.strategy import ScreenSkip
+
+from ._gen import CHAIN_ID, Market, SimTable
 from ._inproc import BENCH_KEY
 
 
@@ -105,8 +109,8 @@ async def subscriber_client(url: str, count: int) -> dict[str, float]:
     t0 = c0 = 0.0
     done = trio.Event()
 
-    class Count:
-        def send_nowait(self, frame: Frame) -> None:
+    class Count:  # a FrameSink
+        def take_frame(self, frame: Frame) -> None:
             nonlocal seen, t0, c0
             seen += 1
             if seen == 1:
@@ -121,6 +125,18 @@ async def subscriber_client(url: str, count: int) -> dict[str, float]:
         rates = _rates(count - 1, t0, c0)
         nursery.cancel_scope.cancel()
     return rates
+
+
+#: The pipeline's counts, in the order a frame meets them, with what each one means.
+COUNTS = {
+    "screened_out": "screened out by the prefilter",
+    "screened_in": "let through as victims",
+    "duplicates": "skipped as re-announced",
+    "rate_limited": "skipped over the simulation budget",
+    "simulated": "simulated",
+    "bundles": "bundles built",
+    "passed": "passed every gate",
+}
 
 
 class _VerdictCounter:
@@ -143,7 +159,8 @@ class Pipeline:
 
     Heads and pending transactions both come from the feeder (two subscriptions,
     as from a node); the node's JSON-RPC side is the generated market in memory
-    (pool reserves, the account state). Validation and block arbitrage are off
+    (pool reserves, the account state, pairs' tokens) and ``sims``, the victims'
+    simulations from a table (their exact post-states). Validation and block arbitrage are off
     (the simulation round trip is reported on its own), and so is settlement
     (``bench/_settlement.py`` measures it on and off): the in-flight actor hands
     verdicts on as in production, against a generated market that has no blocks to
@@ -151,8 +168,9 @@ class Pipeline:
     production. The end of the line counts verdicts instead of dumping them.
     """
 
-    def __init__(self, market: Market, url: str, state_dir: Path) -> None:
+    def __init__(self, market: Market, url: str, state_dir: Path, sims: SimTable | None = None) -> None:
         self.market = market
+        self.sims = sims or SimTable()
         self.metrics = Metrics(CollectorRegistry())
         settings = Settings(
             shadow=True, mempool_tracking=True, ws_url=url, chain=market.chain,
@@ -160,7 +178,7 @@ class Pipeline:
         )
         run_dir = RunDir(state_dir, shadow=True)
         run_dir.create()
-        rt = Runtime(settings=settings, metrics=self.metrics, rpc=cast(RpcClient, market.rpc()), chain_id=CHAIN_ID,
+        rt = Runtime(settings=settings, metrics=self.metrics, rpc=cast(RpcClient, market.rpc(self.sims)), chain_id=CHAIN_ID,
                      signer=Account.from_key(BENCH_KEY), run_dir=run_dir)
         p = build_pipeline(rt, tail_wants_ticks=False, settle=False)
         self.actors: dict[str, Any] = {}
@@ -202,14 +220,30 @@ class Pipeline:
                    + m.value("aether_channel_dropped_total", channel="ws_pending")
                    + m.value("aether_channel_dropped_total", channel="victims"))
 
+    def counts(self) -> dict[str, int]:
+        """Where the frames went: screened out (by reason), let through, rate-limited, simulated, built, passed."""
+        m = self.metrics
+        skipped = {r.value: int(m.value("aether_mempool_screen_skipped_total", reason=r.value)) for r in ScreenSkip}
+        limited = skipped.pop(ScreenSkip.SIM_BUDGET.value)
+        return {
+            "screened_out": sum(skipped.values()),
+            "screened_in": int(self.actors["intake"].statistics().processed),
+            "duplicates": int(self.actors["intake"].duplicates),
+            "rate_limited": limited,
+            "simulated": self.actors["strategy"].simulator.statistics().simulated,
+            "bundles": int(self.actors["build"].statistics().processed),
+            "verdicts": self.sink.verdicts,
+            "passed": self.sink.passed,
+        }
+
     def idle(self) -> bool:
         return all(self.actors[a].statistics().queued == 0 for a in ("strategy", "build", "risk"))
 
 
-async def pipeline_run(market: Market, url: str, count: int) -> dict[str, Any]:
+async def pipeline_run(market: Market, url: str, count: int, sims: SimTable | None = None) -> dict[str, Any]:
     """Frames through the whole pipeline: rate from the first frame to the last one screened."""
     with tempfile.TemporaryDirectory(prefix="aether-bench-") as tmp:
-        p = Pipeline(market, url, Path(tmp))
+        p = Pipeline(market, url, Path(tmp), sims)
         async with trio.open_nursery() as nursery:
             await p.start(nursery)
             while p.seen() == 0:
@@ -226,11 +260,8 @@ async def pipeline_run(market: Market, url: str, count: int) -> dict[str, Any]:
         **rates,
         "frames": count,
         "dropped": p.dropped(),
-        "victims": p.actors["intake"].statistics().processed,
-        "bundles": p.actors["build"].statistics().processed,
-        "verdicts": p.verdicts,
-        "passed": p.sink.passed,
         "heads": p.heads,
+        **p.counts(),
     }
 
 
@@ -240,11 +271,11 @@ def rss_mb() -> float:
 
 
 async def soak_run(market: Market, url: str, duration_s: float, *, rate: float, sample_s: float = 5.0,
-                   warmup_s: float = 30.0, progress: Any = None) -> dict[str, Any]:
+                   warmup_s: float = 30.0, progress: Any = None, sims: SimTable | None = None) -> dict[str, Any]:
     """``rate`` frames/s for ``duration_s`` (heads as the feeder sends them); RSS sampled every
     ``sample_s`` after a warm-up, the risk state's per-block sets at every new head."""
     tmp = tempfile.TemporaryDirectory(prefix="aether-bench-")
-    p = Pipeline(market, url, Path(tmp.name))
+    p = Pipeline(market, url, Path(tmp.name), sims)
     samples: list[tuple[float, float]] = []
     max_state: dict[str, int] = {"risk_inflight_blocks": 0, "risk_dedup_blocks": 0}
     async with trio.open_nursery() as nursery:
@@ -281,6 +312,7 @@ async def soak_run(market: Market, url: str, duration_s: float, *, rate: float, 
         "rss_slope_mb_per_min": slope,
         "rss_growth_30min_mb": max(0.0, slope) * 30.0,
         "bundles": p.actors["build"].statistics().processed,
+        "duplicates": p.actors["intake"].duplicates,
         "heads": p.heads,
         **max_state,
         "samples": samples,

@@ -21,7 +21,7 @@ from __future__ import annotations
 import collections
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 import attrs
 import trio
@@ -35,7 +35,7 @@ log = logging.getLogger("aether.supervisor")
 
 
 class Actor(Protocol):
-    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None: ...
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None: ...
 
 
 class Closeable(Protocol):
@@ -96,7 +96,7 @@ class Supervisor:
         """Restarts so far, by actor."""
         return {r.spec.name: r.restarts for r in self._running}
 
-    async def run(self, specs: Sequence[ActorSpec], *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, specs: Sequence[ActorSpec], *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Start every actor in order (each ``started`` before the next) and run until all finish.
 
         Raises:
@@ -129,7 +129,7 @@ class Supervisor:
                 with trio.move_on_after(1.0):
                     await r.done.wait()
 
-    async def _supervise(self, running: _Running, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async def _supervise(self, running: _Running, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         spec = running.spec
         panics: collections.deque[float] = collections.deque()
         started = False

@@ -10,7 +10,7 @@ from ._dumping import DumpWriter
 from ._inflight import InFlightActor, InFlightLedger, SettlementFile
 from ._risk import Feedback, HaltRequest, RiskActor, ask_risk
 from ._shadow import ShadowSink
-from ._sources import HeadsActor, IntakeActor, balance_calls
+from ._sources import HeadsActor, IntakeActor, IntakeSkip, RecentHashes, balance_calls
 from ._strategy import StrategyActor
 from ._validate import ValidatorActor
 
@@ -23,6 +23,8 @@ __all__ = [
     "InFlightActor",
     "InFlightLedger",
     "IntakeActor",
+    "IntakeSkip",
+    "RecentHashes",
     "RiskActor",
     "SettlementFile",
     "ShadowSink",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -48,7 +48,7 @@ class BuilderActor:
         return ActorStatistics(queued=self._inbox.statistics().current_buffer_used, processed=self._processed,
                                rejected=self._rejected)
 
-    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         async for msg in self._inbox:
             if isinstance(msg, Tick):

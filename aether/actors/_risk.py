@@ -17,7 +17,7 @@ only once); while one is set ``aether_risk_state`` says ``halted`` and
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
 import attrs
 import trio
@@ -95,7 +95,7 @@ class RiskActor:
         return ActorStatistics(queued=self._inbox.statistics().current_buffer_used, processed=self._passed,
                                rejected=self._rejected)
 
-    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             if self._feedback is not None:
                 nursery.start_soon(self._feedback_loop)

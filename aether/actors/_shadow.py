@@ -11,7 +11,6 @@ sent.
 
 from __future__ import annotations
 
-from typing import Any
 
 import trio
 
@@ -48,7 +47,7 @@ class ShadowSink:
         w = self._writer
         return ActorStatistics(queued=w.backlog, processed=w.written, dropped=w.lost, rejected=w.failed)
 
-    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         try:
             async for verdict in self._inbox:

@@ -6,9 +6,10 @@ resubscribes on its own) and turn its frames into typed messages.
 
 from __future__ import annotations
 
+import enum
 import logging
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import trio
 
@@ -19,11 +20,66 @@ from ..metrics import Metrics
 from ..quantity import hex_quantity
 from ..strategy._screen import Prefilter
 
-__all__ = ["HeadsActor", "IntakeActor", "balance_calls"]
+__all__ = ["SEEN_MAX", "HeadsActor", "IntakeActor", "IntakeSkip", "RecentHashes", "balance_calls"]
 
 log = logging.getLogger("aether.actors.heads")
 
 _BALANCE_OF = "0x70a08231"
+
+#: Victim hashes intake remembers (about a day of mainnet's swaps; 32-byte keys, a few MB).
+SEEN_MAX = 65_536
+
+
+class _Inc(Protocol):
+    def inc(self, amount: float = 1, /) -> None: ...
+
+
+class _Labelled(Protocol):
+    def labels(self, label: str, /) -> _Inc: ...
+
+
+class IntakeSkip(enum.StrEnum):
+    """Why intake skipped a victim the prefilter let through (``aether_mempool_screen_skipped_total``
+    reasons beside :class:`~aether.strategy.ScreenSkip`'s)."""
+
+    DUPLICATE = "duplicate"  # the same transaction hash, announced again (a node re-broadcast, a reconnect)
+
+
+class RecentHashes:
+    """A bounded set of recently seen transaction hashes, least recently seen forgotten first.
+
+    Keys are the 32 hash bytes the decoder checked against the re-encoded
+    transaction, so two spellings of one hash (case, leading zeros) are one key and a
+    frame cannot name a hash it does not carry. A replacement transaction (same
+    sender and nonce, new fee) has a new hash: it is not a duplicate.
+    """
+
+    __slots__ = ("_max", "_seen")
+
+    def __init__(self, max_size: int = SEEN_MAX) -> None:
+        if max_size < 1:
+            raise ValueError(f"RecentHashes: max_size must be >= 1, got {max_size!r}")
+        self._max = max_size
+        self._seen: dict[bytes, None] = {}
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def seen(self, tx_hash: bytes) -> bool:
+        """True if ``tx_hash`` was seen before (it becomes the newest either way)."""
+        seen = self._seen
+        if tx_hash in seen:
+            del seen[tx_hash]
+            seen[tx_hash] = None
+            return True
+        seen[tx_hash] = None
+        if len(seen) > self._max:
+            del seen[next(iter(seen))]
+        return False
+
+    def forget(self, tx_hash: bytes) -> None:
+        """Forget ``tx_hash`` (a victim dropped unprocessed may be taken when announced again)."""
+        self._seen.pop(tx_hash, None)
 
 
 def balance_calls(searcher: str, weth: str, block_tag: str) -> list[tuple[str, list[Any]]]:
@@ -77,7 +133,7 @@ class HeadsActor:
     def statistics(self) -> ActorStatistics:
         return ActorStatistics(processed=self._processed, rejected=self._rejected)
 
-    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         send, recv = trio.open_memory_channel[Frame](16)
         sub = Subscriber(self._ws_url, "newHeads", rpc=self._rpc, metrics=self._metrics)
         async with trio.open_nursery() as nursery:
@@ -116,21 +172,8 @@ class HeadsActor:
         return Tick(head, nbf, vals[0], vals[1], vals[2])
 
 
-class _InlineScreen:
-    """The intake's end of a pending-transaction subscription: ``send_nowait`` screens the frame.
-
-    :class:`~aether.chain.Subscriber` pushes pending frames with ``send_nowait``
-    only, so this stands where a memory channel would, without the hop.
-    """
-
-    __slots__ = ("send_nowait",)
-
-    def __init__(self, screen: Callable[[Frame], object]) -> None:
-        self.send_nowait = screen
-
-
 class IntakeActor:
-    """Pending transactions in, decoded victims out.
+    """Pending transactions in, decoded victims out: a :class:`~aether.chain.FrameSink` stage.
 
     The cheap filter runs before the decode, so the keccak re-encoding is paid only
     for candidate victims. Without a ``prefilter`` it is ``to`` is a configured
@@ -141,6 +184,11 @@ class IntakeActor:
     ``aether_mempool_screen_passed_total``. Overload policy: the output is never
     waited on; when it is full the victim is dropped and counted (a stale victim is
     worthless).
+
+    A victim whose hash was forwarded before (among the last ``seen_max``) is
+    skipped and counted as ``duplicate``: a node announces a pending transaction
+    again (re-broadcasts, reconnects), and each announcement would otherwise be
+    simulated and built again only for the risk ``dedup`` gate to refuse it.
     """
 
     def __init__(
@@ -153,6 +201,7 @@ class IntakeActor:
         metrics: Metrics,
         out: trio.MemorySendChannel[PendingTx],
         prefilter: Prefilter | None = None,
+        seen_max: int = SEEN_MAX,
     ) -> None:
         self._ws_url = ws_url
         self._prefilter = prefilter
@@ -165,23 +214,46 @@ class IntakeActor:
         self._processed = 0
         self._dropped = 0
         self._rejected = 0
+        self._recent = RecentHashes(seen_max)
+        self._duplicates = 0
+        self._duplicate_count = metrics.screen_skipped.labels(IntakeSkip.DUPLICATE)
+        # Each frame counts one skip or pass: the labelled children are looked up once
+        # per reason, not per frame (prometheus-client's labels() takes a lock).
+        self._skipped: dict[str, _Inc] = {}
+        self._passed: dict[str, _Inc] = {}
 
     def statistics(self) -> ActorStatistics:
         return ActorStatistics(processed=self._processed, dropped=self._dropped, rejected=self._rejected)
+
+    @property
+    def duplicates(self) -> int:
+        """Victims skipped because their hash was forwarded before."""
+        return self._duplicates
 
     @property
     def seen(self) -> int:
         """Frames screened so far (forwarded or not)."""
         return self._seen
 
-    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         sub = Subscriber(self._ws_url, "newPendingTransactions", rpc=self._rpc, metrics=self._metrics)
         # Frames are screened inline as the subscription delivers them: no channel hop of
         # ours on the hottest path. Bursts wait in trio-websocket's queue, then in TCP;
         # reading each frame is a checkpoint, so the strategy takes a forwarded victim
         # before the rest of the burst is screened; victims that still find the strategy's
         # inbox full are dropped and counted.
-        await sub.run(_InlineScreen(self.screen), task_status=task_status)
+        await sub.run(self, task_status=task_status)
+
+    @staticmethod
+    def _count(cache: dict[str, _Inc], family: _Labelled, label: str) -> None:
+        child = cache.get(label)
+        if child is None:
+            child = cache[label] = family.labels(label)
+        child.inc()
+
+    def take_frame(self, frame: Frame) -> None:
+        """The :class:`~aether.chain.FrameSink` side: the subscription hands each frame here."""
+        self.screen(frame)
 
     def screen(self, frame: Frame) -> PendingTx | None:
         """Screen one frame; returns the victim forwarded, if any. Never raises on bad input."""
@@ -193,9 +265,9 @@ class IntakeActor:
         if self._prefilter is not None:
             passed, why = self._prefilter.screen(obj)
             if not passed:
-                self._metrics.screen_skipped.labels(why).inc()
+                self._count(self._skipped, self._metrics.screen_skipped, why)
                 return None
-            self._metrics.screen_passed.labels(why).inc()
+            self._count(self._passed, self._metrics.screen_passed, why)
         else:
             to = obj.get("to")
             # Nine frames in ten stop here: exact-type checks, and lower() only when the
@@ -210,9 +282,14 @@ class IntakeActor:
             self._rejected += 1
             self._metrics.intake_rejected.labels(exc.reason).inc()
             return None
+        if self._recent.seen(tx.hash):
+            self._duplicates += 1
+            self._duplicate_count.inc()
+            return None
         try:
             self._out.send_nowait(tx)
         except trio.WouldBlock:
+            self._recent.forget(tx.hash)
             self._dropped += 1
             self._metrics.dropped.labels("victims").inc()
             return None

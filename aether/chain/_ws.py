@@ -122,14 +122,17 @@ class SubscriberMetrics(Protocol):
 
 
 class FrameSink(Protocol):
-    """Where pending-transaction frames go: a memory channel, or an inline screen.
+    """A stage that takes pending-transaction frames inline, in the subscription's own task.
 
-    ``send_nowait`` must not block; it raises ``trio.WouldBlock`` when full (the
-    frame is dropped and counted) and ``trio.BrokenResourceError`` /
-    ``trio.ClosedResourceError`` when nobody listens any more (the subscription ends).
+    The intake actor is one: it screens each frame as it is read, so the hottest path
+    has no channel hop of ours. ``take_frame`` must not block; what becomes of the
+    frame (forwarded, skipped, dropped on overload) is the stage's to decide and
+    count. Raising ``trio.BrokenResourceError`` / ``trio.ClosedResourceError`` means
+    nobody listens any more: the subscription ends. (A memory channel can stand in
+    for a sink: :meth:`Subscriber.run` takes either.)
     """
 
-    def send_nowait(self, frame: Frame, /) -> object: ...
+    def take_frame(self, frame: Frame, /) -> object: ...
 
 
 @attrs.frozen
@@ -477,9 +480,9 @@ class Subscriber:
         worthless); heads are pushed with a blocking ``send`` (``send`` must then
         be a memory channel).
 
-        For pending transactions ``send`` may be any :class:`FrameSink` that
-        handles the frame at once (the intake actor screens inline that way,
-        without a channel hop on the hot path). Every frame is read through a
+        For pending transactions ``send`` may instead be a :class:`FrameSink`, a
+        stage whose ``take_frame`` handles the frame at once (the intake actor
+        screens inline that way, without a channel hop on the hot path). Every frame is read through a
         checkpoint (trio-websocket's ``get_message``), so the tasks downstream get
         a turn between any two frames of a burst and a victim forwarded is taken
         by the strategy before the next one is screened.
@@ -492,17 +495,20 @@ class Subscriber:
                 started = True
                 task_status.started()
 
+        # Pending frames go to a sink's take_frame, or a channel's send_nowait (a frame that
+        # finds the channel full is dropped and counted here).
+        push = send.send_nowait if isinstance(send, trio.MemorySendChannel) else send.take_frame
         async with trio.open_nursery() as nursery:
             if self.kind == PENDING:
                 hash_send, hash_recv = trio.open_memory_channel[tuple[str, float, int]](self._fetch_queue)
                 self._hash_send = hash_send
                 async with hash_recv:
                     for _ in range(self._max_fetch):
-                        nursery.start_soon(self._fetch_worker, hash_recv.clone(), send)
+                        nursery.start_soon(self._fetch_worker, hash_recv.clone(), push)
             try:
                 while True:
                     try:
-                        await self._session(send, on_subscribed)
+                        await self._session(send, push, on_subscribed)
                     except NodeError as exc:
                         log.warning("%s subscription to %s dropped: %s", self.kind, self._where, exc)
                     self._connected = False
@@ -554,7 +560,10 @@ class Subscriber:
                 nursery.cancel_scope.cancel()
 
     async def _session(
-        self, send: FrameSink | trio.MemorySendChannel[Frame], on_subscribed: Callable[[], None]
+        self,
+        send: FrameSink | trio.MemorySendChannel[Frame],
+        push: Callable[[Frame], object],
+        on_subscribed: Callable[[], None],
     ) -> None:
         """One connection: connect, subscribe, pump frames until something breaks."""
         with _map_ws_errors(self._where):
@@ -573,7 +582,7 @@ class Subscriber:
                     if self.kind == HEADS:
                         await self._pump_heads(ws, sub_id, cast(trio.MemorySendChannel[Frame], send))
                     else:
-                        await self._pump_pending(ws, sub_id, send)
+                        await self._pump_pending(ws, sub_id, push)
 
     async def _watch(self, ws: WebSocketConnection, idle: float) -> None:
         """Ping a connection that stayed quiet for ``idle`` seconds; raise if it answers nothing.
@@ -595,46 +604,29 @@ class Subscriber:
                 self._peer_silent = True
                 raise NodeTimeout(f"{self._where}: no frame for {idle}s and no pong within {self._ping_timeout}s")
 
-    async def _pump_pending(self, ws: WebSocketConnection, sub_id: str, send: FrameSink) -> None:
+    async def _pump_pending(self, ws: WebSocketConnection, sub_id: str, push: Callable[[Frame], object]) -> None:
         """The hot path: read, parse, hand on without blocking, until the connection breaks."""
         get = ws.get_message
-        parse = self._parse
+        accept = self._accept
         clock = self._clock
         wall_ns = self._wall_ns
-        first = True
         while True:
             message = await get()  # a checkpoint: downstream tasks run between frames
-            self._messages += 1
-            try:
-                result = parse(message, sub_id)
-            except _BadFrame:
-                self._count_bad_frame()
+            result = accept(message, sub_id)
+            if result is None:
                 continue
-            self._frames += 1
-            if first:
-                # The connection delivers: the next drop starts from the short delay.
-                self._attempt = 0
-                first = False
             if result.__class__ is dict:
-                self._push_pending(send, Frame(result, clock(), wall_ns()))
+                self._push_pending(push, Frame(result, clock(), wall_ns()))
             else:
                 self._queue_fetch(cast(str, result))
 
     async def _pump_heads(self, ws: WebSocketConnection, sub_id: str, send: trio.MemorySendChannel[Frame]) -> None:
         """Heads: a blocking send, so a slow consumer holds the node back instead of losing a head."""
-        first = True
         while True:
             message = await ws.get_message()
-            self._messages += 1
-            try:
-                result = self._parse(message, sub_id)
-            except _BadFrame:
-                self._count_bad_frame()
+            result = self._accept(message, sub_id)
+            if result is None:
                 continue
-            self._frames += 1
-            if first:
-                self._attempt = 0
-                first = False
             self._delivering = True
             try:
                 await send.send(Frame(cast(dict[str, Any], result), self._clock(), self._wall_ns()))
@@ -642,6 +634,20 @@ class Subscriber:
                 raise _DownstreamClosed from exc
             finally:
                 self._delivering = False
+
+    def _accept(self, message: str | bytes, sub_id: str) -> dict[str, Any] | str | None:
+        """The head both read loops share: count the message, parse it, count a bad frame
+        (``None``) or a good one. A good frame means the connection delivers, so the next
+        drop starts again from the short reconnect delay."""
+        self._messages += 1
+        try:
+            result = self._parse(message, sub_id)
+        except _BadFrame:
+            self._count_bad_frame()
+            return None
+        self._frames += 1
+        self._attempt = 0
+        return result
 
     async def _subscribe(self, ws: WebSocketConnection) -> str:
         params: list[Any] = [str(self.kind), True] if self._full_param else [str(self.kind)]
@@ -702,9 +708,9 @@ class Subscriber:
         except trio.WouldBlock:
             self._count_drop()
 
-    def _push_pending(self, send: FrameSink, frame: Frame) -> None:
+    def _push_pending(self, push: Callable[[Frame], object], frame: Frame) -> None:
         try:
-            send.send_nowait(frame)
+            push(frame)
         except trio.WouldBlock:
             self._count_drop()
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
@@ -713,7 +719,7 @@ class Subscriber:
     async def _fetch_worker(
         self,
         hashes: trio.MemoryReceiveChannel[tuple[str, float, int]],
-        send: FrameSink,
+        push: Callable[[Frame], object],
     ) -> None:
         async with hashes:
             async for tx_hash, seen_at, first_seen_ns in hashes:
@@ -732,6 +738,6 @@ class Subscriber:
                     continue
                 self._fetched += 1
                 try:
-                    self._push_pending(send, Frame(obj, seen_at, first_seen_ns))
+                    self._push_pending(push, Frame(obj, seen_at, first_seen_ns))
                 except _DownstreamClosed:
                     return

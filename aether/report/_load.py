@@ -22,7 +22,6 @@ directory may be hostile (a shell glob, a backup copy, a hand-edited file):
 from __future__ import annotations
 
 import datetime as dt
-import errno
 import hashlib
 import json
 import os
@@ -34,6 +33,7 @@ from typing import Any
 
 import attrs
 
+from .. import _files
 from ..messages import SOURCES
 
 __all__ = [
@@ -208,34 +208,25 @@ def read_bytes(path: Path, cap: int, *, follow: bool = False) -> bytes:
         _Bad: not a regular file, too large, or unreadable (the reason, not the path).
     """
     try:
-        flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | (0 if follow else os.O_NOFOLLOW)
-        fd = os.open(path, flags)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise _Bad("is a symlink (aether never writes one into a run directory)") from None
-        raise _Bad(f"cannot open it ({exc.strerror or type(exc).__name__})") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise _Bad(f"is {_kind(st.st_mode)}, not a regular file")
-        if st.st_size > cap:
-            raise _Bad(f"is {st.st_size} bytes, over the cap of {cap}")
-        chunks = []
-        left = cap + 1
-        while left > 0:
-            chunk = os.read(fd, min(left, 1 << 20))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            left -= len(chunk)
-        data = b"".join(chunks)
-        if len(data) > cap:
-            raise _Bad(f"grew over the cap of {cap} bytes while being read")
-        return data
-    except OSError as exc:
-        raise _Bad(f"cannot read it ({exc.strerror or type(exc).__name__})") from None
-    finally:
-        os.close(fd)
+        data, _ = _files.read_regular_file(path, cap, follow=follow)
+    except _files.FileReadError as exc:
+        raise _Bad(_run_file_message(exc)) from None
+    return data
+
+
+def _run_file_message(exc: _files.FileReadError) -> str:
+    kind = exc.kind
+    if kind is _files.ReadFailure.SYMLINK:
+        return "is a symlink (aether never writes one into a run directory)"
+    if kind is _files.ReadFailure.NOT_REGULAR:
+        return f"is {_kind(exc.mode)}, not a regular file"
+    if kind is _files.ReadFailure.TOO_LARGE:
+        return f"is {exc.size} bytes, over the cap of {exc.cap}"
+    if kind is _files.ReadFailure.GREW:
+        return f"grew over the cap of {exc.cap} bytes while being read"
+    if kind is _files.ReadFailure.READ:
+        return f"cannot read it ({exc.reason})"
+    return f"cannot open it ({exc.reason})"
 
 
 def _no_constant(name: str) -> object:

@@ -889,8 +889,8 @@ async def test_a_burst_in_one_tcp_write_gives_the_consumer_a_turn_between_frames
     drops = 0
     last_seen = trio.Event()
 
-    class Sink:
-        def send_nowait(self, frame: Frame) -> None:
+    class Sink:  # a FrameSink
+        def take_frame(self, frame: Frame) -> None:
             nonlocal drops
             if frame.obj["i"] == 199:
                 last_seen.set()

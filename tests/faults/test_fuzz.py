@@ -97,7 +97,9 @@ def test_intake_screen_turns_every_malformed_frame_into_a_counted_rejection(batc
     to_router = sum(1 for o in batch if isinstance(o, dict) and isinstance(o.get("to"), str)
                     and o["to"].lower() == ROUTER)
     assert stats.processed == forwarded
-    assert stats.processed + stats.rejected == to_router  # every frame for a router: forwarded or rejected
+    # Every frame for a router: forwarded, rejected, or skipped as a re-announcement of one forwarded.
+    assert stats.processed + stats.rejected + intake.duplicates == to_router
+    assert m.value("aether_mempool_screen_skipped_total", reason="duplicate") == intake.duplicates
     assert sum(m.value("aether_mempool_intake_rejected_total", reason=r) for r in INTAKE_REJECT_REASONS) == stats.rejected
     assert m.value("aether_mempool_pending_seen_total") == len(batch)
 
