@@ -18,7 +18,7 @@ from eth_utils import to_checksum_address
 from aether.bundle import NonceTracker
 from aether.chain import RpcClient
 from aether.messages import Bundle, PendingTx
-from aether.settlement import PRECEDENCE, Retry, SettlementOutcome, Settler, VictimStatus
+from aether.settlement import PRECEDENCE, Deviation, Retry, SettlementOutcome, Settler, VictimStatus
 
 from test_builder import AUTH, DEPLOYER, E18, MAX, SEARCHER, VICTIM, World, anvil, build, call_data, deploy_world, head, send
 
@@ -284,4 +284,6 @@ async def test_a_block_of_hundreds_of_transactions_is_replayed_exactly() -> None
         [s] = await settler.settle(b.target_block, [b])  # type: ignore[misc]
         assert s.outcome is O.WOULD_HAVE_WON and s.victim_index == 300
         assert s.counterfactual_net_wei == b.expected_net_profit_wei
-        assert (settler.batches, settler.node_calls) == (2, 4)  # bounded, whatever the block's size
+        assert s.deviation is Deviation.NONE and s.baseline_gross_wei == b.expected_gross_profit_wei
+        # bounded, whatever the block's size: 3 reads, then the counterfactual and the baseline
+        assert (settler.batches, settler.node_calls) == (2, 5)

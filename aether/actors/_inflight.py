@@ -387,7 +387,7 @@ class InFlightActor:
             return
         r = s.record()
         doc = {k: r[k] for k in ("outcome", "reason", "target_block", "victim_status", "counterfactual_net_wei",
-                                 "error_wei", "realised_profit_wei", "winner_tx_hashes")}
+                                 "error_wei", "realised_profit_wei", "winner_tx_hashes", "deviation")}
         try:
             if self._threaded:
                 done = await trio.to_thread.run_sync(self._dumps.annotate_settlement, s.bundle.arb_id, doc)
