@@ -217,6 +217,7 @@ async def test_submit_actor_records_an_unknown_outcome_but_gives_risk_no_pnl(tmp
     from aether.dumps import RunDir
     from aether.inclusion import Outcome
     from aether.messages import Tick, Verdict
+    from aether.risk import RiskLatch
     from aether.submit import SubmitActor
 
     from factories import make_bundle
@@ -236,7 +237,7 @@ async def test_submit_actor_records_an_unknown_outcome_but_gives_risk_no_pnl(tmp
     t_tx, t_rx = trio.open_memory_channel[Tick](4)
     f_tx, f_rx = trio.open_memory_channel[Any](4)
     actor = SubmitActor(submitter=None, tracker=Tracker(), run_dir=run_dir, metrics=Metrics(), inbox=v_rx,
-                        ticks=t_rx, feedback=f_tx, deadline_s=1.0)
+                        ticks=t_rx, feedback=f_tx, deadline_s=1.0, latch=RiskLatch())
     async with trio.open_nursery() as nursery:
         await nursery.start(actor.run)
         await t_tx.send(Tick(_head(103), 1, 1, 1, 0))

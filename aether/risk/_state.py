@@ -47,6 +47,7 @@ from ..fees import next_base_fee
 from ..messages import GATES, HALT_GATES, RISK_ERROR, Bundle, Head, RiskDecision, Tick, Verdict
 from ..metrics import Metrics
 from ._gates import ACTIVE, GATE_FUNCTIONS_BY_SOURCE, HALTED, PAUSED, RiskSnapshot, dedup_key
+from ._latch import RiskLatch
 from ._store import RiskStore
 
 __all__ = ["HALT_GATES", "STATE_VERSION", "RiskEngine", "RiskStatistics"]
@@ -109,8 +110,11 @@ class RiskEngine:
         metrics: Metrics | None = None,
         clock: Callable[[], float] = trio.current_time,
         wall_clock: Callable[[], _dt.datetime] = _utc_now,
+        latch: RiskLatch | None = None,
     ) -> None:
         self.limits = limits
+        #: Written at every state change; the submitter reads it right before each send.
+        self.latch = latch
         self._store = store
         self._metrics = metrics
         self._clock = clock
@@ -412,6 +416,9 @@ class RiskEngine:
         self._halts_counted = on
 
     def _publish(self) -> None:
+        if self.latch is not None:
+            self.latch.publish(halts=(*sorted(self._halts), *((RISK_ERROR,) if self._store_failed else ())),
+                               paused_until=self._paused_until, clock=self._clock)
         if self._metrics is None:
             return
         self._count_halts()
