@@ -24,7 +24,6 @@ and asks risk to HALT, like an unwritable dump.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +31,7 @@ import orjson
 
 import trio
 
-from ..actors import DumpWriter, Feedback, HaltRequest, ask_risk
+from ..actors import AppendOnlyFile, DumpWriter, Feedback, HaltRequest, ask_risk
 from ..dumps import RunDir
 from ..dumps import write_json_atomic
 from ..messages import ActorStatistics, HaltReason, RiskState, Source, Tick, Verdict
@@ -88,7 +87,7 @@ class SubmitActor:
         self._writer = DumpWriter(run_dir, metrics, feedback, lost_channel="live_dumps", threaded=threaded)
         self._records = 0
         self._record_failed = 0
-        self._record_fd: int | None = None
+        self._inclusions = AppendOnlyFile(run_dir.path / "inclusions.jsonl")
         self._halt_for_records = False
 
     def statistics(self) -> ActorStatistics:
@@ -115,7 +114,7 @@ class SubmitActor:
 
     @property
     def inclusions_path(self) -> Path:
-        return self._run_dir.path / "inclusions.jsonl"
+        return self._inclusions.path
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         try:
@@ -143,9 +142,7 @@ class SubmitActor:
             await self._writer.drain(self._inbox, lambda v: "stopped" if v.passed else "rejected")
             raise
         finally:
-            fd, self._record_fd = self._record_fd, None
-            if fd is not None:
-                os.close(fd)
+            self._inclusions.close()
 
     def _decide(self, verdict: Verdict) -> str:
         if not verdict.passed:
@@ -195,21 +192,11 @@ class SubmitActor:
             except (OSError, orjson.JSONDecodeError) as exc:
                 log.error("dump of %s still says submitted (not sent): %s", arb_id, type(exc).__name__)
 
-    def _append_line(self, line: bytes) -> None:
-        """Worker thread: append one line, flush and fsync (the file is 0600)."""
-        if self._record_fd is None:
-            self._record_fd = os.open(self.inclusions_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        view = memoryview(line)
-        while view:
-            n = os.write(self._record_fd, view)
-            view = view[n:]
-        os.fsync(self._record_fd)
-
     async def _record(self, outcome: Outcome) -> None:
         line = orjson.dumps(outcome.record()) + b"\n"
         with trio.CancelScope(shield=True):
             try:
-                await trio.to_thread.run_sync(self._append_line, line)
+                await trio.to_thread.run_sync(self._inclusions.append, line)
             except OSError as exc:
                 self._record_failed += 1
                 self._metrics.inclusion_record_errors.inc()
