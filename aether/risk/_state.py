@@ -344,7 +344,8 @@ class RiskEngine:
             del self._dedup[block]
         self._persist()
 
-    def on_outcome(self, source: str, included: bool, reverted: bool, realised_pnl_wei: int) -> None:
+    def on_outcome(self, source: str, included: bool, reverted: bool, realised_pnl_wei: int,
+                   unknown: bool = False) -> None:
         """The fate of one published bundle: daily P&L and the revert streak.
 
         ``realised_pnl_wei`` counts for the current UTC day (negative for a loss,
@@ -353,6 +354,12 @@ class RiskEngine:
         (reverts older than the window drop out); ``max_reverts`` of them PAUSE
         until ``now + pause_s`` (extending a running pause). A landed,
         non-reverted bundle resets the streak; a miss (not included) leaves it.
+
+        ``unknown``: the node never let the tracker judge a bundle we sent (it
+        may have landed, reverted, cost gas): no known money moved, so the P&L
+        and the streak are left alone, but risk PAUSEs for ``pause_s`` (fail
+        closed: do not keep sending while the chain cannot tell us what our
+        bundles did).
 
         Raises:
             TypeError: ``realised_pnl_wei`` is not an int (money is integer wei).
@@ -363,6 +370,12 @@ class RiskEngine:
         self._outcomes += 1
         now = self._clock()
         self._roll_day()
+        if unknown:
+            until = now + self.limits.pause_s
+            if self._paused_until is None or until > self._paused_until:
+                self._paused_until = until
+            self._persist()
+            return
         self._pnl += realised_pnl_wei
         if self._pnl < -self.limits.daily_loss_limit_wei:
             self._halts["daily_pnl"] = str(self._pnl)

@@ -12,9 +12,9 @@ dump, for a send slot) while a HALT may latch, so the tree's
 synchronously right before the send (outcome ``risk_latched``, its dump
 relabelled if it was already written, counted in the risk-rejection metric of
 its source). After each head the inclusion tracker
-reports what landed; outcomes go back to risk (daily P&L, revert streak), except
-an ``unknown`` one (the node never let the tracker judge it: no known money
-moved), and each one is appended to ``<run dir>/inclusions.jsonl`` (one JSON object a
+reports what landed; outcomes go back to risk (daily P&L, revert streak; an
+``unknown`` one, which the node never let the tracker judge, moves no P&L but
+PAUSEs risk: we do not keep sending blind), and each one is appended to ``<run dir>/inclusions.jsonl`` (one JSON object a
 line, flushed and fsynced before the next, file mode 0600), which the rollout
 runbook's Stage C gate reads. Writing happens in a worker thread so a slow
 disk never stalls the event loop; a line that cannot be written is counted
@@ -221,8 +221,7 @@ class SubmitActor:
                 continue
             for outcome in outcomes:
                 await self._record(outcome)
-                if outcome.unknown:
-                    continue  # no known P&L nor revert to feed risk; recorded and counted as unknown
+                # An unknown one goes to risk too: it moves no P&L, but it PAUSEs (fail closed).
                 try:
                     self._feedback.send_nowait(outcome)
                 except trio.WouldBlock:
