@@ -41,19 +41,21 @@ state). For an included bundle the realised profit is also read from block N's
 receipts (WETH ``Transfer`` logs into and out of the searcher minus gas paid),
 so realised and counterfactual can be compared bundle by bundle.
 
-Every bundle with a victim in block N also gets a baseline simulation: the
-victim alone on block N-1's state, then ours, with block N's header (what the
-prediction simulated, on the real parent). Comparing the two attributes any
-difference from the prediction, measured: a victim that reverts in block N
+A bundle with a victim in block N whose counterfactual is off the prediction
+(or whose victim reverted in block N) with no pool event before the victim to
+explain it also gets a baseline simulation: the victim alone on block N-1's
+state, then ours, with block N's header (what the prediction simulated, on the
+real parent). Comparing the two attributes the difference, measured: a victim that reverts in block N
 (its pools are then read from the baseline's logs, so a swap before it on one
 of its other pools is still named in ``moved_by``), block N's earlier
 transactions changing the outcome without a pool event, or only our gas
 (``deviation``: :class:`Deviation`), the prediction's state or header not
 being block N's, or the base fee.
 
-Node calls per target block are bounded: one batch of three reads, then one
-batch with two simulations per bundle with a victim in the block (one for a
-block-driven bundle) and two look-ups per victim that is not in the block. Blocks with more than ``max_block_txs`` transactions are not
+Node calls per target block are bounded: one batch of three reads, one batch
+with one simulation per bundle and two look-ups per victim that is not in the
+block, and, only when some bundle needs it, one batch of baselines (at most one
+per bundle). Blocks with more than ``max_block_txs`` transactions are not
 replayed (``unknown``, reason ``block_too_large``).
 """
 
@@ -485,25 +487,51 @@ class Settler:
             k = -1 if victim is None else blk.index[victim.lower()]
             plan.append((b, "simulate", len(calls), k))
             calls.append(("eth_simulateV1", self._simulate_params(b, blk, k, ours)))
-            if k >= 0:  # the baseline: the victim alone on N-1, then ours (what the prediction simulated)
-                calls.append(("eth_simulateV1", self._simulate_params(b, blk, k, ours, baseline=True)))
         replies = await self._batch(calls)
+        for (_b, kind, at, _k) in plan:
+            if kind == "simulate" and isinstance(replies[at], Exception):
+                return Retry(f"node_error: {str(replies[at])[:120]}")
+
+        # The baseline (the victim alone on N-1, then ours: what the prediction simulated), only
+        # where a difference is left to attribute: the counterfactual is off the prediction, or the
+        # victim reverted in block N, and no pool event before the victim explains it already.
+        # One more batch at most, and none in the common case (settlement stays cheap for the node
+        # the hot path shares).
+        base_calls: list[tuple[str, list[Any]]] = []
+        base_at: dict[int, int] = {}  # plan index -> index in base_calls
+        for i, (b, kind, at, k) in enumerate(plan):
+            if kind == "simulate" and self._needs_baseline(b, blk, k, replies[at]):
+                base_at[i] = len(base_calls)
+                ours = {"0x" + h.hex() for h in b.our_tx_hashes}
+                base_calls.append(("eth_simulateV1", self._simulate_params(b, blk, k, ours, baseline=True)))
+        base_replies = await self._batch(base_calls) if base_calls else []
+        for r in base_replies:
+            if isinstance(r, Exception):
+                return Retry(f"node_error: {str(r)[:120]}")
 
         out: list[Settlement] = []
-        for b, kind, at, k in plan:
+        for i, (b, kind, at, k) in enumerate(plan):
             if kind == "victim_lookup":
                 if isinstance(replies[at], Exception) or isinstance(replies[at + 1], Exception):
                     return Retry(f"node_error: {str(replies[at] if isinstance(replies[at], Exception) else replies[at + 1])[:120]}")
                 out.append(self._victim_missing(b, blk, replies[at], replies[at + 1]))
             else:
-                reply = replies[at]
-                base = replies[at + 1] if k >= 0 else None
-                for r in (reply, base):
-                    if isinstance(r, Exception):
-                        return Retry(f"node_error: {str(r)[:120]}")
-                out.append(self._judge(b, blk, k, reply, base))
+                base = base_replies[base_at[i]] if i in base_at else None
+                out.append(self._judge(b, blk, k, replies[at], base))
             await trio.lowlevel.checkpoint()
         return out
+
+    def _needs_baseline(self, b: Bundle, blk: _Block, k: int, reply: Any) -> bool:
+        if k < 0:
+            return False  # no victim: the counterfactual already runs on N-1 at the top of block N
+        ours = {"0x" + h.hex() for h in b.our_tx_hashes}
+        victim = str(blk.txs[k]["hash"]).lower()
+        watched = {hop.pair.lower() for hop in b.candidate.route} | blk.touched[k]
+        if any(blk.touched[i] & watched for i in range(k)
+               if str(blk.txs[i]["hash"]).lower() not in ours and str(blk.txs[i]["hash"]).lower() != victim):
+            return False  # state_moved_before_victim, named by the pool events
+        reverted = int(str(blk.receipts[k].get("status", "0x1")), 16) != 1
+        return reverted or self._ours(b, blk, reply).net != b.expected_net_profit_wei
 
     def _simulate_params(self, b: Bundle, blk: _Block, k: int, ours: set[str], *, baseline: bool = False) -> list[Any]:
         txs = blk.txs[k : k + 1] if baseline else blk.txs[: k + 1]

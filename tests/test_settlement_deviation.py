@@ -167,4 +167,4 @@ async def test_exact_would_have_won_says_none() -> None:
         s = await settle_one(rpc, world, b)
         assert s.outcome is O.WOULD_HAVE_WON and s.error_wei == 0
         assert s.deviation is Deviation.NONE and s.deviation_detail == ""
-        assert (s.baseline_gross_wei, s.baseline_gas) == (b.expected_gross_profit_wei, b.gas_used)
+        assert (s.baseline_gross_wei, s.baseline_gas) == (None, None)  # nothing to attribute: not simulated
