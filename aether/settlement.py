@@ -41,9 +41,21 @@ state). For an included bundle the realised profit is also read from block N's
 receipts (WETH ``Transfer`` logs into and out of the searcher minus gas paid),
 so realised and counterfactual can be compared bundle by bundle.
 
-Node calls per target block are bounded: one batch of three reads, then one
-batch with one simulation per bundle and two look-ups per victim that is not
-in the block. Blocks with more than ``max_block_txs`` transactions are not
+A bundle with a victim in block N whose counterfactual is off the prediction
+(or whose victim reverted in block N) with no pool event before the victim to
+explain it also gets a baseline simulation: the victim alone on block N-1's
+state, then ours, with block N's header (what the prediction simulated, on the
+real parent). Comparing the two attributes the difference, measured: a victim that reverts in block N
+(its pools are then read from the baseline's logs, so a swap before it on one
+of its other pools is still named in ``moved_by``), block N's earlier
+transactions changing the outcome without a pool event, or only our gas
+(``deviation``: :class:`Deviation`), the prediction's state or header not
+being block N's, or the base fee.
+
+Node calls per target block are bounded: one batch of three reads, one batch
+with one simulation per bundle and two look-ups per victim that is not in the
+block, and, only when some bundle needs it, one batch of baselines (at most one
+per bundle). Blocks with more than ``max_block_txs`` transactions are not
 replayed (``unknown``, reason ``block_too_large``).
 """
 
@@ -72,6 +84,7 @@ __all__ = [
     "Retry",
     "Settlement",
     "SettlementOutcome",
+    "Deviation",
     "Settler",
     "VictimStatus",
     "Winner",
@@ -130,6 +143,28 @@ class VictimStatus(enum.StrEnum):
     NONE = "none"  # block-driven bundles have no victim
 
 
+class Deviation(enum.StrEnum):
+    """Why a settled bundle's counterfactual differs from its prediction (``none``: to the wei).
+
+    Measured, not guessed: the settler runs two simulations per bundle with a
+    victim, the counterfactual (block N's transactions up to the victim, then
+    ours) and a baseline (the victim alone on block N-1's state, then ours,
+    with block N's header), and attributes the difference to the first of these
+    that explains it.
+    """
+
+    NONE = "none"
+    #: The victim is in block N but reverts there: its effect on our pools is absent.
+    VICTIM_REVERTED = "victim_reverted"
+    #: Block N's earlier transactions change only our gas (storage they touched), not our gross.
+    GAS_AT_POSITION = "gas_at_position"
+    #: On block N-1 with block N's header, victim + backrun differ from the prediction
+    #: (the prediction's state or header was not block N's).
+    PREDICTION_STATE = "prediction_state"
+    #: Gross and gas as predicted; block N's base fee differs from the one we priced.
+    BASE_FEE = "base_fee"
+
+
 @attrs.frozen
 class Winner:
     """A transaction in block N that moved our pools after the victim."""
@@ -179,6 +214,13 @@ class Settlement:
     realised_profit_wei: int | None = None
     winners: tuple[Winner, ...] = ()
     moved_by: tuple[str, ...] = ()
+    #: The victim's status in block N's receipt (None: no victim or not in block N).
+    victim_reverted: bool | None = None
+    #: Our backrun right behind the victim on block N-1's state (block N's header), no prefix.
+    baseline_gross_wei: int | None = None
+    baseline_gas: int | None = None
+    deviation: Deviation | None = None
+    deviation_detail: str = ""
 
     @property
     def winner_payment_wei(self) -> int:
@@ -242,6 +284,11 @@ class Settlement:
             "winner_gross_wei": s(self.winner_gross_wei),
             "winner_tip_share_bps": self.winner_tip_share_bps,
             "moved_by": list(self.moved_by),
+            "victim_reverted": self.victim_reverted,
+            "baseline_gross_wei": s(self.baseline_gross_wei),
+            "baseline_gas": self.baseline_gas,
+            "deviation": None if self.deviation is None else str(self.deviation),
+            "deviation_detail": self.deviation_detail,
             "our_tx_hashes": ["0x" + h.hex() for h in b.our_tx_hashes],
         }
 
@@ -276,12 +323,35 @@ def _tx_call(tx: dict[str, Any]) -> dict[str, Any]:
     }
     if tx.get("to"):
         call["to"] = tx["to"]
+    if tx.get("accessList"):  # its gas (and whether it runs out of it) depends on it
+        call["accessList"] = tx["accessList"]
     if tx.get("maxFeePerGas") is not None:
         call["maxFeePerGas"] = tx["maxFeePerGas"]
         call["maxPriorityFeePerGas"] = tx.get("maxPriorityFeePerGas") or "0x0"
     elif tx.get("gasPrice") is not None:
         call["gasPrice"] = tx["gasPrice"]
     return call
+
+
+def _pools_of(logs: Any) -> frozenset[str]:
+    """The pools that emitted a price/liquidity log."""
+    return frozenset(str(lg.get("address", "")).lower() for lg in logs
+                     if (lg.get("topics") or [None])[0] in _POOL_TOPICS)
+
+
+def _fmt(v: int | None) -> str:
+    return "none (reverts)" if v is None else str(v)
+
+
+@attrs.frozen
+class _Run:
+    """Our backrun in one simulation: gross, gas, net (None when a call reverts) and the victim's fate."""
+
+    gross: int | None
+    gas: int | None
+    net: int | None
+    victim_ok: bool | None
+    victim_pools: frozenset[str]
 
 
 @attrs.frozen
@@ -418,23 +488,54 @@ class Settler:
             plan.append((b, "simulate", len(calls), k))
             calls.append(("eth_simulateV1", self._simulate_params(b, blk, k, ours)))
         replies = await self._batch(calls)
+        for (_b, kind, at, _k) in plan:
+            if kind == "simulate" and isinstance(replies[at], Exception):
+                return Retry(f"node_error: {str(replies[at])[:120]}")
+
+        # The baseline (the victim alone on N-1, then ours: what the prediction simulated), only
+        # where a difference is left to attribute: the counterfactual is off the prediction, or the
+        # victim reverted in block N, and no pool event before the victim explains it already.
+        # One more batch at most, and none in the common case (settlement stays cheap for the node
+        # the hot path shares).
+        base_calls: list[tuple[str, list[Any]]] = []
+        base_at: dict[int, int] = {}  # plan index -> index in base_calls
+        for i, (b, kind, at, k) in enumerate(plan):
+            if kind == "simulate" and self._needs_baseline(b, blk, k, replies[at]):
+                base_at[i] = len(base_calls)
+                ours = {"0x" + h.hex() for h in b.our_tx_hashes}
+                base_calls.append(("eth_simulateV1", self._simulate_params(b, blk, k, ours, baseline=True)))
+        base_replies = await self._batch(base_calls) if base_calls else []
+        for r in base_replies:
+            if isinstance(r, Exception):
+                return Retry(f"node_error: {str(r)[:120]}")
 
         out: list[Settlement] = []
-        for b, kind, at, k in plan:
+        for i, (b, kind, at, k) in enumerate(plan):
             if kind == "victim_lookup":
                 if isinstance(replies[at], Exception) or isinstance(replies[at + 1], Exception):
                     return Retry(f"node_error: {str(replies[at] if isinstance(replies[at], Exception) else replies[at + 1])[:120]}")
                 out.append(self._victim_missing(b, blk, replies[at], replies[at + 1]))
             else:
-                reply = replies[at]
-                if isinstance(reply, Exception):
-                    return Retry(f"node_error: {str(reply)[:120]}")
-                out.append(self._judge(b, blk, k, reply))
+                base = base_replies[base_at[i]] if i in base_at else None
+                out.append(self._judge(b, blk, k, replies[at], base))
             await trio.lowlevel.checkpoint()
         return out
 
-    def _simulate_params(self, b: Bundle, blk: _Block, k: int, ours: set[str]) -> list[Any]:
-        prefix = [_tx_call(tx) for tx in blk.txs[: k + 1] if str(tx["hash"]).lower() not in ours]
+    def _needs_baseline(self, b: Bundle, blk: _Block, k: int, reply: Any) -> bool:
+        if k < 0:
+            return False  # no victim: the counterfactual already runs on N-1 at the top of block N
+        ours = {"0x" + h.hex() for h in b.our_tx_hashes}
+        victim = str(blk.txs[k]["hash"]).lower()
+        watched = {hop.pair.lower() for hop in b.candidate.route} | blk.touched[k]
+        if any(blk.touched[i] & watched for i in range(k)
+               if str(blk.txs[i]["hash"]).lower() not in ours and str(blk.txs[i]["hash"]).lower() != victim):
+            return False  # state_moved_before_victim, named by the pool events
+        reverted = int(str(blk.receipts[k].get("status", "0x1")), 16) != 1
+        return reverted or self._ours(b, blk, reply).net != b.expected_net_profit_wei
+
+    def _simulate_params(self, b: Bundle, blk: _Block, k: int, ours: set[str], *, baseline: bool = False) -> list[Any]:
+        txs = blk.txs[k : k + 1] if baseline else blk.txs[: k + 1]
+        prefix = [_tx_call(tx) for tx in txs if str(tx["hash"]).lower() not in ours]
         mine = [
             {"from": self._searcher, "to": c.to, "value": _q(c.value), "input": "0x" + c.data.hex(), "gas": _q(SIM_GAS)}
             for c in b.candidate.calls
@@ -480,55 +581,81 @@ class Settler:
                               reason=f"nonce {v.nonce} used by another transaction")
         return Settlement(**base, victim_status=VictimStatus.DROPPED, reason="victim unknown to the node")
 
-    def _judge(self, b: Bundle, blk: _Block, k: int, reply: Any) -> Settlement:
-        ours = {"0x" + h.hex() for h in b.our_tx_hashes}
-        pools = {hop.pair.lower() for hop in b.candidate.route}
-        victim = None if b.victim_hash_hex is None else b.victim_hash_hex.lower()
+    def _ours(self, b: Bundle, blk: _Block, reply: Any) -> _Run:
+        """Our backrun in one simulation answer: [..., victim?, balance, ours..., balance]."""
         results = reply[0]["calls"]
         n = len(b.candidate.calls)
         prefix_len = len(results) - n - 2
         if prefix_len < 0:
             raise ValueError("short simulate answer")
-        gross: int | None = None
-        net: int | None = None
-        gas: int | None = None
-        reason = ""
+        victim_ok: bool | None = None
+        victim_pools: frozenset[str] = frozenset()
+        if prefix_len > 0 and b.victim_hash_hex is not None:
+            v = results[prefix_len - 1]
+            victim_ok = int(v.get("status", "0x0"), 16) == 1
+            victim_pools = _pools_of(v.get("logs") or ())
         mine = results[prefix_len + 1 : prefix_len + 1 + n]
-        if all(int(r.get("status", "0x0"), 16) == 1 for r in mine):
-            before = hex_quantity(results[prefix_len]["returnData"])
-            after = hex_quantity(results[-1]["returnData"])
-            gross = after - before
-            gas = sum(hex_quantity(r["gasUsed"]) for r in mine)
-            max_fee = b.max_fee_per_gas_wei
-            priority = min(b.priority_fee_wei, max(0, max_fee - blk.base_fee))
-            net = gross - gas * (blk.base_fee + priority)
-            if max_fee < blk.base_fee:
-                reason = "our max fee is below block N's base fee"
-        else:
+        if not all(int(r.get("status", "0x0"), 16) == 1 for r in mine):
+            return _Run(None, None, None, victim_ok, victim_pools)
+        gross = hex_quantity(results[-1]["returnData"]) - hex_quantity(results[prefix_len]["returnData"])
+        gas = sum(hex_quantity(r["gasUsed"]) for r in mine)
+        priority = min(b.priority_fee_wei, max(0, b.max_fee_per_gas_wei - blk.base_fee))
+        return _Run(gross, gas, gross - gas * (blk.base_fee + priority), victim_ok, victim_pools)
+
+    def _judge(self, b: Bundle, blk: _Block, k: int, reply: Any, base_reply: Any = None) -> Settlement:
+        ours = {"0x" + h.hex() for h in b.our_tx_hashes}
+        pools = {hop.pair.lower() for hop in b.candidate.route}
+        victim = None if b.victim_hash_hex is None else b.victim_hash_hex.lower()
+        run = self._ours(b, blk, reply)
+        base = None if base_reply is None else self._ours(b, blk, base_reply)
+        gross, gas, net = run.gross, run.gas, run.net
+        reason = ""
+        if net is None:
             reason = "our backrun reverts at the victim's position"
+        elif b.max_fee_per_gas_wei < blk.base_fee:
+            reason = "our max fee is below block N's base fee"
 
         victim_status = VictimStatus.NONE if victim is None else VictimStatus.IN_BLOCK
+        victim_reverted = None
+        if k >= 0:
+            victim_reverted = int(str(blk.receipts[k].get("status", "0x1")), 16) != 1
         common: dict[str, Any] = dict(
             bundle=b, block_hash=blk.hash, victim_status=victim_status,
             victim_block=None if victim is None else blk.number, victim_index=None if k < 0 else k,
             counterfactual_gross_wei=gross, counterfactual_net_wei=net, counterfactual_gas=gas,
+            victim_reverted=victim_reverted,
+            baseline_gross_wei=None if base is None else base.gross,
+            baseline_gas=None if base is None else base.gas,
         )
         if ours and ours <= set(blk.index):
             realised = sum(self._value(blk.receipts[blk.index[h]], self._searcher) for h in ours)
-            return Settlement(**common, outcome=SettlementOutcome.INCLUDED, reason=reason,
-                              realised_profit_wei=realised)
+            return self._explained(Settlement(**common, outcome=SettlementOutcome.INCLUDED, reason=reason,
+                                              realised_profit_wei=realised), run, base, blk.base_fee)
 
         def others(idx: range, watched: set[str] | frozenset[str]) -> list[int]:
             return [i for i in idx if blk.touched[i] & watched
                     and str(blk.txs[i]["hash"]).lower() not in ours and str(blk.txs[i]["hash"]).lower() != victim]
 
         # Before the victim, the victim's own pools count too: its effect on ours flows through them
-        # (seen on the devnet: a swap on the victim's first hop changed our gas by 4,800).
-        before_victim = others(range(0, max(k, 0)), pools | (blk.touched[k] if k >= 0 else frozenset()))
+        # (seen on the devnet: a swap on the victim's first hop changed our gas by 4,800). Its pools
+        # are read from its receipt in block N and from the baseline simulation: a victim that
+        # reverts in block N has no logs, and what made it revert (a swap on one of its other pools)
+        # was invisible (seen in the 30-minute run: 19.8e15 wei more, nothing "moved").
+        victim_pools = (blk.touched[k] if k >= 0 else frozenset()) | (base.victim_pools if base else frozenset())
+        before_victim = others(range(0, max(k, 0)), pools | victim_pools)
         if before_victim:
             return Settlement(**common, outcome=SettlementOutcome.STATE_MOVED_BEFORE_VICTIM,
                               reason=reason or "pools moved before the victim",
                               moved_by=tuple(str(blk.txs[i]["hash"]).lower() for i in before_victim))
+        if base is not None and (run.gross != base.gross or run.victim_ok != base.victim_ok):
+            # No pool event before the victim, yet block N's prefix changes the victim or our gross
+            # (a token transfer into a pool, a balance or allowance the victim depends on): the
+            # pools' state as we trade them moved before the victim all the same.
+            what = ("the victim reverts behind them" if base.victim_ok and not run.victim_ok
+                    else f"our gross is {_fmt(run.gross)} wei behind them, {_fmt(base.gross)} without them")
+            return Settlement(**common, outcome=SettlementOutcome.STATE_MOVED_BEFORE_VICTIM,
+                              reason=reason or f"block N's transactions before the victim change the outcome "
+                                               f"without a pool event: {what}")
         after_victim = others(range(k + 1, len(blk.txs)), pools)
         if after_victim:
             # The winner is the first to touch our pools after the victim, with its sender's next
@@ -539,12 +666,35 @@ class Settler:
                 if str(blk.txs[i]["from"]).lower() != first:
                     break
                 group.append(i)
-            return Settlement(**common, outcome=SettlementOutcome.LOST_TO_COMPETITOR, reason=reason,
-                              winners=tuple(self._winner(blk, i) for i in group))
+            return self._explained(Settlement(**common, outcome=SettlementOutcome.LOST_TO_COMPETITOR, reason=reason,
+                                              winners=tuple(self._winner(blk, i) for i in group)), run, base, blk.base_fee)
         if net is None or b.max_fee_per_gas_wei < blk.base_fee:
             # Nothing else explains it: our backrun could not have run there (say why).
             return Settlement(**common, outcome=SettlementOutcome.UNKNOWN, reason=reason)
-        return Settlement(**common, outcome=SettlementOutcome.WOULD_HAVE_WON, reason=reason)
+        return self._explained(Settlement(**common, outcome=SettlementOutcome.WOULD_HAVE_WON, reason=reason),
+                               run, base, blk.base_fee)
+
+    def _explained(self, s: Settlement, run: _Run, base: _Run | None, base_fee: int) -> Settlement:
+        """Attach the measured reason the counterfactual differs from the prediction (if it does)."""
+        b = s.bundle
+        if run.net is None or run.gross is None or run.gas is None:
+            return s
+        if run.net == b.expected_net_profit_wei:
+            return attrs.evolve(s, deviation=Deviation.NONE)
+        if s.victim_reverted:
+            return attrs.evolve(s, deviation=Deviation.VICTIM_REVERTED,
+                                deviation_detail="the victim reverts in block N: our backrun runs without its effect")
+        if base is not None and base.gas is not None and run.gas != base.gas and run.gross == base.gross:
+            return attrs.evolve(s, deviation=Deviation.GAS_AT_POSITION, deviation_detail=(
+                f"block N's transactions before the victim change our gas by {run.gas - base.gas:+d} "
+                f"({base.gas} right behind the victim alone, {run.gas} at its real position), not our gross"))
+        ref = base if base is not None else run
+        if ref.gross != b.expected_gross_profit_wei or ref.gas != b.gas_used:
+            return attrs.evolve(s, deviation=Deviation.PREDICTION_STATE, deviation_detail=(
+                f"on block N-1 with block N's header, gross {_fmt(ref.gross)} and gas {ref.gas} "
+                f"(predicted {b.expected_gross_profit_wei} and {b.gas_used})"))
+        return attrs.evolve(s, deviation=Deviation.BASE_FEE, deviation_detail=(
+            f"block N's base fee is {base_fee} wei, we priced {b.base_fee_wei}"))
 
     def _value(self, r: dict[str, Any], who: str) -> int:
         """WETH into ``who`` minus out of it in one receipt, minus the gas it paid (if it sent it)."""

@@ -66,6 +66,7 @@ if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
 
     from aether.actors import Feedback
+    from aether.risk import RiskLatch
 
 from ._supervise import ActorSpec, RestartPolicy
 
@@ -99,6 +100,8 @@ class Pipeline:
     verdicts: trio.MemoryReceiveChannel[Verdict]
     feedback: trio.MemorySendChannel[Feedback]
     ticks: trio.MemoryReceiveChannel[Tick] | None
+    #: Risk's HALT/PAUSE state, read by the live submit actor right before each send.
+    latch: RiskLatch | None = None
 
 
 
@@ -106,7 +109,7 @@ class Pipeline:
 def build_pipeline(rt: Runtime, *, tail_wants_ticks: bool, settle: bool = True) -> Pipeline:
     """Build every actor up to risk. The caller appends the end of the line."""
     from aether.bundle import BundleBuilder, NonceTracker
-    from aether.risk import RiskEngine, RiskStore
+    from aether.risk import RiskEngine, RiskLatch, RiskStore
     from aether.settlement import Settler
 
     s = rt.settings
@@ -139,6 +142,7 @@ def build_pipeline(rt: Runtime, *, tail_wants_ticks: bool, settle: bool = True) 
     builder = BundleBuilder(rt.signer, rt.chain_id, tip_share_bps=s.tip_share_bps, nonces=nonces)
     store = RiskStore(s.state_file)
     external_halts: set[str] = set()  # halts from the tail; must survive a risk restart
+    latch = RiskLatch(external=external_halts)  # the engine writes it; the submitter reads it
 
     specs: list[ActorSpec] = [
         ActorSpec(
@@ -189,7 +193,7 @@ def build_pipeline(rt: Runtime, *, tail_wants_ticks: bool, settle: bool = True) 
         ActorSpec(
             "risk",
             # A fresh engine reloads the persisted state: a panic cannot reset a loss limit.
-            lambda: RiskActor(engine=RiskEngine(s.risk, store=store, metrics=rt.metrics), metrics=rt.metrics,
+            lambda: RiskActor(engine=RiskEngine(s.risk, store=store, metrics=rt.metrics, latch=latch), metrics=rt.metrics,
                               inbox=risk_rx, feedback=feedback_rx, out=verdict_tx, halts=external_halts),
             outputs=[verdict_tx],
             policy=RestartPolicy(max_restarts=3, window_s=60.0),
@@ -211,4 +215,4 @@ def build_pipeline(rt: Runtime, *, tail_wants_ticks: bool, settle: bool = True) 
             outputs=[tail_verdict_tx, inflight_halt],
         )
     )
-    return Pipeline(specs=specs, verdicts=tail_verdict_rx, feedback=feedback_tx, ticks=tail_rx)
+    return Pipeline(specs=specs, verdicts=tail_verdict_rx, feedback=feedback_tx, ticks=tail_rx, latch=latch)

@@ -34,11 +34,14 @@ def build_live_tree(rt: Runtime, *, auth: LocalAccount) -> list[ActorSpec]:
     ticks = p.ticks
     assert ticks is not None
     feedback = p.feedback
+    latch = p.latch
+    assert latch is not None
     p.specs.append(
         ActorSpec(
             "submit",
             lambda: SubmitActor(submitter=submitter, tracker=tracker, run_dir=rt.run_dir, metrics=rt.metrics,
-                                inbox=p.verdicts, ticks=ticks, feedback=feedback, deadline_s=s.builder_timeout_s),
+                                inbox=p.verdicts, ticks=ticks, feedback=feedback, deadline_s=s.builder_timeout_s,
+                                latch=latch),
             outputs=[feedback],
         )
     )

@@ -210,13 +210,14 @@ async def test_node_failure_is_not_an_outcome() -> None:
     assert m.value("aether_inclusion_unknown_total", source="block_arb") == 1
 
 
-async def test_submit_actor_records_an_unknown_outcome_but_gives_risk_no_pnl(tmp_path: Path) -> None:
+async def test_submit_actor_records_an_unknown_outcome_and_risk_pauses_without_pnl(tmp_path: Path) -> None:
     import trio
     import trio.testing
 
     from aether.dumps import RunDir
     from aether.inclusion import Outcome
     from aether.messages import Tick, Verdict
+    from aether.risk import RiskLatch
     from aether.submit import SubmitActor
 
     from factories import make_bundle
@@ -236,15 +237,27 @@ async def test_submit_actor_records_an_unknown_outcome_but_gives_risk_no_pnl(tmp
     t_tx, t_rx = trio.open_memory_channel[Tick](4)
     f_tx, f_rx = trio.open_memory_channel[Any](4)
     actor = SubmitActor(submitter=None, tracker=Tracker(), run_dir=run_dir, metrics=Metrics(), inbox=v_rx,
-                        ticks=t_rx, feedback=f_tx, deadline_s=1.0)
+                        ticks=t_rx, feedback=f_tx, deadline_s=1.0, latch=RiskLatch())
     async with trio.open_nursery() as nursery:
         await nursery.start(actor.run)
         await t_tx.send(Tick(_head(103), 1, 1, 1, 0))
         with trio.fail_after(5):
             assert await f_rx.receive() is outcomes[0]  # the miss feeds risk ...
+            assert await f_rx.receive() is outcomes[1]  # ... so does the unknown (fail closed)
         await v_tx.aclose()
-    with pytest.raises(trio.WouldBlock):
-        f_rx.receive_nowait()  # ... the unknown does not: no known money moved
+    # What risk does with them: the unknown moves no money, but PAUSEs (we do not keep sending blind).
+    from aether.config import RiskLimits
+    from aether.messages import RiskState
+    from aether.risk import RiskEngine
+
+    engine = RiskEngine(RiskLimits(pause_s=60), clock=lambda: 0.0)
+    engine.on_tick(Tick(_head(103), 1, 10**18, 0, 0))
+    for o in outcomes:
+        engine.on_outcome(o.bundle.source, included=o.included, reverted=o.reverted,
+                          realised_pnl_wei=o.realised_profit_wei, unknown=o.unknown)
+    snap = engine.state
+    assert snap.status == RiskState.PAUSED and snap.paused_until == 60.0
+    assert snap.daily_pnl_wei == 0 and snap.revert_times == ()
     lines = [orjson.loads(x) for x in actor.inclusions_path.read_bytes().splitlines()]
     assert [(x["arb_id"], x["included"], x["unknown"]) for x in lines] == [
         (missed.arb_id, False, False), (lost.arb_id, False, True)]

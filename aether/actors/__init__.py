@@ -7,7 +7,7 @@ the submit actor in ``aether.submit``, which the shadow path never imports.
 
 from ._build import BuilderActor
 from ._dumping import DumpWriter
-from ._inflight import InFlightActor, InFlightLedger, SettlementFile
+from ._inflight import AppendOnlyFile, InFlightActor, InFlightLedger, SettlementFile
 from ._risk import Feedback, HaltRequest, RiskActor, ask_risk
 from ._shadow import ShadowSink
 from ._sources import HeadsActor, IntakeActor, IntakeSkip, RecentHashes, balance_calls
@@ -15,6 +15,7 @@ from ._strategy import StrategyActor
 from ._validate import ValidatorActor
 
 __all__ = [
+    "AppendOnlyFile",
     "BuilderActor",
     "DumpWriter",
     "Feedback",

@@ -59,7 +59,7 @@ from ..metrics import Metrics
 from ..settlement import GIVE_UP_AFTER, Retry, Settlement, SettlementOutcome, unknown
 from ._risk import HaltRequest, ask_risk
 
-__all__ = ["InFlightActor", "InFlightLedger", "InFlightStatistics", "SettlementFile", "SettlerLike"]
+__all__ = ["AppendOnlyFile", "InFlightActor", "InFlightLedger", "InFlightStatistics", "SettlementFile", "SettlerLike"]
 
 log = logging.getLogger("aether.actors.inflight")
 
@@ -104,8 +104,16 @@ class InFlightStatistics:
     lost: int = 0  # rows dropped at the bound or unwritten at the stop
 
 
-class SettlementFile:
-    """``settlements.jsonl``: one JSON line per settled bundle, fsynced, 0600."""
+class AppendOnlyFile:
+    """An append-only JSONL record (``settlements.jsonl``, ``inclusions.jsonl``): 0600, fsynced per line.
+
+    One class for both files, so both keep the same durability promise. Opened
+    on the first line (a run that records nothing leaves no empty file).
+    :meth:`append` blocks on the disk: callers run it in a worker thread (or
+    inline in clock-driven tests), count an ``OSError`` and decide what to
+    retry (the in-flight actor keeps a bounded queue; the submit actor asks
+    risk to HALT).
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -125,6 +133,10 @@ class SettlementFile:
         fd, self._fd = self._fd, None
         if fd is not None:
             os.close(fd)
+
+
+#: ``settlements.jsonl`` (the name the tree and tests know it by).
+SettlementFile = AppendOnlyFile
 
 
 class InFlightActor:
@@ -159,7 +171,7 @@ class InFlightActor:
         *,
         ledger: InFlightLedger,
         settler: SettlerLike,
-        records: SettlementFile,
+        records: AppendOnlyFile,
         metrics: Metrics,
         inbox: trio.MemoryReceiveChannel[Verdict],
         out: trio.MemorySendChannel[Verdict],
@@ -387,7 +399,7 @@ class InFlightActor:
             return
         r = s.record()
         doc = {k: r[k] for k in ("outcome", "reason", "target_block", "victim_status", "counterfactual_net_wei",
-                                 "error_wei", "realised_profit_wei", "winner_tx_hashes")}
+                                 "error_wei", "realised_profit_wei", "winner_tx_hashes", "deviation")}
         try:
             if self._threaded:
                 done = await trio.to_thread.run_sync(self._dumps.annotate_settlement, s.bundle.arb_id, doc)

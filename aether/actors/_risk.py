@@ -138,6 +138,7 @@ class RiskActor:
                         included=msg.included,
                         reverted=msg.reverted,
                         realised_pnl_wei=msg.realised_profit_wei,
+                        unknown=msg.unknown,  # no P&L, but a PAUSE: fail closed
                     )
                 except RiskError as exc:  # the engine halted itself until it can save again
                     log.error("risk state not saved after an outcome: %s", exc)

@@ -140,6 +140,9 @@ def summarise_settlements(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
         "would_have_won_rate": (would / n) if n else None,
         "counterfactual_error_wei": _dist(errors),
         "counterfactual_exact": sum(1 for e in errors if e == 0),
+        # Every inexact would_have_won/included row names its measured cause ("unexplained": none given).
+        "counterfactual_deviations": dict(Counter(
+            str(r.get("deviation") or "unexplained") for r in wins if int(r["error_wei"]) != 0).most_common()),
         "state_moved_change_wei": _dist(moved),
         "state_moved_reverts": len(moved_rows) - len(moved),
         "winners_tip_share_bps": _dist(tips),
@@ -168,6 +171,9 @@ def render_settlement_text(rows: Sequence[dict[str, Any]]) -> str:
     if e["n"]:
         lines.append(f"  counterfactual - predicted (would_have_won/included): {s['counterfactual_exact']} of {e['n']} "
                      f"exact to the wei; p10 {e['p10']} p50 {e['p50']} p90 {e['p90']} wei (min {e['min']}, max {e['max']})")
+        if s["counterfactual_deviations"]:
+            lines.append("    not exact, by measured cause: " + ", ".join(
+                f"{k}={v}" for k, v in s["counterfactual_deviations"].items()))
     m = s["state_moved_change_wei"]
     if m["n"] or s["state_moved_reverts"]:
         lines.append(f"  profit change when state moved before the victim: p10 {m['p10']} p50 {m['p50']} "

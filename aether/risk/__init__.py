@@ -28,6 +28,7 @@ from ._gates import (
     victim_age_ms,
     victim_freshness,
 )
+from ._latch import LATCH_UNPUBLISHED, RiskLatch
 from ._state import HALT_GATES, STATE_VERSION, RiskEngine, RiskStatistics
 from ._store import RiskStore, StoreStatistics
 
@@ -36,8 +37,10 @@ __all__ = [
     "GATE_FUNCTIONS",
     "GATE_FUNCTIONS_BY_SOURCE",
     "HALT_GATES",
+    "LATCH_UNPUBLISHED",
     "STATE_VERSION",
     "RiskEngine",
+    "RiskLatch",
     "RiskSnapshot",
     "RiskStatistics",
     "RiskStore",

@@ -47,6 +47,7 @@ from ..fees import next_base_fee
 from ..messages import GATES, HALT_GATES, RISK_ERROR, Bundle, Head, RiskDecision, Tick, Verdict
 from ..metrics import Metrics
 from ._gates import ACTIVE, GATE_FUNCTIONS_BY_SOURCE, HALTED, PAUSED, RiskSnapshot, dedup_key
+from ._latch import RiskLatch
 from ._store import RiskStore
 
 __all__ = ["HALT_GATES", "STATE_VERSION", "RiskEngine", "RiskStatistics"]
@@ -109,8 +110,11 @@ class RiskEngine:
         metrics: Metrics | None = None,
         clock: Callable[[], float] = trio.current_time,
         wall_clock: Callable[[], _dt.datetime] = _utc_now,
+        latch: RiskLatch | None = None,
     ) -> None:
         self.limits = limits
+        #: Written at every state change; the submitter reads it right before each send.
+        self.latch = latch
         self._store = store
         self._metrics = metrics
         self._clock = clock
@@ -340,7 +344,8 @@ class RiskEngine:
             del self._dedup[block]
         self._persist()
 
-    def on_outcome(self, source: str, included: bool, reverted: bool, realised_pnl_wei: int) -> None:
+    def on_outcome(self, source: str, included: bool, reverted: bool, realised_pnl_wei: int,
+                   unknown: bool = False) -> None:
         """The fate of one published bundle: daily P&L and the revert streak.
 
         ``realised_pnl_wei`` counts for the current UTC day (negative for a loss,
@@ -349,6 +354,12 @@ class RiskEngine:
         (reverts older than the window drop out); ``max_reverts`` of them PAUSE
         until ``now + pause_s`` (extending a running pause). A landed,
         non-reverted bundle resets the streak; a miss (not included) leaves it.
+
+        ``unknown``: the node never let the tracker judge a bundle we sent (it
+        may have landed, reverted, cost gas): no known money moved, so the P&L
+        and the streak are left alone, but risk PAUSEs for ``pause_s`` (fail
+        closed: do not keep sending while the chain cannot tell us what our
+        bundles did).
 
         Raises:
             TypeError: ``realised_pnl_wei`` is not an int (money is integer wei).
@@ -359,6 +370,12 @@ class RiskEngine:
         self._outcomes += 1
         now = self._clock()
         self._roll_day()
+        if unknown:
+            until = now + self.limits.pause_s
+            if self._paused_until is None or until > self._paused_until:
+                self._paused_until = until
+            self._persist()
+            return
         self._pnl += realised_pnl_wei
         if self._pnl < -self.limits.daily_loss_limit_wei:
             self._halts["daily_pnl"] = str(self._pnl)
@@ -412,6 +429,9 @@ class RiskEngine:
         self._halts_counted = on
 
     def _publish(self) -> None:
+        if self.latch is not None:
+            self.latch.publish(halts=(*sorted(self._halts), *((RISK_ERROR,) if self._store_failed else ())),
+                               paused_until=self._paused_until, clock=self._clock)
         if self._metrics is None:
             return
         self._count_halts()

@@ -6,10 +6,11 @@ The shadow supervision tree never imports this package (a test checks
 
 from ._actor import SubmitActor
 from ._flashbots import HEADER, flashbots_signature, recover_flashbots_signer
-from ._submitter import OUTCOMES, Submitter, SubmitterStatistics, send_bundle_body
+from ._submitter import MAX_RESPONSE_BYTES, OUTCOMES, Submitter, SubmitterStatistics, send_bundle_body
 
 __all__ = [
     "HEADER",
+    "MAX_RESPONSE_BYTES",
     "OUTCOMES",
     "SubmitActor",
     "Submitter",

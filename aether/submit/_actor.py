@@ -4,11 +4,17 @@ Every verdict is dumped (``live_mempool_<ts>/bundles``) exactly as in shadow
 mode, through the same :class:`~aether.actors.DumpWriter`. A verdict
 that passed every gate is sent to every builder unless its target block has
 already been reached, its candidate was never validated (never send what was
-not simulated), or its dump could not be written (never send what we cannot
-account for: outcome ``not_recorded``, while risk is asked to HALT). After each head the inclusion tracker
-reports what landed; outcomes go back to risk (daily P&L, revert streak), except
-an ``unknown`` one (the node never let the tracker judge it: no known money
-moved), and each one is appended to ``<run dir>/inclusions.jsonl`` (one JSON object a
+not simulated), its dump could not be written (never send what we cannot
+account for: outcome ``not_recorded``, while risk is asked to HALT), or risk is
+no longer ACTIVE: a verdict passes risk, then waits (in the channel, for its
+dump, for a send slot) while a HALT may latch, so the tree's
+:class:`~aether.risk.RiskLatch` is read when the verdict arrives and again
+synchronously right before the send (outcome ``risk_latched``, its dump
+relabelled if it was already written, counted in the risk-rejection metric of
+its source). After each head the inclusion tracker
+reports what landed; outcomes go back to risk (daily P&L, revert streak; an
+``unknown`` one, which the node never let the tracker judge, moves no P&L but
+PAUSEs risk: we do not keep sending blind), and each one is appended to ``<run dir>/inclusions.jsonl`` (one JSON object a
 line, flushed and fsynced before the next, file mode 0600), which the rollout
 runbook's Stage C gate reads. Writing happens in a worker thread so a slow
 disk never stalls the event loop; a line that cannot be written is counted
@@ -18,7 +24,6 @@ and asks risk to HALT, like an unwritable dump.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,10 +31,12 @@ import orjson
 
 import trio
 
-from ..actors import DumpWriter, Feedback, HaltRequest, ask_risk
+from ..actors import AppendOnlyFile, DumpWriter, Feedback, HaltRequest, ask_risk
 from ..dumps import RunDir
-from ..messages import ActorStatistics, HaltReason, Tick, Verdict
+from ..dumps import write_json_atomic
+from ..messages import ActorStatistics, HaltReason, RiskState, Source, Tick, Verdict
 from ..metrics import Metrics
+from ..risk import RiskLatch
 from ._submitter import Submitter
 
 if TYPE_CHECKING:
@@ -41,6 +48,9 @@ log = logging.getLogger("aether.actors.submit")
 
 #: The HALT reason while outcomes cannot be recorded (lifted by the next good write).
 _RECORD_HALT = HaltReason.INCLUSIONS_WRITABLE
+#: Dump outcome and risk-rejection reason of a passed verdict held back because risk
+#: HALTED or PAUSED after it passed (it waited in the queue meanwhile).
+LATCHED = "risk_latched"
 
 
 class SubmitActor:
@@ -55,9 +65,13 @@ class SubmitActor:
         ticks: trio.MemoryReceiveChannel[Tick],
         feedback: trio.MemorySendChannel[Feedback],
         deadline_s: float,
+        latch: RiskLatch,
         max_concurrent: int = 8,
+        threaded: bool = True,
     ) -> None:
         self._submitter = submitter
+        self._latch = latch
+        self._latched = 0
         self._tracker = tracker
         self._run_dir = run_dir
         self._metrics = metrics
@@ -69,10 +83,11 @@ class SubmitActor:
         self._head = -1
         self._sent = 0
         self._skipped = 0
-        self._writer = DumpWriter(run_dir, metrics, feedback, lost_channel="live_dumps")
+        self._threaded = threaded  # False: dumps written inline (tests that order on wait_all_tasks_blocked)
+        self._writer = DumpWriter(run_dir, metrics, feedback, lost_channel="live_dumps", threaded=threaded)
         self._records = 0
         self._record_failed = 0
-        self._record_fd: int | None = None
+        self._inclusions = AppendOnlyFile(run_dir.path / "inclusions.jsonl")
         self._halt_for_records = False
 
     def statistics(self) -> ActorStatistics:
@@ -80,8 +95,26 @@ class SubmitActor:
                                dropped=self._writer.lost + self._record_failed)
 
     @property
+    def latched(self) -> int:
+        """Passed verdicts not sent because risk was HALTED or PAUSED when their turn came."""
+        return self._latched
+
+    def _risk_allows(self, verdict: Verdict, where: str) -> bool:
+        """Read the risk latch now (synchronously); False and counted unless ACTIVE (fail closed)."""
+        status = self._latch.status()
+        if status is RiskState.ACTIVE:
+            return True
+        self._latched += 1
+        bundle = verdict.bundle
+        counter = self._metrics.block_arb_risk_rejected if bundle.source == Source.BLOCK_ARB else self._metrics.risk_rejected
+        counter.labels(LATCHED).inc()
+        log.error("not sending %s (%s): risk is %s (%s)", bundle.arb_id, where, status,
+                  ", ".join(self._latch.reasons()) or "paused")
+        return False
+
+    @property
     def inclusions_path(self) -> Path:
-        return self._run_dir.path / "inclusions.jsonl"
+        return self._inclusions.path
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         try:
@@ -109,9 +142,7 @@ class SubmitActor:
             await self._writer.drain(self._inbox, lambda v: "stopped" if v.passed else "rejected")
             raise
         finally:
-            fd, self._record_fd = self._record_fd, None
-            if fd is not None:
-                os.close(fd)
+            self._inclusions.close()
 
     def _decide(self, verdict: Verdict) -> str:
         if not verdict.passed:
@@ -122,11 +153,19 @@ class SubmitActor:
             return "not_validated"
         if self._head >= bundle.target_block:
             return "stale"
+        if not self._risk_allows(verdict, "queued before the latch"):
+            return LATCHED
         return "submitted"
 
     async def _submit(self, verdict: Verdict) -> None:
         bundle = verdict.bundle
         try:
+            # The latch may have gone on while the dump was written or a send slot awaited: read
+            # it again with no checkpoint between this and the request leaving.
+            if not self._risk_allows(verdict, "latched while its dump was written"):
+                self._skipped += 1
+                await self._relabel_dump(bundle.arb_id)
+                return
             deadline = trio.current_time() + self._deadline_s
             await self._submitter.submit(bundle, deadline=deadline)
             self._sent += 1
@@ -134,21 +173,30 @@ class SubmitActor:
         finally:
             self._limit.release_on_behalf_of(bundle.arb_id)
 
-    def _append_line(self, line: bytes) -> None:
-        """Worker thread: append one line, flush and fsync (the file is 0600)."""
-        if self._record_fd is None:
-            self._record_fd = os.open(self.inclusions_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        view = memoryview(line)
-        while view:
-            n = os.write(self._record_fd, view)
-            view = view[n:]
-        os.fsync(self._record_fd)
+    async def _relabel_dump(self, arb_id: str) -> None:
+        """The dump said ``submitted`` before the latch went on: say what really happened."""
+
+        def relabel() -> None:
+            path = self._run_dir.bundle_path(arb_id)
+            doc = orjson.loads(path.read_bytes())
+            if isinstance(doc, dict) and doc.get("outcome") == "submitted":
+                doc["outcome"] = LATCHED
+                write_json_atomic(path, doc)
+
+        with trio.CancelScope(shield=True):
+            try:
+                if self._threaded:
+                    await trio.to_thread.run_sync(relabel)
+                else:
+                    relabel()
+            except (OSError, orjson.JSONDecodeError) as exc:
+                log.error("dump of %s still says submitted (not sent): %s", arb_id, type(exc).__name__)
 
     async def _record(self, outcome: Outcome) -> None:
         line = orjson.dumps(outcome.record()) + b"\n"
         with trio.CancelScope(shield=True):
             try:
-                await trio.to_thread.run_sync(self._append_line, line)
+                await trio.to_thread.run_sync(self._inclusions.append, line)
             except OSError as exc:
                 self._record_failed += 1
                 self._metrics.inclusion_record_errors.inc()
@@ -173,8 +221,7 @@ class SubmitActor:
                 continue
             for outcome in outcomes:
                 await self._record(outcome)
-                if outcome.unknown:
-                    continue  # no known P&L nor revert to feed risk; recorded and counted as unknown
+                # An unknown one goes to risk too: it moves no P&L, but it PAUSEs (fail closed).
                 try:
                     self._feedback.send_nowait(outcome)
                 except trio.WouldBlock:

@@ -8,7 +8,11 @@ is only worth anything before its target block.
 
 Builder answers are outside input: every answer maps to one bounded outcome
 (``ok``, ``rpc_error``, ``http_error``, ``timeout``, ``unreachable``,
-``bad_json``), counted per builder label. Builder URLs may carry API keys, so
+``bad_json``, ``too_large``), counted per builder label. An answer is read
+from the stream and abandoned (connection closed) as soon as it passes
+:data:`MAX_RESPONSE_BYTES` or announces a longer length, like the node client's
+``AETHER_RPC_MAX_RESPONSE_BYTES``: a hostile or broken builder cannot make us
+buffer an endless body. Builder URLs may carry API keys, so
 only the configured label is ever logged or used as a metric label.
 """
 
@@ -31,7 +35,7 @@ from ..messages import Bundle
 from ..metrics import Metrics
 from ._flashbots import HEADER, flashbots_signature
 
-__all__ = ["OUTCOMES", "Submitter", "SubmitterStatistics", "send_bundle_body"]
+__all__ = ["MAX_RESPONSE_BYTES", "OUTCOMES", "Submitter", "SubmitterStatistics", "send_bundle_body"]
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +56,12 @@ if not any(isinstance(f, _RedactUrls) for f in _httpx_log.filters):
     _httpx_log.addFilter(_RedactUrls())
 
 #: ``cancelled``: the run stopped while the request was in flight (it may or may not have arrived).
-OUTCOMES: tuple[str, ...] = ("ok", "rpc_error", "http_error", "timeout", "unreachable", "bad_json", "cancelled")
+#: ``too_large``: the answer passed :data:`MAX_RESPONSE_BYTES`; reading stopped there.
+OUTCOMES: tuple[str, ...] = ("ok", "rpc_error", "http_error", "timeout", "unreachable", "bad_json", "cancelled",
+                             "too_large")
+#: Longest builder answer read. An ``eth_sendBundle`` reply is about 100 bytes (a bundle
+#: hash); 64 KiB leaves room for any error text a builder sends.
+MAX_RESPONSE_BYTES = 64 * 1024
 
 
 @attrs.frozen
@@ -74,11 +83,24 @@ def send_bundle_body(bundle: Bundle, request_id: int) -> bytes:
     )
 
 
-def _classify(resp: httpx.Response) -> str:
-    if resp.status_code != 200:
+async def _read_capped(resp: httpx.Response, cap: int) -> bytes | None:
+    """The body, or None as soon as it is longer than ``cap`` (declared or streamed)."""
+    declared = resp.headers.get("content-length", "")
+    if declared.isascii() and declared.isdigit() and len(declared) < 20 and int(declared) > cap:
+        return None
+    buf = bytearray()
+    async for chunk in resp.aiter_bytes():
+        buf += chunk
+        if len(buf) > cap:
+            return None
+    return bytes(buf)
+
+
+def _classify(status: int, content: bytes) -> str:
+    if status != 200:
         return "http_error"
     try:
-        reply: Any = orjson.loads(resp.content)
+        reply: Any = orjson.loads(content)
     except orjson.JSONDecodeError:
         return "bad_json"
     if not isinstance(reply, dict):
@@ -101,6 +123,7 @@ class Submitter:
         metrics: the process's metrics.
         timeout_s: each builder's own budget per request.
         transport: an httpx transport, for tests.
+        max_response_bytes: longest builder answer read (:data:`MAX_RESPONSE_BYTES`).
 
     Raises:
         ShadowViolation: ``shadow`` is True. The shadow tree never builds one.
@@ -115,11 +138,15 @@ class Submitter:
         metrics: Metrics,
         timeout_s: float,
         transport: httpx.AsyncBaseTransport | None = None,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
         if shadow is not False:
             raise ShadowViolation("Submitter constructed while shadow mode is on; refusing")
         if timeout_s <= 0:
             raise ValueError("timeout_s must be > 0")
+        if max_response_bytes < 1:
+            raise ValueError("max_response_bytes must be >= 1")
+        self._max_bytes = max_response_bytes
         self._builders = builders
         self._auth = auth
         self._metrics = metrics
@@ -199,8 +226,10 @@ class Submitter:
         try:
             with trio.move_on_at(min(trio.current_time() + self._timeout_s, deadline)):
                 try:
-                    resp = await self._client.post(builder.url, content=body, headers=headers)
-                    outcome = _classify(resp)
+                    async with self._client.stream("POST", builder.url, content=body, headers=headers) as resp:
+                        content = await _read_capped(resp, self._max_bytes)
+                        # Leaving the block early closes the connection: the rest is never read.
+                        outcome = "too_large" if content is None else _classify(resp.status_code, content)
                 except httpx.TimeoutException:
                     outcome = "timeout"
                 except httpx.TransportError:

@@ -152,3 +152,20 @@ def test_a_fifo_or_symlink_settlements_file_is_refused_without_blocking(tmp_path
     (run / "settlements.jsonl").symlink_to("/dev/zero")
     with pytest.raises(SettlementFileError, match="symlink"):
         load_settlements(run)
+
+
+def test_every_inexact_win_is_counted_by_its_measured_cause() -> None:
+    from aether.report._settlement import render_settlement_text
+    from aether.settlement import Deviation
+
+    b = make_bundle(target_block=100, net=10**16)
+    specs = [(10**16, Deviation.NONE), (10**16 - 12_300, Deviation.GAS_AT_POSITION),
+             (10**16 - 1, Deviation.GAS_AT_POSITION), (3 * 10**16, Deviation.VICTIM_REVERTED), (10**16 + 5, None)]
+    rs = [Settlement(bundle=attrs.evolve(b, arb_id=f"d{i}"), outcome=O.WOULD_HAVE_WON, counterfactual_net_wei=net,
+                     deviation=dev).record() for i, (net, dev) in enumerate(specs)]
+    s = summarise_settlements(rs)
+    assert s["counterfactual_exact"] == 1
+    # A row without a measured cause (written before the baseline existed) is "unexplained", never hidden.
+    assert s["counterfactual_deviations"] == {"gas_at_position": 2, "victim_reverted": 1, "unexplained": 1}
+    assert "not exact, by measured cause: gas_at_position=2, victim_reverted=1, unexplained=1" in \
+        render_settlement_text(rs)
