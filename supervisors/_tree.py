@@ -125,12 +125,15 @@ def build_pipeline(rt: Runtime, *, tail_wants_ticks: bool, settle: bool = True) 
     feedback_tx, feedback_rx = trio.open_memory_channel["Feedback"](QUEUE)
     tail_tx, tail_rx = trio.open_memory_channel[Tick](QUEUE) if tail_wants_ticks else (None, None)
 
-    # Build, risk and the tail first: a strategy inbox full of victims must not delay the
-    # heads that reset nonces, latch HALTs and prune in-flight state.
-    heads_outs: list[trio.MemorySendChannel[Tick]] = [build_tx.clone(), risk_tx.clone(), inflight_ticks_tx]
+    # The tail and in-flight first (channels of ticks only, so a send there does not wait
+    # behind candidates or bundles): the submitter must learn a mined block before anything
+    # else, or it sends bundles for a target that is already history. Then build and risk,
+    # and the strategy last: an inbox full of victims must not delay the heads that reset
+    # nonces, latch HALTs and prune in-flight state.
+    heads_outs: list[trio.MemorySendChannel[Tick]] = []
     if tail_tx is not None:
         heads_outs.append(tail_tx.clone())
-    heads_outs.append(strategy_tx.clone())
+    heads_outs += [inflight_ticks_tx, build_tx.clone(), risk_tx.clone(), strategy_tx.clone()]
     intake_out = strategy_tx.clone()
     validate_out = build_tx.clone()
     builder_out = risk_tx.clone()

@@ -164,7 +164,12 @@ class SubmitActor:
             # it again with no checkpoint between this and the request leaving.
             if not self._risk_allows(verdict, "latched while its dump was written"):
                 self._skipped += 1
-                await self._relabel_dump(bundle.arb_id)
+                await self._relabel_dump(bundle.arb_id, LATCHED)
+                return
+            if self._head >= bundle.target_block:
+                # Its target was mined while the dump was written or a send slot awaited.
+                self._skipped += 1
+                await self._relabel_dump(bundle.arb_id, "stale")
                 return
             deadline = trio.current_time() + self._deadline_s
             await self._submitter.submit(bundle, deadline=deadline)
@@ -173,14 +178,14 @@ class SubmitActor:
         finally:
             self._limit.release_on_behalf_of(bundle.arb_id)
 
-    async def _relabel_dump(self, arb_id: str) -> None:
-        """The dump said ``submitted`` before the latch went on: say what really happened."""
+    async def _relabel_dump(self, arb_id: str, outcome: str) -> None:
+        """The dump said ``submitted``, but it was not sent: say what really happened."""
 
         def relabel() -> None:
             path = self._run_dir.bundle_path(arb_id)
             doc = orjson.loads(path.read_bytes())
             if isinstance(doc, dict) and doc.get("outcome") == "submitted":
-                doc["outcome"] = LATCHED
+                doc["outcome"] = outcome
                 write_json_atomic(path, doc)
 
         with trio.CancelScope(shield=True):
@@ -212,8 +217,21 @@ class SubmitActor:
             self._halt_for_records = not ask_risk(self._feedback, HaltRequest(_RECORD_HALT, False))
 
     async def _tick_loop(self) -> None:
-        async for tick in self._ticks:
-            self._head = tick.head.number
+        """Learn each head at once; judge inclusions in a task of their own.
+
+        The inclusion check asks the node about receipts, which can take a while; the head
+        that makes queued bundles stale must not wait behind it.
+        """
+        send, recv = trio.open_memory_channel[Tick](1024)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._inclusion_loop, recv)
+            async with send:
+                async for tick in self._ticks:
+                    self._head = max(self._head, tick.head.number)
+                    await send.send(tick)
+
+    async def _inclusion_loop(self, ticks: trio.MemoryReceiveChannel[Tick]) -> None:
+        async for tick in ticks:
             try:
                 outcomes = await self._tracker.on_head(tick.head)
             except Exception as exc:  # the node may fail us; retried at the next head
