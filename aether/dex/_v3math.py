@@ -421,6 +421,10 @@ class TickTable:
     liquidity_net: Mapping[int, int]
     word_lo: int
     word_hi: int
+    #: ``(tick, lte) -> (next tick, initialized, its sqrt ratio)``, filled by the exact-in swap:
+    #: a sizing quotes the same state thousands of times, and every quote starts with the
+    #: same lookup. A function of the frozen fields above, so it never goes stale; bounded.
+    _next_cache: dict[int, tuple[int, bool, int]] = attrs.field(init=False, factory=dict, eq=False, repr=False)
 
     @classmethod
     def build(cls, spacing: int, liquidity_net: Mapping[int, int], word_lo: int, word_hi: int) -> TickTable:
@@ -523,6 +527,30 @@ def swap(
             raise V3MathError("swap: price limit ('SPL')")
     elif not (sqrt_price_x96 < sqrt_price_limit_x96 < MAX_SQRT_RATIO):
         raise V3MathError("swap: price limit ('SPL')")
+    if amount_specified > 0:
+        return _swap_exact_in(sqrt_price_x96, tick, liquidity, fee, ticks, zero_for_one, amount_specified,
+                              sqrt_price_limit_x96)
+    return _swap_general(sqrt_price_x96, tick, liquidity, fee, ticks, zero_for_one, amount_specified,
+                         sqrt_price_limit_x96)
+
+
+def _swap_general(
+    sqrt_price_x96: int,
+    tick: int,
+    liquidity: int,
+    fee: int,
+    ticks: TickTable,
+    zero_for_one: bool,
+    amount_specified: int,
+    sqrt_price_limit_x96: int,
+) -> SwapResult:
+    """The swap loop step by step through :func:`compute_swap_step`, as the contract runs it.
+
+    Exact output always comes here; exact input goes to :func:`_swap_exact_in`, and
+    ``tests/test_v3math.py`` holds the two equal on random pools (this one is the
+    plain transcription of ``UniswapV3Pool.swap``, the other its inlined twin).
+    Arguments are already checked by :func:`swap`.
+    """
     exact_input = amount_specified > 0
     remaining = amount_specified
     calculated = 0
@@ -544,30 +572,11 @@ def swap(
             target = sqrt_price_limit_x96 if sqrt_next < sqrt_price_limit_x96 else sqrt_next
         else:
             target = sqrt_price_limit_x96 if sqrt_next > sqrt_price_limit_x96 else sqrt_next
+        price, amount_in, amount_out, fee_amount = compute_swap_step(price, target, liq, remaining, fee)
         if exact_input:
-            # computeSwapStep's exact-input branch, without the work whose result is discarded:
-            # a step that stops short of its target leaves nothing remaining (its fee is the rest).
-            less_fee = remaining * (_FEE_DENOM - fee) // _FEE_DENOM
-            if zero_for_one:
-                to_target = get_amount0_delta(target, price, liq, True)
-            else:
-                to_target = get_amount1_delta(price, target, liq, True)
-            if less_fee >= to_target:
-                nxt = target
-                remaining -= to_target + mul_div_rounding_up(to_target, fee, _FEE_DENOM - fee)
-            else:
-                nxt = get_next_sqrt_price_from_input(price, liq, less_fee, zero_for_one)
-                remaining = 0
-            # getAmount1Delta / getAmount0Delta rounded down, inlined: with a uint128
-            # liquidity and uint160 prices neither product can leave uint256.
-            if zero_for_one:
-                amount_out = liq * (price - nxt) // Q96
-            else:
-                amount_out = ((liq << 96) * (nxt - price) // nxt) // price
-            price = nxt
+            remaining -= amount_in + fee_amount
             calculated -= amount_out
         else:
-            price, amount_in, amount_out, fee_amount = compute_swap_step(price, target, liq, remaining, fee)
             remaining += amount_out
             calculated += amount_in + fee_amount
         if not INT256_MIN <= calculated <= INT256_MAX:
@@ -587,6 +596,133 @@ def swap(
     else:
         amount0, amount1 = calculated, amount_specified - remaining
     return SwapResult(amount0, amount1, price, cur_tick, liq, crossed, steps)
+
+
+_NEXT_CACHE_MAX = 4096
+_LOG_Q96 = math.log(Q96)
+
+
+def _next_boundary(ticks: TickTable, tick: int, lte: bool) -> tuple[int, bool, int]:
+    """The next step boundary of a swap from ``tick``: (tick, initialized, sqrt ratio), clamped to the tick range.
+
+    Raises:
+        TicksNotLoaded: the bitmap word it would read is not in the snapshot.
+    """
+    tick_next, initialized = ticks.next_initialized_tick_within_one_word(tick, lte)
+    if tick_next < MIN_TICK:
+        tick_next = MIN_TICK
+    elif tick_next > MAX_TICK:
+        tick_next = MAX_TICK
+    return tick_next, initialized, get_sqrt_ratio_at_tick(tick_next)
+
+
+def _swap_exact_in(
+    sqrt_price_x96: int,
+    tick: int,
+    liquidity: int,
+    fee: int,
+    ticks: TickTable,
+    zero_for_one: bool,
+    amount_specified: int,
+    sqrt_price_limit_x96: int,
+) -> SwapResult:
+    """:func:`_swap_general` for an exact input, with every call of a step inlined.
+
+    The quote a sizing evaluates thousands of times: the tick-bitmap lookup, the
+    step's ``computeSwapStep`` (only the work whose result is kept: a step that
+    stops short of its target leaves nothing remaining, its fee is the rest),
+    ``getAmount0/1Delta`` and ``getNextSqrtPriceFromInput`` are written out
+    here on local variables. Every bound the contract checks is still checked
+    where it can be reached: with a uint128 liquidity and uint160 prices none of
+    the inlined products can leave uint256 (so ``mulDiv`` cannot revert), and
+    the one input-dependent overflow (``amount * sqrtP`` in the amount0 price
+    step) falls back to :func:`get_next_sqrt_price_from_input`.
+    """
+    remaining = amount_specified
+    calculated = 0
+    price = sqrt_price_x96
+    cur_tick = tick
+    liq = liquidity
+    crossed = 0
+    steps = 0
+    cache = ticks._next_cache
+    fee_keep = _FEE_DENOM - fee
+    while remaining != 0 and price != sqrt_price_limit_x96:
+        steps += 1
+        # TickBitmap.nextInitializedTickWithinOneWord on the snapshot, and the boundary's
+        # price: cached per table (the same first lookup starts every quote of a state).
+        key = (cur_tick << 1) | zero_for_one
+        hit = cache.get(key)
+        if hit is None:
+            hit = _next_boundary(ticks, cur_tick, zero_for_one)
+            if len(cache) >= _NEXT_CACHE_MAX:
+                cache.clear()
+            cache[key] = hit
+        tick_next, initialized, sqrt_next = hit
+        less_fee = remaining * fee_keep // _FEE_DENOM
+        if zero_for_one:
+            target = sqrt_price_limit_x96 if sqrt_next < sqrt_price_limit_x96 else sqrt_next
+            # getAmount0Delta(target, price, liq, roundUp): ceil(ceil(liq<<96 * (price-target) / price) / target)
+            numerator1 = liq << 96
+            to_target = -(-(-(-(numerator1 * (price - target)) // price)) // target)
+            if less_fee >= to_target:
+                nxt = target
+                remaining -= to_target + -(-(to_target * fee) // fee_keep)
+            else:
+                # getNextSqrtPriceFromAmount0RoundingUp(price, liq, less_fee, add)
+                product = less_fee * price
+                if less_fee and product <= UINT256_MAX and numerator1 + product <= UINT256_MAX:
+                    nxt = -(-(numerator1 * price) // (numerator1 + product)) & UINT160_MAX
+                else:
+                    nxt = get_next_sqrt_price_from_input(price, liq, less_fee, True)
+                remaining = 0
+            calculated -= liq * (price - nxt) // Q96  # getAmount1Delta(nxt, price, liq, roundDown)
+        else:
+            target = sqrt_price_limit_x96 if sqrt_next > sqrt_price_limit_x96 else sqrt_next
+            to_target = -(-(liq * (target - price)) // Q96)  # getAmount1Delta(price, target, liq, roundUp)
+            if less_fee >= to_target:
+                nxt = target
+                remaining -= to_target + -(-(to_target * fee) // fee_keep)
+            else:
+                # getNextSqrtPriceFromAmount1RoundingDown(price, liq, less_fee, add)
+                if less_fee <= UINT160_MAX and liq > 0:
+                    nxt = price + (less_fee << 96) // liq
+                    if nxt > UINT160_MAX:
+                        raise V3MathError("getNextSqrtPriceFromAmount1RoundingDown: uint160 overflow")
+                else:
+                    nxt = get_next_sqrt_price_from_input(price, liq, less_fee, False)
+                remaining = 0
+            calculated -= ((liq << 96) * (nxt - price) // nxt) // price  # getAmount0Delta(price, nxt, roundDown)
+        if calculated < INT256_MIN:
+            raise V3MathError("swap: amount overflows int256")
+        if nxt == sqrt_next:
+            if initialized:
+                net = ticks.liquidity_net[tick_next]
+                liq += -net if zero_for_one else net
+                if not 0 <= liq <= UINT128_MAX:
+                    raise V3MathError("swap: liquidity out of uint128 ('LS'/'LA')")
+                crossed += 1
+            cur_tick = tick_next - 1 if zero_for_one else tick_next
+        elif nxt != price:
+            # getTickAtSqrtRatio(nxt), inlined: nxt lies between two legal prices. The float
+            # only brackets the answer; the integer getSqrtRatioAtTick decides it.
+            t = math.floor((math.log(nxt) - _LOG_Q96) * _TICKS_PER_LOG)
+            if t < MIN_TICK:
+                t = MIN_TICK
+            elif t > MAX_TICK - 1:
+                t = MAX_TICK - 1
+            if get_sqrt_ratio_at_tick(t) > nxt:
+                t -= 1
+                while get_sqrt_ratio_at_tick(t) > nxt:
+                    t -= 1
+            else:
+                while t < MAX_TICK - 1 and get_sqrt_ratio_at_tick(t + 1) <= nxt:
+                    t += 1
+            cur_tick = t
+        price = nxt
+    if zero_for_one:
+        return SwapResult(amount_specified - remaining, calculated, price, cur_tick, liq, crossed, steps)
+    return SwapResult(calculated, amount_specified - remaining, price, cur_tick, liq, crossed, steps)
 
 
 def liquidity_net_from_positions(positions: Sequence[tuple[int, int, int]]) -> dict[int, int]:
