@@ -74,6 +74,11 @@ def _swap(state: V3PoolState, amount: int) -> Any:
     )
 
 
+def _cold(state: V3PoolState, amount: int) -> Any:
+    state.ticks._next_cache.clear()  # the swap's per-table step cache: as on a state never quoted
+    return _swap(state, amount)
+
+
 def amount_crossing(state: V3PoolState, n: int) -> int:
     """An amount (bisected) whose swap crosses exactly ``n`` initialised ticks."""
     lo, hi = 1, 10**30
@@ -123,7 +128,7 @@ def inprocess(reps: int = 61) -> dict[str, Any]:
     subjects: dict[str, Callable[[], object]] = {
         "v2": lambda: get_amount_out(no_cross, r_in, r_out),
         "v3_0": lambda: _swap(state, no_cross),
-        "v3_0_cold": lambda: (state.ticks._next_cache.clear(), _swap(state, no_cross)),
+        "v3_0_cold": lambda: _cold(state, no_cross),
         "v3_10": lambda: _swap(state, ten),
         "curve_0": lambda: curve.out(no_cross),
         "curve_10": lambda: curve.out(ten),

@@ -171,7 +171,7 @@ def test_v3_victims_do_on_chain_what_the_ground_truth_says(net: _Net) -> None:
             assert sum(c > 0 for c in crossed) >= len(crossed) // 4, crossed
             # A victim that moves its pool by more than the round trip's fees (5 + 30 bps on the
             # cheapest V3 tier and a V2 pair) leaves a gap worth backrunning.
-            assert sum(m > 40 for m in moves) >= len(moves) // 4, sorted(moves)
+            assert sum(m > 40 for m in moves) >= len(moves) // 6, sorted(moves)
             print(f"\n[v3 traffic] {len(sent)} victims, {reverts} reverts, crossing ticks: "
                   f"{sum(c > 0 for c in crossed)}/{len(crossed)} (max {max(crossed)}), pool moves > 40 bps: "
                   f"{sum(m > 40 for m in moves)}/{len(moves)}, median move {sorted(moves)[len(moves) // 2]:.1f} bps")
