@@ -135,7 +135,8 @@ def test_v3_init_code_hash_is_the_periphery_constant() -> None:
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is needed to run solc-js")
 def test_committed_probe_artifact_matches_a_fresh_solc_js_compile() -> None:
     contracts = Path(__file__).resolve().parents[1] / "aether" / "devnet" / "contracts"
-    fresh = subprocess.run(["node", str(contracts / "compile_v3probe.js")], capture_output=True, check=True, timeout=120)
+    fresh = subprocess.run(["node", str(contracts / "compile.js"), "V3Probe.sol", "V3Probe"], capture_output=True, check=True,
+                           timeout=120)
     compiled = json.loads(fresh.stdout)
     committed = json.loads((contracts / "V3Probe.json").read_text())
     assert compiled["bytecode"] == committed["bytecode"] and compiled["abi"] == committed["abi"]
