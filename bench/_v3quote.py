@@ -274,6 +274,8 @@ def render(ip: dict[str, Any], dn: dict[str, Any] | None, commit: str) -> str:
         "tick-bitmap lookup and one `getAmount0Delta` more. `tests/test_v3math_fastpath.py` holds the inlined loop "
         "equal to the step-by-step one (`computeSwapStep` per step) on random pools; the anvil property test holds "
         "both to the deployed pool.",
+        "- Before the inlined exact-in loop and its step cache (the previous run of this file, at `644436d`): "
+        "no-cross `swap` 9.26 us against a 1.22 us V2 quote (7.6x), ten-cross 57.30 us (47.0x).",
         "- QuoterV2 is the same quote by `eth_call` to a local anvil: the Python quote is two to three orders of "
         "magnitude cheaper, before any network distance to a real node.",
         "- The sizing p50 includes building the V3 leg from the state (a victim's swap changes the state, so the "
