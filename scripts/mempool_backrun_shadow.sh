@@ -2,8 +2,9 @@
 # mempool_backrun_shadow.sh: a supervised shadow run of aether's mempool backrun path.
 #
 # Preflight refuses to start unless AETHER_SHADOW=1 and MEMPOOL_TRACKING=1, aether is
-# installed, and the node answers (with no node configured it starts the embedded devnet
-# and stops it at the end). While the run lasts (SHADOW_DURATION_SEC, default 1800) it
+# installed, and the node answers (with no node configured it starts the embedded devnet,
+# Uniswap V2 and V3 with victims on both: its generated AETHER_CONFIG holds the V3 [[dex]]
+# block too; DEVNET_ARGS=--no-v3 leaves V3 out; and stops it at the end). While the run lasts (SHADOW_DURATION_SEC, default 1800) it
 # polls aether's metrics and exits non-zero AT ONCE if
 #   aether_executor_bundles_submitted_total{source="mempool_backrun"} ever increments
 #   (or that of any other source: shadow submits nothing at all),

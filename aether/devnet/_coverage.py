@@ -49,11 +49,14 @@ from ._anvil import run_anvil
 from ._deploy import DevnetInfo, deploy
 from ._run import _miner
 from ._traffic import VictimTraffic
-from ._universal import RouteKind, deploy_route_contracts
+from ._universal import ALL_ROUTE_KINDS, AnyRouteKind, RouteKind, deploy_route_contracts
+from ._v3 import deploy_v3_into
 
 __all__ = ["CoverageRun", "measure", "render_markdown"]
 
 _GET_RESERVES = "0x0902f1ac"
+_SLOT0 = "0x3850c7bd"
+_LIQUIDITY = "0x1a686502"
 
 
 @attrs.define
@@ -154,12 +157,20 @@ def _instrument(rec: _Record, on_post: Callable[[PendingTx, Any], None]) -> Any:
 
 
 async def _verify(rpc: RpcClient, tx: PendingTx, post: PostState, head_ts: int) -> str:
-    """The victim again on ``post.block``, then ``getReserves`` of each pool it moved, in one simulated block.
+    """The victim again on ``post.block``, then each moved pool's state, in one simulated block.
+
+    A V2 pair is read by ``getReserves``; a V3 pool by ``slot0`` and ``liquidity``
+    (its entry's ``sqrt_price_x96``, ``tick`` and ``liquidity`` must all match).
 
     Returns ``"ok"`` or why the post-state was not confirmed (a node error is retried once).
     """
-    v2 = [p for p in post.pools if isinstance(p, V2Reserves)]  # a V3 slot is held to the wei by the replay
-    calls = [victim_call(tx)] + [{"to": p.pair, "input": _GET_RESERVES, "gas": "0x30000"} for p in v2]
+    calls = [victim_call(tx)]
+    for p in post.pools:
+        addr = p.address
+        if isinstance(p, V2Reserves):
+            calls.append({"to": addr, "input": _GET_RESERVES, "gas": "0x30000"})
+        else:
+            calls += [{"to": addr, "input": _SLOT0, "gas": "0x30000"}, {"to": addr, "input": _LIQUIDITY, "gas": "0x30000"}]
     params = [{"blockStateCalls": [{"blockOverrides": {"baseFeePerGas": "0x0", "time": hex(head_ts + 1)},
                                     "calls": calls}], "validation": False}, hex(post.block)]
     for attempt in range(2):
@@ -168,10 +179,21 @@ async def _verify(rpc: RpcClient, tx: PendingTx, post: PostState, head_ts: int) 
             results = blocks[0]["calls"]
             if int(results[0]["status"], 16) != 1:
                 return "victim_reverted_on_recheck"
-            for p, r in zip(v2, results[1:], strict=True):
-                data = r["returnData"]
-                if (int(data[2:66], 16), int(data[66:130], 16)) != (p.reserve0, p.reserve1):
-                    return "reserves_differ"
+            i = 1
+            for p in post.pools:
+                data = results[i]["returnData"]
+                if isinstance(p, V2Reserves):
+                    i += 1
+                    if (int(data[2:66], 16), int(data[66:130], 16)) != (p.reserve0, p.reserve1):
+                        return "reserves_differ"
+                    continue
+                liq_data = results[i + 1]["returnData"]
+                i += 2
+                want = (p.sqrt_price_x96, p.tick, p.liquidity)
+                tick = int(data[66:130], 16)
+                tick = tick - (1 << 256) if tick >= 1 << 255 else tick  # int24, sign-extended in its word
+                if (int(data[2:66], 16), tick, int(liq_data[2:66], 16)) != want:
+                    return "v3_state_differs"
             return "ok"
         except NodeError as exc:
             if attempt:
@@ -194,16 +216,20 @@ async def measure(
     tx_rate: float = 5.0,
     block_time: float = 2.0,
     seed: int = 1,
-    mix: Mapping[RouteKind, float] | None = None,
+    mix: Mapping[RouteKind, float] | Mapping[AnyRouteKind, float] | None = None,
     workdir: Path | None = None,
     verify: bool = True,
     transfer_share: float = 0.15,
     feeder: Callable[[RpcClient, DevnetInfo, trio.Event], Awaitable[None]] | None = None,
+    v3: bool = False,
 ) -> CoverageRun:
     """Run the devnet and aether's pipeline for ``duration_s`` and score detection.
 
     ``feeder`` replaces the victim traffic (load runs: it sends until the event is set;
     no ground truth, so only the pipeline and latency figures mean anything).
+    ``v3`` deploys Uniswap V3 too (its ``[[dex]]`` block in the pipeline's config, the
+    Universal Router wired to it) so the mix may hold the V3 route kinds; the default
+    mix is then every route kind in equal shares.
     """
     from aether.config import Settings
     from aether.dumps import RunDir
@@ -213,7 +239,8 @@ async def measure(
     from supervisors._supervise import ActorSpec
     from supervisors._tree import Runtime, build_pipeline
 
-    mix = dict(mix) if mix is not None else {k: 1.0 / 3 for k in RouteKind}
+    kinds: tuple[AnyRouteKind, ...] = ALL_ROUTE_KINDS if v3 else tuple(RouteKind)
+    mix = dict[AnyRouteKind, float](mix.items()) if mix is not None else {k: 1.0 / len(kinds) for k in kinds}
     tmp = tempfile.TemporaryDirectory(prefix="aether-coverage-") if workdir is None else None
     wd = Path(tmp.name) if tmp is not None else workdir
     assert wd is not None
@@ -222,7 +249,11 @@ async def measure(
     try:
         async with run_anvil(port=0, log_path=wd / "anvil.log") as node, open_rpc(node.rpc_url, timeout=30) as rpc:
             info: DevnetInfo = await deploy(rpc, wd, seed=seed, ws_url=node.ws_url)
-            routes = await deploy_route_contracts(rpc, info)
+            v3_info = await deploy_v3_into(rpc, info, wd) if v3 else None
+            routes = await deploy_route_contracts(
+                rpc, info, v3_factory=v3_info.factory if v3_info is not None else None,
+                v3_init_code_hash=v3_info.init_code_hash if v3_info is not None else None,
+            )
             env = {
                 "AETHER_WS_URL": node.ws_url, "AETHER_RPC_URL": node.rpc_url, "AETHER_CONFIG": str(info.config_path),
                 "AETHER_SIGNER_KEY_FILE": str(info.searcher_key_file), "MEMPOOL_TRACKING": "1",
@@ -235,7 +266,7 @@ async def measure(
             metrics = Metrics()
             lock = trio.Lock()
             traffic = VictimTraffic(rpc, info, lock=lock, routes=routes, mix=mix, ground_truth=truth,
-                                    fresh_senders=True, transfer_share=transfer_share)
+                                    fresh_senders=True, transfer_share=transfer_share, v3=v3_info)
             async with open_rpc(node.rpc_url, timeout=settings.rpc_timeout_s) as arpc:
                 rt = Runtime(settings=settings, metrics=metrics, rpc=arpc, chain_id=info.chain_id, signer=signer,
                              run_dir=run_dir)
@@ -312,12 +343,14 @@ async def measure(
 
 
 def _score(truth_text: str, rec: _Record, duration_s: float, tx_rate: float, block_time: float,
-           mix: Mapping[RouteKind, float], pipeline: dict[str, Any]) -> CoverageRun:
+           mix: Mapping[AnyRouteKind, float], pipeline: dict[str, Any]) -> CoverageRun:
     lines = [json.loads(x) for x in truth_text.splitlines() if x.strip()]
     sent = Counter(x["route_kind"] for x in lines)
     rows: dict[str, dict[str, Any]] = {}
     failing: dict[str, dict[str, int]] = {}
-    for kind in RouteKind:
+    for kind in ALL_ROUTE_KINDS:
+        if kind not in mix and kind.value not in sent:
+            continue  # a V3 row only when the run had V3 traffic
         mine = [x for x in lines if x["route_kind"] == kind.value]
         moving = [x for x in mine if not x["expect_revert"] and x["pools"] and not x.get("after_pending")]
         dependent = [x for x in mine if not x["expect_revert"] and x["pools"] and x.get("after_pending")]

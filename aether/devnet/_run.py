@@ -30,9 +30,9 @@ from ..chain import RpcClient, open_rpc
 from ._anvil import run_anvil
 from ._competitor import CompetitorConfig, Competitors
 from ._deploy import DevnetInfo, deploy
-from ._traffic import DEFAULT_MIX, VictimTraffic, parse_mix
-from ._universal import RouteKind, deploy_route_contracts
-from ._v3 import deploy_v3_into
+from ._traffic import DEFAULT_MIX, DEFAULT_MIX_V3, VictimTraffic, parse_route_mix
+from ._universal import RouteKind, V3RouteKind, deploy_route_contracts
+from ._v3 import V3DevnetInfo, deploy_v3_into
 
 __all__ = ["ENV_KEYS", "DevnetReady", "devnet_main", "env_file_text", "run_devnet"]
 
@@ -114,7 +114,7 @@ async def run_devnet(
     out: TextIO | None = None,
     competitors: CompetitorConfig | None = None,
     task_status: trio.TaskStatus[DevnetReady] = trio.TASK_STATUS_IGNORED,
-    v3: bool = False,
+    v3: bool = True,
     route_mix: str | None = None,
     ground_truth: Path | None = None,
     liquidity_scale: int = 1,
@@ -134,9 +134,14 @@ async def run_devnet(
         competitors: competing searchers (needs the builder); None: none.
         out: where the ready banner goes (default stdout).
         task_status: receives a :class:`DevnetReady` once everything is up.
-        route_mix: ``KIND=WEIGHT,...`` over ``router02``, ``universal_router`` and
-            ``direct_multi_pair`` (default :data:`DEFAULT_MIX`); the Universal Router
-            and MultiSwap are deployed unless only Router02 has weight.
+        v3: deploy Uniswap V3 (factory, SwapRouter, position manager, QuoterV2 and
+            seeded pools) beside V2, add its ``[[dex]]`` block to the run's config and
+            send V3 victims (``aether devnet --no-v3`` turns it off).
+        route_mix: ``KIND=WEIGHT,...`` over ``router02``, ``universal_router``,
+            ``direct_multi_pair``, ``v3_swap_router`` and ``universal_router_v3``
+            (default :data:`DEFAULT_MIX_V3`, or :data:`DEFAULT_MIX` without V3); the
+            Universal Router and MultiSwap are deployed unless only the two routers
+            (Router02, SwapRouter) have weight.
         ground_truth: append one JSON line per victim sent (the pools it moves) here.
         liquidity_scale: pools (and the searcher's WETH) this many times deeper.
         victim_scale: victim swaps this many times bigger.
@@ -150,9 +155,11 @@ async def run_devnet(
     if traffic and tx_rate <= 0:
         raise ConfigError(f"--tx-rate={tx_rate!r}: expected a positive rate (or --no-traffic)")
     try:
-        mix = parse_mix(route_mix) if route_mix else dict(DEFAULT_MIX)
+        mix = parse_route_mix(route_mix) if route_mix else dict(DEFAULT_MIX_V3 if v3 else DEFAULT_MIX)
     except ValueError as exc:
         raise ConfigError(f"--route-mix={route_mix!r}: {exc}") from None
+    if not v3 and any(w > 0 for k, w in mix.items() if isinstance(k, V3RouteKind)):
+        raise ConfigError(f"--route-mix={route_mix!r}: a V3 route kind needs the V3 devnet (drop --no-v3)")
     for flag, scale in (("--liquidity-scale", liquidity_scale), ("--victim-scale", victim_scale)):
         if type(scale) is not int or not 1 <= scale <= 10_000:
             raise ConfigError(f"{flag}={scale!r}: expected a whole number in 1..10000")
@@ -165,15 +172,20 @@ async def run_devnet(
             # Deploy before the nursery opens, so that a failure surfaces as itself,
             # not wrapped in an exception group.
             info = await deploy(rpc, workdir, seed=seed, ws_url=node.ws_url, liquidity_scale=liquidity_scale)
-            if v3:  # Uniswap V3 beside V2 (issue 16); its [[dex]] block goes to workdir/v3.toml
-                await deploy_v3_into(rpc, info, workdir, out=out)
+            v3_info: V3DevnetInfo | None = None
+            if v3:  # Uniswap V3 beside V2 (issue 16); its [[dex]] block joins the run's config
+                v3_info = await deploy_v3_into(rpc, info, workdir, out=out)
             routes = None
-            if any(w > 0 for k, w in mix.items() if k != RouteKind.ROUTER02):
-                routes = await deploy_route_contracts(rpc, info)
+            if any(w > 0 for k, w in mix.items() if k not in (RouteKind.ROUTER02, V3RouteKind.SWAP_ROUTER)):
+                routes = await deploy_route_contracts(
+                    rpc, info,
+                    v3_factory=v3_info.factory if v3_info is not None else None,
+                    v3_init_code_hash=v3_info.init_code_hash if v3_info is not None else None,
+                )
             truth = ground_truth.open("a", encoding="utf-8") if ground_truth is not None else None
             try:
                 make_traffic = functools.partial(VictimTraffic, routes=routes, mix=mix, ground_truth=truth,
-                                                size_scale=victim_scale)
+                                                size_scale=victim_scale, v3=v3_info)
                 await _serve(rpc, info, started, block_time, tx_rate, traffic, builder, workdir, env_file, out,
                              task_status, make_traffic, competitors)
             finally:
@@ -254,7 +266,7 @@ def _banner(
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="aether devnet",
-        description="Run a local chain with two Uniswap V2 DEXes, victim traffic and a local builder.",
+        description="Run a local chain with two Uniswap V2 DEXes and Uniswap V3, victim traffic and a local builder.",
     )
     p.add_argument("--env-file", type=Path, default=None, help="write KEY=VALUE lines for `aether run` here when ready")
     p.add_argument("--block-time", type=float, default=2.0, metavar="SECONDS", help="seconds between blocks (default 2)")
@@ -263,15 +275,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", type=Path, default=Path(".devnet"), help="config, key file and logs (default .devnet)")
     p.add_argument("--seed", type=int, default=1, help="keys, prices and traffic are reproducible from it (default 1)")
     p.add_argument("--no-traffic", action="store_true", help="do not send victim traffic")
-    p.add_argument("--v3", action="store_true", help="also deploy Uniswap V3 pools (config block in WORKDIR/v3.toml)")
+    p.add_argument("--v3", action=argparse.BooleanOptionalAction, default=True,
+                   help="deploy Uniswap V3 beside V2 (default on: pools at four fee tiers, V3 victims, and the "
+                        "[[dex]] kind = \"v3\" block in the run's config); --no-v3 turns it off")
     p.add_argument(
         "--competitors", default=os.environ.get("AETHER_DEVNET_COMPETITORS", "on"), metavar="SPEC",
         help="competing searchers: on (default; 2 of them), off, or count=N,latency_ms=MS,tip_bps=BPS,miss=0..1,"
              "private=0..1 (default from AETHER_DEVNET_COMPETITORS)",
     )
     p.add_argument("--route-mix", default=os.environ.get("AETHER_DEVNET_ROUTE_MIX"), metavar="KIND=W,...",
-                   help="share of swaps per route kind: router02, universal_router, direct_multi_pair "
-                        "(default router02=0.5,universal_router=0.3,direct_multi_pair=0.2; env AETHER_DEVNET_ROUTE_MIX)")
+                   help="share of swaps per route kind: router02, universal_router, direct_multi_pair, "
+                        "v3_swap_router, universal_router_v3 (default router02=0.35,universal_router=0.2,"
+                        "direct_multi_pair=0.15,v3_swap_router=0.2,universal_router_v3=0.1; without V3 "
+                        "router02=0.5,universal_router=0.3,direct_multi_pair=0.2; env AETHER_DEVNET_ROUTE_MIX)")
     p.add_argument("--ground-truth", type=Path, default=None, metavar="FILE",
                    help="append one JSON line per victim sent: its route kind and the pools it moves")
     p.add_argument("--liquidity-scale", type=int, default=1, metavar="N",

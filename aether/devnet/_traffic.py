@@ -4,7 +4,13 @@ Many deterministic victim accounts send swaps through one of three route kinds
 (:class:`RouteKind`, split by a configurable mix): Router02 (both DEXes), the real
 Uniswap Universal Router (``WRAP_ETH``/``V2_SWAP_EXACT_IN``/``_OUT``/``UNWRAP_WETH``,
 the ``uniswap`` DEX) and direct multi-pair calls from MultiSwap (pairs of both
-DEXes in one transaction). Each swap has one of the shapes of the six
+DEXes in one transaction). With the V3 devnet (``v3=``) two more
+(:class:`V3RouteKind`) trade its pools: the real V3 SwapRouter
+(``exactInputSingle``, ``exactInput`` over token -> WETH -> token paths, and
+``multicall`` with ``unwrapWETH9`` for ETH out) and the Universal Router's
+``V3_SWAP_EXACT_IN``. V3 victims are exact-in (an exact-out shape is sent as its
+exact-in twin) and are quoted by QuoterV2 on the node's pending block, so a
+victim is sized on the state the earlier victims of the block leave. Each swap has one of the shapes of the six
 non-fee-on-transfer Router02 swap functions, over single- and multi-hop paths,
 with ETH-worth sizes drawn from a heavy-tailed (lognormal) distribution. About
 one swap in eight carries an ``amountOutMin``/``amountInMax`` it cannot meet and
@@ -42,26 +48,35 @@ from eth_utils import to_checksum_address
 
 from .._errors import BadNodeData, NodeError, RpcError
 from ..chain import RpcClient
+from ..dex._v3pool import V3PoolKey
 from ._deploy import DevnetInfo, PairInfo, selector, victim_account
 from ._universal import (
     ADDRESS_THIS,
     MSG_SENDER,
+    AnyRouteKind,
     RouteContracts,
     RouteKind,
+    V3RouteKind,
     encode_execute,
     encode_multiswap,
+    encode_v3_path,
+    route_kind as _route_kind,
     unwrap_weth,
     v2_swap_exact_in,
     v2_swap_exact_out,
+    v3_swap_exact_in,
     wrap_eth,
 )
+from ._v3 import V3_DEX_NAME, V3DevnetInfo
 
 __all__ = [
     "DEFAULT_MIX",
+    "DEFAULT_MIX_V3",
     "ETH_IN_KINDS",
     "ETH_OUT_KINDS",
     "KINDS",
     "SWAP_KINDS",
+    "parse_route_mix",
     "SentTx",
     "TrafficStatistics",
     "VictimTraffic",
@@ -92,6 +107,23 @@ _SIGNATURES = {
 _SELECTORS = {k: selector(v) for k, v in _SIGNATURES.items()}
 _GET_RESERVES = "0x" + selector("getReserves()").hex()
 _RESERVES_SLOT = "0x" + "00" * 31 + "08"
+_SLOT0 = "0x" + selector("slot0()").hex()
+_SLOT0_SLOT = "0x" + "00" * 32
+_EXACT_INPUT_SINGLE = selector("exactInputSingle((address,address,uint24,address,uint256,uint256,uint256,uint160))")
+_EXACT_INPUT = selector("exactInput((bytes,address,uint256,uint256,uint256))")
+_MULTICALL = selector("multicall(bytes[])")
+_UNWRAP_WETH9 = selector("unwrapWETH9(uint256,address)")
+_QUOTE_EXACT_INPUT = selector("quoteExactInput(bytes,uint256)")
+#: An exact-out shape sent through a V3 route goes as its exact-in twin (same ends).
+_EXACT_IN_TWIN = {
+    "swapTokensForExactTokens": "swapExactTokensForTokens",
+    "swapTokensForExactETH": "swapExactTokensForETH",
+    "swapETHForExactTokens": "swapExactETHForTokens",
+}
+#: V3 victims are this many times the V2 size draw: the seeded V3 pools hold several
+#: times the V2 pairs' depth near the price, and a victim that moves its pool less
+#: than the two legs' fees leaves nothing to backrun.
+_V3_SIZE_FACTOR = 4
 
 # Shapes (probabilities): 15% transfers; of all transactions ~10% revert on purpose.
 _P_TRANSFER = 0.15
@@ -114,22 +146,32 @@ DEFAULT_MIX: dict[RouteKind, float] = {
     RouteKind.UNIVERSAL_ROUTER: 0.3,
     RouteKind.DIRECT: 0.2,
 }
+#: The default mix when the V3 devnet is deployed (``aether devnet`` without ``--no-v3``):
+#: a third of the swaps trade V3 pools, the V2 routes keep their proportions among themselves.
+DEFAULT_MIX_V3: dict[AnyRouteKind, float] = {
+    RouteKind.ROUTER02: 0.35,
+    RouteKind.UNIVERSAL_ROUTER: 0.2,
+    RouteKind.DIRECT: 0.15,
+    V3RouteKind.SWAP_ROUTER: 0.2,
+    V3RouteKind.UNIVERSAL_ROUTER: 0.1,
+}
 
 
-def parse_mix(text: str) -> dict[RouteKind, float]:
-    """``router02=5,universal_router=3,direct_multi_pair=2`` -> shares (normalised).
+def parse_route_mix(text: str) -> dict[AnyRouteKind, float]:
+    """``router02=5,universal_router=3,direct_multi_pair=2,v3_swap_router=2`` -> shares (normalised).
+
+    Kinds of both families (:class:`RouteKind`, :class:`V3RouteKind`).
 
     Raises:
         ValueError: an unknown kind, a negative or non-numeric weight, or all zero.
     """
-    mix: dict[RouteKind, float] = {}
+    mix: dict[AnyRouteKind, float] = {}
     for part in text.split(","):
         name, sep, weight = part.strip().partition("=")
         try:
-            kind = RouteKind(name.strip())
-        except ValueError:
-            raise ValueError(f"route mix: unknown route kind {name.strip()!r}; expected one of "
-                             f"{', '.join(k.value for k in RouteKind)}") from None
+            kind = _route_kind(name.strip())
+        except ValueError as exc:
+            raise ValueError(f"route mix: {exc}") from None
         try:
             w = float(weight) if sep else float("nan")
         except ValueError:
@@ -141,6 +183,20 @@ def parse_mix(text: str) -> dict[RouteKind, float]:
     if total <= 0:
         raise ValueError("route mix: every weight is zero")
     return {k: w / total for k, w in mix.items()}
+
+
+def parse_mix(text: str) -> dict[RouteKind, float]:
+    """``router02=5,universal_router=3,direct_multi_pair=2`` -> shares (normalised); V2 route kinds only.
+
+    Raises:
+        ValueError: an unknown kind (a V3 kind included), a negative or non-numeric weight, or all zero.
+    """
+    mix = parse_route_mix(text)
+    v3 = [k.value for k in mix if not isinstance(k, RouteKind)]
+    if v3:
+        raise ValueError(f"route mix: {', '.join(v3)}: no V3 pools here; expected one of "
+                         f"{', '.join(k.value for k in RouteKind)}")
+    return {k: w for k, w in mix.items() if isinstance(k, RouteKind)}
 
 
 @attrs.frozen
@@ -162,6 +218,8 @@ class SentTx:
     #: An earlier victim of the same block moves one of these pools: this one was quoted
     #: on the state that victim leaves, so on the head alone it may do otherwise.
     after_pending: bool = False
+    #: V3 victims: initialised ticks the swap crosses, as QuoterV2 quoted it (0 for V2).
+    ticks_crossed: int = 0
 
 
 @attrs.frozen
@@ -193,6 +251,18 @@ class _Route:
     pairs: tuple[PairInfo, ...]
 
 
+@attrs.frozen
+class _V3Route:
+    """Tokens in order and the V3 pool of each hop (token/WETH pools only, so at most two hops)."""
+
+    path: tuple[str, ...]
+    pools: tuple[V3PoolKey, ...]
+
+    @property
+    def encoded(self) -> bytes:
+        return encode_v3_path(self.path, [p.fee for p in self.pools])
+
+
 class VictimTraffic:
     """Sends victim transactions on the devnet.
 
@@ -219,6 +289,8 @@ class VictimTraffic:
         transfer_share: share of plain ETH transfers (default 15%).
         size_scale: multiplies every victim's size draw (``aether devnet
             --victim-scale``: big victims on deep pools).
+        v3: the V3 devnet (:func:`aether.devnet._v3.deploy_v3`); needed by the
+            :class:`V3RouteKind` routes, and then the default mix is :data:`DEFAULT_MIX_V3`.
     """
 
     def __init__(
@@ -230,21 +302,31 @@ class VictimTraffic:
         lock: trio.Lock | None = None,
         history: int = 1000,
         routes: RouteContracts | None = None,
-        mix: Mapping[RouteKind, float] | None = None,
+        mix: Mapping[RouteKind, float] | Mapping[AnyRouteKind, float] | None = None,
         ground_truth: IO[str] | None = None,
         fresh_senders: bool = False,
         transfer_share: float = _P_TRANSFER,
         size_scale: int = 1,
+        v3: V3DevnetInfo | None = None,
     ) -> None:
         if type(size_scale) is not int or size_scale < 1:
             raise ValueError(f"size_scale must be a whole number >= 1, got {size_scale!r}")
         self._size_scale = size_scale
         self.rpc = rpc
         self.routes = routes
+        self.v3 = v3
         if mix is None:
-            mix = DEFAULT_MIX if routes is not None else {RouteKind.ROUTER02: 1.0}
-        if routes is None and any(w > 0 for k, w in mix.items() if k != RouteKind.ROUTER02):
+            if routes is None:
+                mix = {RouteKind.ROUTER02: 1.0}
+            else:
+                mix = DEFAULT_MIX_V3 if v3 is not None and routes.universal_v3_factory is not None else DEFAULT_MIX
+        mix = dict[AnyRouteKind, float](mix.items())
+        if routes is None and any(w > 0 for k, w in mix.items() if k not in (RouteKind.ROUTER02, V3RouteKind.SWAP_ROUTER)):
             raise ValueError("VictimTraffic: a route mix beyond router02 needs the route contracts (routes=...)")
+        if v3 is None and any(w > 0 for k, w in mix.items() if isinstance(k, V3RouteKind)):
+            raise ValueError("VictimTraffic: a V3 route kind in the mix needs the V3 devnet (v3=...)")
+        if mix.get(V3RouteKind.UNIVERSAL_ROUTER, 0) > 0 and (routes is None or routes.universal_v3_factory is None):
+            raise ValueError("VictimTraffic: universal_router_v3 needs a Universal Router wired to the V3 factory")
         self._mix = [(k, w) for k, w in mix.items() if w > 0]
         self._truth = ground_truth
         self._fresh = fresh_senders
@@ -265,6 +347,8 @@ class VictimTraffic:
         self._ref = {info.weth: ETHER, **{t.address: u for t, u in zip(info.tokens, info.units_per_eth, strict=True)}}
         self._pair_by_key = {(p.dex, p.token0, p.token1): p for p in info.pairs}
         self._routes = self._all_routes()
+        self._v3_routes = self._all_v3_routes()
+        self._v3_sqrt: dict[str, int] = {}  # V3 pool -> sqrtPriceX96 at the last block read
         self.recent: collections.deque[SentTx] = collections.deque(maxlen=history)
         self._by_kind: collections.Counter[str] = collections.Counter()
         self._by_route: collections.Counter[str] = collections.Counter()
@@ -308,6 +392,63 @@ class VictimTraffic:
                 if all(p is not None for p in pairs):
                     routes.append(_Route(dex.name, dex.router, path, tuple(p for p in pairs if p is not None)))
         return routes
+
+    def _all_v3_routes(self) -> list[_V3Route]:
+        if self.v3 is None:
+            return []
+        weth = self.info.weth
+        by_token: dict[str, list[V3PoolKey]] = {}
+        for p in self.v3.pools:
+            if weth in (p.token0, p.token1):
+                by_token.setdefault(p.token1 if p.token0 == weth else p.token0, []).append(p)
+        routes: list[_V3Route] = []
+        for t, pools in by_token.items():
+            for p in pools:
+                routes += [_V3Route((weth, t), (p,)), _V3Route((t, weth), (p,))]
+        for a, pa_list in by_token.items():
+            for b, pb_list in by_token.items():
+                if a != b:
+                    routes += [_V3Route((a, weth, b), (pa, pb)) for pa in pa_list for pb in pb_list]
+        return routes
+
+    def _v3_candidates(self, kind: str) -> list[_V3Route]:
+        weth = self.info.weth
+        if kind in ETH_IN_KINDS:
+            return [r for r in self._v3_routes if r.path[0] == weth]
+        if kind in ETH_OUT_KINDS:
+            return [r for r in self._v3_routes if r.path[-1] == weth]
+        return [r for r in self._v3_routes if r.path[0] != weth and r.path[-1] != weth]
+
+    def _v3_weight(self, route: _V3Route) -> float:
+        """Shape only, as :meth:`_weight`: how much this route pulls its V3 pools back to the reference."""
+        dev_sum = 0.0
+        for (x, y), pool in zip(zip(route.path, route.path[1:]), route.pools, strict=True):
+            sqrt_p = self._v3_sqrt.get(pool.address, 0)
+            if sqrt_p == 0:
+                return 0.0
+            p = (sqrt_p / 2**96) ** 2  # token1 per token0
+            y_per_x = p if x == pool.token0 else 1.0 / p
+            dev_sum += y_per_x * self._ref[x] / self._ref[y] - 1.0
+        hop_penalty = 1.0 if len(route.path) == 2 else 0.35
+        return hop_penalty * math.exp(max(-10.0, min(10.0, _REVERSION_K * dev_sum)))
+
+    async def _v3_quote(self, route: _V3Route, amount_in: int) -> tuple[int, int] | None:
+        """QuoterV2 ``quoteExactInput`` on the pending block: (amount out, initialised ticks crossed).
+
+        None when the quoter reverts (a pool ran out of liquidity for this size).
+        Raises BadNodeData on an answer that is not the quoter's shape.
+        """
+        assert self.v3 is not None
+        data = _QUOTE_EXACT_INPUT + abi_encode(["bytes", "uint256"], [route.encoded, amount_in])
+        try:
+            reply = await self.rpc.call("eth_call", [{"to": self.v3.quoter, "data": "0x" + data.hex()}, "pending"])
+        except RpcError:
+            return None
+        try:
+            out, _prices, crossed, _gas = abi_decode(["uint256", "uint160[]", "uint32[]", "uint256"], bytes.fromhex(reply[2:]))
+        except (ValueError, TypeError, AttributeError, IndexError) as exc:
+            raise BadNodeData(f"victim traffic: unexpected QuoterV2 answer ({type(exc).__name__})") from exc
+        return int(out), sum(int(c) for c in crossed)
 
     def _candidates(self, kind: str) -> list[_Route]:
         weth = self.info.weth
@@ -394,19 +535,25 @@ class VictimTraffic:
             raise BadNodeData(f"victim traffic: unexpected block ({type(exc).__name__})") from exc
         if number != self._shadow_block:
             pairs = self.info.pairs
+            v3_pools = self.v3.pools if self.v3 is not None else ()
             tag = hex(number)
             replies = await self.rpc.batch(
                 [("eth_call", [{"to": p.address, "data": _GET_RESERVES}, tag]) for p in pairs]
+                + [("eth_call", [{"to": p.address, "data": _SLOT0}, tag]) for p in v3_pools]
             )
             reserves = {}
             try:
-                for p, r in zip(pairs, replies, strict=True):
+                for p, r in zip(pairs, replies, strict=False):
                     if isinstance(r, RpcError):
                         raise r
                     r0, r1, _ = abi_decode(["uint112", "uint112", "uint32"], bytes.fromhex(r[2:]))
                     reserves[p.address] = (int(r0), int(r1))
+                for key, r in zip(v3_pools, replies[len(pairs):], strict=True):
+                    if isinstance(r, RpcError):
+                        raise r
+                    self._v3_sqrt[key.address] = int(r[2:66], 16)
             except (ValueError, TypeError, AttributeError) as exc:
-                raise BadNodeData(f"victim traffic: unexpected getReserves ({type(exc).__name__})") from exc
+                raise BadNodeData(f"victim traffic: unexpected getReserves/slot0 ({type(exc).__name__})") from exc
             self._shadow = reserves
             self._shadow_block = number
             self._touched = set()
@@ -445,7 +592,7 @@ class VictimTraffic:
         self._last_block[account.address] = block
         return account
 
-    def _pick_route_kind(self) -> RouteKind:
+    def _pick_route_kind(self) -> AnyRouteKind:
         if len(self._mix) == 1:
             return self._mix[0][0]
         return self._rng.choices([k for k, _ in self._mix], weights=[w for _, w in self._mix])[0]
@@ -456,7 +603,7 @@ class VictimTraffic:
         *,
         revert: bool | None = None,
         dex: str | None = None,
-        route_kind: RouteKind | str | None = None,
+        route_kind: AnyRouteKind | str | None = None,
     ) -> SentTx:
         """Send one victim transaction and describe it.
 
@@ -475,9 +622,13 @@ class VictimTraffic:
         """
         if kind is not None and kind not in KINDS:
             raise ValueError(f"VictimTraffic.send_tx: unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
-        rk = RouteKind(route_kind) if route_kind is not None else None
-        if rk not in (None, RouteKind.ROUTER02) and self.routes is None:
+        rk = _route_kind(route_kind) if route_kind is not None else None
+        if rk not in (None, RouteKind.ROUTER02, V3RouteKind.SWAP_ROUTER) and self.routes is None:
             raise ValueError(f"VictimTraffic.send_tx: route kind {rk} needs the route contracts")
+        if isinstance(rk, V3RouteKind) and self.v3 is None:
+            raise ValueError(f"VictimTraffic.send_tx: route kind {rk} needs the V3 devnet")
+        if rk == V3RouteKind.UNIVERSAL_ROUTER and (self.routes is None or self.routes.universal_v3_factory is None):
+            raise ValueError("VictimTraffic.send_tx: the Universal Router is not wired to the V3 factory")
         nonces = await self._sync_nonces()
         base_fee, timestamp, reserves = await self._chain_state()
         kind = kind or self._pick_kind()
@@ -490,6 +641,7 @@ class VictimTraffic:
         self._fees(tx, tx_type, base_fee)
         sent: SentTx
         effect: tuple[_Route, list[int]] | None = None
+        moved_v3: tuple[str, ...] = ()
         if kind == "transfer":
             to = self._rng.choice([*self.info.victims, "0x" + self._rng.randbytes(20).hex()])
             tx.update(to=to_checksum_address(to), value=size // 10 + 1, gas=21_000, data=b"")
@@ -499,42 +651,50 @@ class VictimTraffic:
                 revert = self._rng.random() < _P_REVERT_OF_SWAPS
             if rk is None:
                 rk = self._pick_route_kind()
-            if rk == RouteKind.UNIVERSAL_ROUTER:
-                assert self.routes is not None
-                if dex is not None and dex != self.routes.universal_dex:
-                    raise ValueError(f"VictimTraffic.send_tx: the Universal Router trades on {self.routes.universal_dex} only")
-                dex = self.routes.universal_dex
-            candidates = [r for r in self._candidates(kind) if dex is None or r.dex == dex]
-            if not candidates:
-                raise ValueError(f"VictimTraffic.send_tx: no route for {kind!r} on dex {dex!r}")
-            if self._fresh:
-                untouched = [r for r in candidates if not any(p.address in self._touched for p in r.pairs)]
-                candidates = untouched or candidates
-            weights = [self._weight(r, reserves) for r in candidates]
-            route = self._rng.choices(candidates, weights=weights if sum(weights) > 0 else None)[0]
-            deadline = timestamp + 1200
-            if rk == RouteKind.DIRECT:
-                route = self._mixed_dexes(route) if dex is None else route
-                data, value, size, amounts = self._direct_call(route, reserves, size, revert, account.address)
-                to_addr = self.routes.multiswap if self.routes is not None else ""
-                gas = 150_000 + 100_000 * (len(route.path) - 1)
+            if isinstance(rk, V3RouteKind):
+                if dex not in (None, V3_DEX_NAME):
+                    raise ValueError(f"VictimTraffic.send_tx: route kind {rk} trades on {V3_DEX_NAME} only")
+                kind = _EXACT_IN_TWIN.get(kind, kind)
+                sent = await self._v3_tx(tx, kind, rk, account.address, tx_type, revert, size, timestamp + 1200)
+                if not revert:
+                    moved_v3 = sent.pools
             else:
-                data, value, size, amounts = self._swap_call(kind, route, reserves, size, revert, account.address,
-                                                             deadline, rk)
-                to_addr = route.router if rk == RouteKind.ROUTER02 else self.routes.universal_router  # type: ignore[union-attr]
-                gas = 200_000 + 100_000 * (len(route.path) - 1) + (60_000 if rk == RouteKind.UNIVERSAL_ROUTER else 0)
-            tx.update(to=to_checksum_address(to_addr), value=value, data=data, gas=gas)
-            if not revert:
-                effect = (route, amounts)
-            if tx_type == 1 and self._rng.random() < 0.5:
-                tx["accessList"] = [
-                    {"address": to_checksum_address(p.address), "storageKeys": [_RESERVES_SLOT]} for p in route.pairs
-                ]
-            sent = SentTx(
-                b"", kind, account.address.lower(), tx_type, to_addr.lower(), route.dex, route.path, revert, size,
-                route_kind=rk.value, pools=tuple(dict.fromkeys(p.address for p in route.pairs)),
-                after_pending=any(p.address in self._touched for p in route.pairs),
-            )
+                if rk == RouteKind.UNIVERSAL_ROUTER:
+                    assert self.routes is not None
+                    if dex is not None and dex != self.routes.universal_dex:
+                        raise ValueError(f"VictimTraffic.send_tx: the Universal Router trades on {self.routes.universal_dex} only")
+                    dex = self.routes.universal_dex
+                candidates = [r for r in self._candidates(kind) if dex is None or r.dex == dex]
+                if not candidates:
+                    raise ValueError(f"VictimTraffic.send_tx: no route for {kind!r} on dex {dex!r}")
+                if self._fresh:
+                    untouched = [r for r in candidates if not any(p.address in self._touched for p in r.pairs)]
+                    candidates = untouched or candidates
+                weights = [self._weight(r, reserves) for r in candidates]
+                route = self._rng.choices(candidates, weights=weights if sum(weights) > 0 else None)[0]
+                deadline = timestamp + 1200
+                if rk == RouteKind.DIRECT:
+                    route = self._mixed_dexes(route) if dex is None else route
+                    data, value, size, amounts = self._direct_call(route, reserves, size, revert, account.address)
+                    to_addr = self.routes.multiswap if self.routes is not None else ""
+                    gas = 150_000 + 100_000 * (len(route.path) - 1)
+                else:
+                    data, value, size, amounts = self._swap_call(kind, route, reserves, size, revert, account.address,
+                                                                 deadline, rk)
+                    to_addr = route.router if rk == RouteKind.ROUTER02 else self.routes.universal_router  # type: ignore[union-attr]
+                    gas = 200_000 + 100_000 * (len(route.path) - 1) + (60_000 if rk == RouteKind.UNIVERSAL_ROUTER else 0)
+                tx.update(to=to_checksum_address(to_addr), value=value, data=data, gas=gas)
+                if not revert:
+                    effect = (route, amounts)
+                if tx_type == 1 and self._rng.random() < 0.5:
+                    tx["accessList"] = [
+                        {"address": to_checksum_address(p.address), "storageKeys": [_RESERVES_SLOT]} for p in route.pairs
+                    ]
+                sent = SentTx(
+                    b"", kind, account.address.lower(), tx_type, to_addr.lower(), route.dex, route.path, revert, size,
+                    route_kind=rk.value, pools=tuple(dict.fromkeys(p.address for p in route.pairs)),
+                    after_pending=any(p.address in self._touched for p in route.pairs),
+                )
         if tx_type == 1:
             tx.setdefault("accessList", [])
         signed = account.sign_transaction(tx)
@@ -554,6 +714,7 @@ class VictimTraffic:
         if effect is not None:
             self._apply(*effect)
             self._touched.update(p.address for p in effect[0].pairs)
+        self._touched.update(moved_v3)
         sent = attrs.evolve(sent, hash=bytes(signed.hash))
         self._sent += 1
         self._by_kind[kind] += 1
@@ -565,10 +726,81 @@ class VictimTraffic:
             self._truth.write(orjson.dumps({
                 "hash": "0x" + sent.hash.hex(), "route_kind": sent.route_kind, "kind": sent.kind,
                 "pools": list(sent.pools), "expect_revert": sent.expect_revert, "to": sent.router,
-                "after_pending": sent.after_pending,
+                "after_pending": sent.after_pending, "ticks_crossed": sent.ticks_crossed,
             }).decode() + "\n")
             self._truth.flush()
         return sent
+
+    async def _v3_tx(
+        self, tx: dict[str, Any], kind: str, rk: V3RouteKind, sender: str, tx_type: int, revert: bool, size: int,
+        deadline: int,
+    ) -> SentTx:
+        """Fill ``tx`` with one exact-in V3 victim and describe it (its hash still empty).
+
+        The route is drawn like a V2 route (weighted towards pulling its pools back to
+        the reference price); the amount out is QuoterV2's on the pending block, and the
+        slippage bound is taken below it (or, to revert, above it: "Too little received").
+        """
+        assert self.v3 is not None
+        candidates = self._v3_candidates(kind)
+        if self._fresh:
+            candidates = [r for r in candidates if not any(p.address in self._touched for p in r.pools)] or candidates
+        weights = [self._v3_weight(r) for r in candidates]
+        route = self._rng.choices(candidates, weights=weights if sum(weights) > 0 else None)[0]
+        src = route.path[0]
+        size *= _V3_SIZE_FACTOR
+        for _ in range(20):
+            amount_in = size * self._ref[src] // ETHER
+            quote = await self._v3_quote(route, amount_in) if amount_in > 0 else None
+            if quote is not None and quote[0] > 0:
+                break
+            size //= 2
+        else:
+            raise BadNodeData("victim traffic: V3 pools too shallow for any swap size")
+        out, crossed = quote
+        slip_bps = self._rng.randint(50, 300)
+        min_out = out * 11 // 10 + 1 if revert else out * (10_000 - slip_bps) // 10_000
+        eth_in, eth_out = kind in ETH_IN_KINDS, kind in ETH_OUT_KINDS
+        value = amount_in if eth_in else 0
+        hops = len(route.pools)
+        if rk == V3RouteKind.SWAP_ROUTER:
+            to_addr = self.v3.router
+            recipient = to_addr if eth_out else sender  # ETH out: the router unwraps for the victim
+            if hops == 1:
+                pool = route.pools[0]
+                call = _EXACT_INPUT_SINGLE + abi_encode(
+                    ["(address,address,uint24,address,uint256,uint256,uint256,uint160)"],
+                    [(route.path[0], route.path[1], pool.fee, recipient, deadline, amount_in, min_out, 0)],
+                )
+            else:
+                call = _EXACT_INPUT + abi_encode(
+                    ["(bytes,address,uint256,uint256,uint256)"], [(route.encoded, recipient, deadline, amount_in, min_out)]
+                )
+            if eth_out:
+                unwrap = _UNWRAP_WETH9 + abi_encode(["uint256", "address"], [min_out, sender])
+                call = _MULTICALL + abi_encode(["bytes[]"], [[call, unwrap]])
+            data, gas = call, 350_000 + 200_000 * (hops - 1) + 60_000 * crossed
+        else:
+            assert self.routes is not None
+            to_addr = self.routes.universal_router
+            commands = []
+            if eth_in:
+                commands.append(wrap_eth(ADDRESS_THIS, amount_in))
+            commands.append(v3_swap_exact_in(ADDRESS_THIS if eth_out else MSG_SENDER, amount_in, min_out,
+                                             route.encoded, not eth_in))
+            if eth_out:
+                commands.append(unwrap_weth(MSG_SENDER, min_out))
+            data, gas = encode_execute(commands, deadline), 410_000 + 200_000 * (hops - 1) + 60_000 * crossed
+        tx.update(to=to_checksum_address(to_addr), value=value, data=data, gas=gas)
+        if tx_type == 1 and self._rng.random() < 0.5:
+            tx["accessList"] = [
+                {"address": to_checksum_address(p.address), "storageKeys": [_SLOT0_SLOT]} for p in route.pools
+            ]
+        return SentTx(
+            b"", kind, sender.lower(), tx_type, to_addr.lower(), V3_DEX_NAME, route.path, revert, size,
+            route_kind=rk.value, pools=tuple(dict.fromkeys(p.address for p in route.pools)),
+            after_pending=any(p.address in self._touched for p in route.pools), ticks_crossed=crossed,
+        )
 
     def _mixed_dexes(self, route: _Route) -> _Route:
         """The same path with each hop's DEX drawn again: one transaction across both DEXes."""

@@ -5,12 +5,16 @@ deployment stays as it was):
 
 * **Universal Router** 2.1.0, the real bytecode from npm
   (``@uniswap/universal-router/artifacts``), constructed with the devnet's WETH and
-  the ``uniswap`` DEX's V2 factory and pair init-code hash (V3, V4, the migrator
-  and Across are zero: no V3 pool is deployed here). Its ``permit2`` is
+  the ``uniswap`` DEX's V2 factory and pair init-code hash, and the V3 factory and
+  pool init-code hash when V3 is deployed (V4, the migrator and Across are zero). Its ``permit2`` is
   ``DevPermit2`` (``contracts/DevPermit2.sol``): Permit2's bytecode is not on npm,
   so a stand-in with Permit2's ``approve``/``transferFrom`` takes its place.
 * **MultiSwap** (``contracts/MultiSwap.sol``): calls pairs directly, one pair's
   output sent to the next, across both DEXes in one transaction.
+
+With the V3 devnet deployed first (:mod:`aether.devnet._v3`), the Universal Router
+is also wired to the V3 factory and its pool init-code hash, so its
+``V3_SWAP_EXACT_IN`` command trades the seeded V3 pools (:class:`V3RouteKind`).
 
 Every victim approves its tokens to DevPermit2 (and through it to the router) and
 to MultiSwap once, here, so traffic can use any route kind. The command
@@ -46,15 +50,21 @@ from ._deploy import (
 __all__ = [
     "ADDRESS_THIS",
     "MSG_SENDER",
+    "ALL_ROUTE_KINDS",
+    "AnyRouteKind",
     "Command",
     "RouteContracts",
     "RouteKind",
+    "V3RouteKind",
     "deploy_route_contracts",
     "encode_execute",
     "encode_multiswap",
+    "encode_v3_path",
+    "route_kind",
     "unwrap_weth",
     "v2_swap_exact_in",
     "v2_swap_exact_out",
+    "v3_swap_exact_in",
     "wrap_eth",
 ]
 
@@ -74,9 +84,44 @@ class RouteKind(enum.StrEnum):
     DIRECT = "direct_multi_pair"
 
 
+class V3RouteKind(enum.StrEnum):
+    """Which contract a victim of a Uniswap V3 pool calls (coverage rows beside :class:`RouteKind`).
+
+    Its own enum rather than more :class:`RouteKind` members: a devnet without V3
+    (``aether devnet --no-v3``) still offers every :class:`RouteKind`, and code that
+    iterates :class:`RouteKind` keeps meaning "the V2 routes".
+    """
+
+    #: SwapRouter ``exactInputSingle`` (one pool) or ``exactInput`` (a multi-hop path).
+    SWAP_ROUTER = "v3_swap_router"
+    #: Universal Router ``V3_SWAP_EXACT_IN`` (with ``WRAP_ETH``/``UNWRAP_WETH`` for ETH ends).
+    UNIVERSAL_ROUTER = "universal_router_v3"
+
+
+#: A route kind of either family.
+AnyRouteKind = RouteKind | V3RouteKind
+#: Every route kind a victim may take, V2 first (the order of the coverage table).
+ALL_ROUTE_KINDS: tuple[AnyRouteKind, ...] = (*RouteKind, *V3RouteKind)
+
+
+def route_kind(name: str) -> AnyRouteKind:
+    """The route kind called ``name`` in either family.
+
+    Raises:
+        ValueError: no route kind has that name.
+    """
+    for family in (RouteKind, V3RouteKind):
+        try:
+            return family(name)
+        except ValueError:
+            continue
+    raise ValueError(f"unknown route kind {name!r}; expected one of {', '.join(k.value for k in ALL_ROUTE_KINDS)}")
+
+
 class Command(enum.IntEnum):
     """The Universal Router commands the devnet uses (``libraries/Commands.sol``)."""
 
+    V3_SWAP_EXACT_IN = 0x00
     V2_SWAP_EXACT_IN = 0x08
     V2_SWAP_EXACT_OUT = 0x09
     WRAP_ETH = 0x0B
@@ -92,6 +137,8 @@ class RouteContracts:
     multiswap: str
     #: The DEX whose V2 factory the Universal Router is wired to.
     universal_dex: str = "uniswap"
+    #: The V3 factory the Universal Router is wired to (None: its V3 commands cannot trade).
+    universal_v3_factory: str | None = None
 
 
 def _universal_router_artifact() -> tuple[list[Any], bytes]:
@@ -122,6 +169,28 @@ def v2_swap_exact_out(recipient: str, amount_out: int, max_in: int, path: Sequen
     )
 
 
+def encode_v3_path(tokens: Sequence[str], fees: Sequence[int]) -> bytes:
+    """A V3 ``path``: token (20 bytes), fee (3 bytes), token, ... (``libraries/Path.sol``).
+
+    Raises:
+        ValueError: not one fee fewer than tokens, or a fee outside uint24.
+    """
+    if len(tokens) != len(fees) + 1 or not fees:
+        raise ValueError(f"encode_v3_path: {len(tokens)} tokens need {len(tokens) - 1} fees, got {len(fees)}")
+    out = bytearray(bytes.fromhex(tokens[0].removeprefix("0x")))
+    for fee, token in zip(fees, tokens[1:], strict=True):
+        if not 0 <= fee < 2**24:
+            raise ValueError(f"encode_v3_path: fee {fee} is not a uint24")
+        out += fee.to_bytes(3, "big") + bytes.fromhex(token.removeprefix("0x"))
+    return bytes(out)
+
+
+def v3_swap_exact_in(recipient: str, amount_in: int, min_out: int, path: bytes, payer_is_user: bool) -> tuple[int, bytes]:
+    return Command.V3_SWAP_EXACT_IN, abi_encode(
+        ["address", "uint256", "uint256", "bytes", "bool"], [recipient, amount_in, min_out, path, payer_is_user]
+    )
+
+
 def encode_execute(commands: Sequence[tuple[int, bytes]], deadline: int) -> bytes:
     """``execute(bytes commands, bytes[] inputs, uint256 deadline)`` calldata."""
     return selector("execute(bytes,bytes[],uint256)") + abi_encode(
@@ -138,8 +207,13 @@ def encode_multiswap(token_in: str, amount_in: int, pairs: Sequence[str], amount
     )
 
 
-async def deploy_route_contracts(rpc: RpcClient, info: DevnetInfo) -> RouteContracts:
+async def deploy_route_contracts(
+    rpc: RpcClient, info: DevnetInfo, *, v3_factory: str | None = None, v3_init_code_hash: str | None = None
+) -> RouteContracts:
     """Deploy DevPermit2, the Universal Router and MultiSwap; approve every victim's tokens to them.
+
+    With ``v3_factory`` and ``v3_init_code_hash`` (the V3 devnet, deployed first) the
+    Universal Router can also trade V3 pools; without them its V3 commands revert.
 
     Raises:
         ConfigError: an artifact is missing.
@@ -153,7 +227,10 @@ async def deploy_route_contracts(rpc: RpcClient, info: DevnetInfo) -> RouteContr
     nonce = await rpc.call("eth_getTransactionCount", [deployer.address, "pending"])
     d = _Signer(deployer, info.chain_id, int(nonce, 16))
     permit2 = d.deploy("deploy DevPermit2", permit2_code, gas=1_500_000)
-    params = (permit2, info.weth, uni.factory, _ZERO, bytes.fromhex(uni.init_code_hash[2:]), bytes(32),
+    if (v3_factory is None) != (v3_init_code_hash is None):
+        raise ValueError("deploy_route_contracts: v3_factory and v3_init_code_hash go together")
+    v3_ich = bytes.fromhex(v3_init_code_hash[2:]) if v3_init_code_hash is not None else bytes(32)
+    params = (permit2, info.weth, uni.factory, v3_factory or _ZERO, bytes.fromhex(uni.init_code_hash[2:]), v3_ich,
               _ZERO, _ZERO, _ZERO, _ZERO)
     struct = "(address,address,address,address,bytes32,bytes32,address,address,address,address)"
     router = d.deploy("deploy UniversalRouter", ur_code + abi_encode([struct], [params]), gas=8_000_000)
@@ -184,4 +261,5 @@ async def deploy_route_contracts(rpc: RpcClient, info: DevnetInfo) -> RouteContr
             s.send("victim approval to MultiSwap", tok.address, approve + abi_encode(["address", "uint256"], [multiswap, 2**256 - 1]), gas=80_000)
         second.add(s)
     await _send_and_mine(rpc, second, block_gas=block_gas)
-    return RouteContracts(permit2=permit2, universal_router=router, multiswap=multiswap)
+    return RouteContracts(permit2=permit2, universal_router=router, multiswap=multiswap,
+                          universal_v3_factory=v3_factory.lower() if v3_factory is not None else None)

@@ -11,7 +11,8 @@ mints, for the tests that hold the Python math to the pool).
 Pools are seeded at several fee tiers around the V2 reference prices, a
 little out of line (so V2/V3 and V3/V3 cycles exist), each with five
 positions (a wide, a medium and a narrow range around the price, one above and
-one below it), so everyday swaps cross initialised ticks.
+one below it) and three thin ranges close to the price, so everyday swaps
+(the devnet's V3 victims) cross initialised ticks.
 
 The pool init-code hash is keccak of the ``UniswapV3Pool`` creation code in
 the npm artifact; it is checked against the constant compiled into the
@@ -60,6 +61,7 @@ from ._deploy import (
     _send_and_mine,
     _atomic_write,
     _Signer,
+    chain_toml,
     mine_until_included,
     selector,
     victim_account,
@@ -119,6 +121,9 @@ DEFAULT_POOLS = (
 )
 # (lower, upper, liquidity multiple) in ticks around the current tick, aligned to the spacing.
 _RANGES = ((-4000, 4000, 1), (-1200, 1200, 2), (-240, 240, 3), (400, 2600, 1), (-2600, -400, 1))
+#: Thin ranges close to the price (a quarter of the unit each): initialised ticks that
+#: everyday victims (a few ETH, moving a pool 10-50 bps) cross, at little extra depth.
+_LADDER = ((-30, 30), (-80, 80), (-150, 150))
 _PROBE_WETH = 5_000 * ETHER
 
 
@@ -290,6 +295,16 @@ async def deploy_v3(
                 selector(_MINT_SIG) + abi_encode([_MINT_TYPES], [params]),
                 gas=1_000_000,
             )
+        for lo_off, hi_off in _LADDER:
+            lo, hi = _aligned(centre, lo_off, hi_off, spacing)
+            a0, a1 = position_amounts(sqrt_p, lo, hi, unit // 4)
+            params = (t0, t1, spec.fee, lo, hi, a0 + 1, a1 + 1, 0, 0, me, _DEADLINE)
+            d.send(
+                f"mint V3 ladder position {spec.symbol}/WETH {spec.fee} [{lo},{hi})",
+                npm,
+                selector(_MINT_SIG) + abi_encode([_MINT_TYPES], [params]),
+                gas=1_000_000,
+            )
     # The probe mints exact-liquidity positions in tests; it pays from its own balance.
     d.send("WETH to V3Probe", weth, _call("transfer(address,uint256)", ["address", "uint256"], [probe, _PROBE_WETH]), gas=100_000)
     for t in info.tokens:
@@ -351,19 +366,24 @@ def _aligned(centre: int, lo_off: int, hi_off: int, spacing: int) -> tuple[int, 
 
 
 async def deploy_v3_into(rpc: RpcClient, info: DevnetInfo, workdir: Path, *, out: TextIO | None = None) -> V3DevnetInfo:
-    """``aether devnet --v3``: deploy V3 beside the V2 devnet and write ``workdir/v3.toml``.
+    """``aether devnet`` (V3 on unless ``--no-v3``): deploy V3 beside the V2 devnet and add it to the run's config.
 
-    The ``[[dex]] kind = "v3"`` block goes to its own file rather than into
-    ``chain.toml``, so that the running ``aether run`` config stays what the
-    V2 path reads; one line on ``out`` says where the V3 contracts are.
+    The ``[[dex]] kind = "v3"`` block is appended to the generated ``chain.toml``
+    (``info.config_path``, the ``AETHER_CONFIG`` that ``aether run`` and
+    ``scripts/mempool_backrun_shadow.sh`` read), so a run on the devnet sees
+    the V3 pools that its victims trade; it is also written alone to
+    ``workdir/v3.toml`` for tools that want only the V3 block. One line on
+    ``out`` says where the V3 contracts are.
     """
     v3 = await deploy_v3(rpc, info)
     _atomic_write(workdir / "v3.toml", v3.toml())
+    _atomic_write(info.config_path, chain_toml(info) + v3.toml())
     if out is not None:
         tiers = "/".join(str(f) for f in v3.fee_tiers)
         print(
             f"  {V3_DEX_NAME:<10} router {v3.router} factory {v3.factory} quoter {v3.quoter} "
-            f"({len(v3.pools)} pools, fee tiers {tiers}; config block in {workdir / 'v3.toml'})",
+            f"(deployed in {v3.deploy_seconds:.2f} s) "
+            f"({len(v3.pools)} pools, fee tiers {tiers}; [[dex]] block in {info.config_path} and {workdir / 'v3.toml'})",
             file=out,
         )
     return v3

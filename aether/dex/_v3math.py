@@ -421,6 +421,13 @@ class TickTable:
     liquidity_net: Mapping[int, int]
     word_lo: int
     word_hi: int
+    #: ``(price, liquidity, tick, lte) -> (next tick, initialized, its sqrt ratio, input to reach it)``,
+    #: filled by the exact-in swap: a sizing quotes the same state thousands of times, and every
+    #: quote starts with the same step. A function of the key and the frozen fields above, so it
+    #: never goes stale; bounded (cleared at :data:`_NEXT_CACHE_MAX` entries); outside equality.
+    _next_cache: dict[tuple[int, int, int, bool], tuple[int, bool, int, int]] = attrs.field(
+        init=False, factory=dict, eq=False, repr=False
+    )
 
     @classmethod
     def build(cls, spacing: int, liquidity_net: Mapping[int, int], word_lo: int, word_hi: int) -> TickTable:
@@ -523,6 +530,131 @@ def swap(
             raise V3MathError("swap: price limit ('SPL')")
     elif not (sqrt_price_x96 < sqrt_price_limit_x96 < MAX_SQRT_RATIO):
         raise V3MathError("swap: price limit ('SPL')")
+    if amount_specified < 0:
+        return _swap_general(sqrt_price_x96, tick, liquidity, fee, ticks, zero_for_one, amount_specified,
+                             sqrt_price_limit_x96)
+    # Exact input: _swap_general's loop with every call of a step inlined (the quote a
+    # sizing evaluates thousands of times). Only the work whose result is kept is done (a
+    # step that stops short of its target leaves nothing remaining, its fee is the rest);
+    # getAmount0/1Delta, getNextSqrtPriceFromInput and getTickAtSqrtRatio are written out on
+    # locals. Every bound the contract checks is still checked where it can be reached: with
+    # a uint128 liquidity and uint160 prices none of the inlined products leaves uint256 (so
+    # mulDiv cannot revert), and the one input-dependent overflow (amount * sqrtP in the
+    # amount0 price step) falls back to get_next_sqrt_price_from_input.
+    # tests/test_v3math_fastpath.py holds it equal to _swap_general on random pools.
+    remaining = amount_specified
+    calculated = 0
+    price = sqrt_price_x96
+    cur_tick = tick
+    liq = liquidity
+    crossed = 0
+    steps = 0
+    cache = ticks._next_cache
+    fee_keep = _FEE_DENOM - fee
+    while remaining != 0 and price != sqrt_price_limit_x96:
+        steps += 1
+        # The step's constants, cached per table: the next boundary (TickBitmap's
+        # nextInitializedTickWithinOneWord on the snapshot), its price, and the input
+        # that reaches it. Every quote of one state starts with the same step, and the
+        # steps of a swap that reaches its boundaries repeat from quote to quote.
+        key = (price, liq, cur_tick, zero_for_one)
+        hit = cache.get(key)
+        if hit is None:
+            hit = _step_constants(ticks, price, liq, cur_tick, zero_for_one)
+            if len(cache) >= _NEXT_CACHE_MAX:
+                cache.clear()
+            cache[key] = hit
+        tick_next, initialized, sqrt_next, to_target = hit
+        less_fee = remaining * fee_keep // _FEE_DENOM
+        if zero_for_one:
+            if sqrt_next < sqrt_price_limit_x96:  # the limit comes first: the input to reach it
+                target = sqrt_price_limit_x96
+                to_target = get_amount0_delta(target, price, liq, True)
+            else:
+                target = sqrt_next
+            if less_fee >= to_target:
+                nxt = target
+                remaining -= to_target + -(-(to_target * fee) // fee_keep)
+            else:
+                # getNextSqrtPriceFromAmount0RoundingUp(price, liq, less_fee, add)
+                numerator1 = liq << 96
+                product = less_fee * price
+                if less_fee and product <= UINT256_MAX and numerator1 + product <= UINT256_MAX:
+                    nxt = -(-(numerator1 * price) // (numerator1 + product)) & UINT160_MAX
+                else:
+                    nxt = get_next_sqrt_price_from_input(price, liq, less_fee, True)
+                remaining = 0
+            calculated -= (liq * (price - nxt)) >> 96  # getAmount1Delta(nxt, price, liq, roundDown)
+        else:
+            if sqrt_next > sqrt_price_limit_x96:
+                target = sqrt_price_limit_x96
+                to_target = -((-(liq * (target - price))) >> 96)  # getAmount1Delta(price, target, liq, roundUp)
+            else:
+                target = sqrt_next
+            if less_fee >= to_target:
+                nxt = target
+                remaining -= to_target + -(-(to_target * fee) // fee_keep)
+            else:
+                # getNextSqrtPriceFromAmount1RoundingDown(price, liq, less_fee, add)
+                if less_fee <= UINT160_MAX and liq > 0:
+                    nxt = price + (less_fee << 96) // liq
+                    if nxt > UINT160_MAX:
+                        raise V3MathError("getNextSqrtPriceFromAmount1RoundingDown: uint160 overflow")
+                else:
+                    nxt = get_next_sqrt_price_from_input(price, liq, less_fee, False)
+                remaining = 0
+            calculated -= ((liq << 96) * (nxt - price) // nxt) // price  # getAmount0Delta(price, nxt, roundDown)
+        if calculated < INT256_MIN:
+            raise V3MathError("swap: amount overflows int256")
+        if nxt == sqrt_next:
+            if initialized:
+                net = ticks.liquidity_net[tick_next]
+                liq += -net if zero_for_one else net
+                if not 0 <= liq <= UINT128_MAX:
+                    raise V3MathError("swap: liquidity out of uint128 ('LS'/'LA')")
+                crossed += 1
+            cur_tick = tick_next - 1 if zero_for_one else tick_next
+        elif nxt != price:
+            # getTickAtSqrtRatio(nxt), inlined: nxt lies between two legal prices. The float
+            # only brackets the answer; the integer getSqrtRatioAtTick decides it.
+            t = math.floor((math.log(float(nxt)) - _LOG_Q96) * _TICKS_PER_LOG)
+            if t < MIN_TICK:
+                t = MIN_TICK
+            elif t > MAX_TICK - 1:
+                t = MAX_TICK - 1
+            if get_sqrt_ratio_at_tick(t) > nxt:
+                t -= 1
+                while get_sqrt_ratio_at_tick(t) > nxt:
+                    t -= 1
+            else:
+                while t < MAX_TICK - 1 and get_sqrt_ratio_at_tick(t + 1) <= nxt:
+                    t += 1
+            cur_tick = t
+        price = nxt
+    if zero_for_one:
+        return _new_result(SwapResult, (amount_specified - remaining, calculated, price, cur_tick, liq, crossed, steps))
+    return _new_result(SwapResult, (calculated, amount_specified - remaining, price, cur_tick, liq, crossed, steps))
+
+
+
+
+def _swap_general(
+    sqrt_price_x96: int,
+    tick: int,
+    liquidity: int,
+    fee: int,
+    ticks: TickTable,
+    zero_for_one: bool,
+    amount_specified: int,
+    sqrt_price_limit_x96: int,
+) -> SwapResult:
+    """The swap loop step by step through :func:`compute_swap_step`, as the contract runs it.
+
+    Exact output always comes here; exact input goes to :func:`_swap_exact_in`, and
+    ``tests/test_v3math.py`` holds the two equal on random pools (this one is the
+    plain transcription of ``UniswapV3Pool.swap``, the other its inlined twin).
+    Arguments are already checked by :func:`swap`.
+    """
     exact_input = amount_specified > 0
     remaining = amount_specified
     calculated = 0
@@ -544,30 +676,11 @@ def swap(
             target = sqrt_price_limit_x96 if sqrt_next < sqrt_price_limit_x96 else sqrt_next
         else:
             target = sqrt_price_limit_x96 if sqrt_next > sqrt_price_limit_x96 else sqrt_next
+        price, amount_in, amount_out, fee_amount = compute_swap_step(price, target, liq, remaining, fee)
         if exact_input:
-            # computeSwapStep's exact-input branch, without the work whose result is discarded:
-            # a step that stops short of its target leaves nothing remaining (its fee is the rest).
-            less_fee = remaining * (_FEE_DENOM - fee) // _FEE_DENOM
-            if zero_for_one:
-                to_target = get_amount0_delta(target, price, liq, True)
-            else:
-                to_target = get_amount1_delta(price, target, liq, True)
-            if less_fee >= to_target:
-                nxt = target
-                remaining -= to_target + mul_div_rounding_up(to_target, fee, _FEE_DENOM - fee)
-            else:
-                nxt = get_next_sqrt_price_from_input(price, liq, less_fee, zero_for_one)
-                remaining = 0
-            # getAmount1Delta / getAmount0Delta rounded down, inlined: with a uint128
-            # liquidity and uint160 prices neither product can leave uint256.
-            if zero_for_one:
-                amount_out = liq * (price - nxt) // Q96
-            else:
-                amount_out = ((liq << 96) * (nxt - price) // nxt) // price
-            price = nxt
+            remaining -= amount_in + fee_amount
             calculated -= amount_out
         else:
-            price, amount_in, amount_out, fee_amount = compute_swap_step(price, target, liq, remaining, fee)
             remaining += amount_out
             calculated += amount_in + fee_amount
         if not INT256_MIN <= calculated <= INT256_MAX:
@@ -587,6 +700,56 @@ def swap(
     else:
         amount0, amount1 = calculated, amount_specified - remaining
     return SwapResult(amount0, amount1, price, cur_tick, liq, crossed, steps)
+
+
+_NEXT_CACHE_MAX = 256  # entries per table: a few sizings of one state; ~60 kB at most
+_LOG_Q96 = math.log(Q96)
+
+
+def _step_constants(ticks: TickTable, price: int, liq: int, tick: int, lte: bool) -> tuple[int, bool, int, int]:
+    """One swap step's constants from ``price``/``liq``/``tick``: the next boundary (tick,
+    initialized, sqrt ratio, clamped to the tick range) and the input (rounded up,
+    before the fee) that moves the price to it (``getAmount0/1Delta``).
+
+    :meth:`TickTable.next_initialized_tick_within_one_word` and the amount deltas,
+    inlined (a cold quote pays for this once per step).
+
+    Raises:
+        TicksNotLoaded: the bitmap word it would read is not in the snapshot.
+    """
+    spacing = ticks.spacing
+    tick_list = ticks.ticks
+    compressed = tick // spacing
+    if lte:
+        word = compressed >> 8
+        if not ticks.word_lo <= word <= ticks.word_hi:
+            raise TicksNotLoaded(f"tick bitmap word {word} is not in the snapshot")
+        i = bisect.bisect_right(tick_list, compressed * spacing) - 1
+        if i >= 0 and tick_list[i] >= (word << 8) * spacing:
+            tick_next, initialized = tick_list[i], True
+        else:
+            tick_next, initialized = (compressed - (compressed & 0xFF)) * spacing, False
+        if tick_next < MIN_TICK:
+            tick_next = MIN_TICK
+        sqrt_next = get_sqrt_ratio_at_tick(tick_next)
+        # getAmount0Delta(sqrt_next, price, liq, roundUp); liq<<96 * (price - sqrt_next) / price <= liq<<96: no overflow
+        return tick_next, initialized, sqrt_next, -(-(-(-((liq << 96) * (price - sqrt_next)) // price)) // sqrt_next)
+    c1 = compressed + 1
+    word = c1 >> 8
+    if not ticks.word_lo <= word <= ticks.word_hi:
+        raise TicksNotLoaded(f"tick bitmap word {word} is not in the snapshot")
+    i = bisect.bisect_left(tick_list, c1 * spacing)
+    if i < len(tick_list) and tick_list[i] <= ((word << 8) + 255) * spacing:
+        tick_next, initialized = tick_list[i], True
+    else:
+        tick_next, initialized = (c1 + 255 - (c1 & 0xFF)) * spacing, False
+    if tick_next > MAX_TICK:
+        tick_next = MAX_TICK
+    sqrt_next = get_sqrt_ratio_at_tick(tick_next)
+    return tick_next, initialized, sqrt_next, -((-(liq * (sqrt_next - price))) >> 96)  # getAmount1Delta(.., roundUp)
+
+
+_new_result = tuple.__new__
 
 
 def liquidity_net_from_positions(positions: Sequence[tuple[int, int, int]]) -> dict[int, int]:

@@ -135,7 +135,8 @@ def test_v3_init_code_hash_is_the_periphery_constant() -> None:
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is needed to run solc-js")
 def test_committed_probe_artifact_matches_a_fresh_solc_js_compile() -> None:
     contracts = Path(__file__).resolve().parents[2] / "aether" / "devnet" / "contracts"
-    fresh = subprocess.run(["node", str(contracts / "compile_v3probe.js")], capture_output=True, check=True, timeout=120)
+    fresh = subprocess.run(["node", str(contracts / "compile.js"), "V3Probe.sol", "V3Probe"], capture_output=True, check=True,
+                           timeout=120)
     compiled = json.loads(fresh.stdout)
     committed = json.loads((contracts / "V3Probe.json").read_text())
     assert compiled["bytecode"] == committed["bytecode"] and compiled["abi"] == committed["abi"]
@@ -474,15 +475,17 @@ def test_sized_cycles_realise_their_predicted_profit_to_the_wei(v3net: V3Net) ->
     assert all(p > 0 for p in realised.values())
 
 
-def test_devnet_v3_flag_deploys_and_writes_the_v3_config_block(v3net: V3Net, tmp_path: Path) -> None:
-    """``aether devnet --v3`` is one additive call: it deploys V3 and writes ``v3.toml``; without the flag nothing changes."""
+def test_devnet_v3_deploys_and_folds_the_v3_config_block_into_the_run_config(v3net: V3Net, tmp_path: Path) -> None:
+    """``aether devnet`` deploys V3 by default (``--no-v3`` turns it off) and adds its block to the run's config."""
     import io
     import tomllib
 
+    from aether.config import DexKind, load_chain_config
     from aether.devnet._run import _parser
     from aether.devnet._v3 import deploy_v3_into
 
-    assert _parser().parse_args(["--v3"]).v3 is True and _parser().parse_args([]).v3 is False
+    assert _parser().parse_args(["--v3"]).v3 is True and _parser().parse_args([]).v3 is True
+    assert _parser().parse_args(["--no-v3"]).v3 is False
 
     async def body(rpc: RpcClient) -> V3DevnetInfo:
         snap = await rpc.call("evm_snapshot", [])
@@ -502,3 +505,9 @@ def test_devnet_v3_flag_deploys_and_writes_the_v3_config_block(v3net: V3Net, tmp
         "init_code_hash": v3.init_code_hash,
         "fee_tiers": [100, 500, 3000, 10000],
     }
+    # the run's config (AETHER_CONFIG) is the V2 config plus the same block, and it loads
+    run_cfg = tomllib.loads(v3net.info.config_path.read_text())
+    assert [d["name"] for d in run_cfg["dex"]] == ["uniswap", "sushiswap", "uniswap_v3"] and run_cfg["dex"][-1] == dex
+    loaded = load_chain_config(v3net.info.config_path)
+    assert [d.kind for d in loaded.dexes] == [DexKind.V2, DexKind.V2, DexKind.V3]
+    assert loaded.dexes[-1].fee_tiers == (100, 500, 3000, 10000)

@@ -5,6 +5,7 @@
 //   node aether/devnet/contracts/compile.js MultiSwap.sol MultiSwap > aether/devnet/contracts/MultiSwap.json
 //   node aether/devnet/contracts/compile.js MultiSwap.sol SyncMimic > aether/devnet/contracts/SyncMimic.json
 //   node aether/devnet/contracts/compile.js DevPermit2.sol DevPermit2 > aether/devnet/contracts/DevPermit2.json
+//   node aether/devnet/contracts/compile.js V3Probe.sol V3Probe > aether/devnet/contracts/V3Probe.json
 "use strict";
 const fs = require("fs");
 const path = require("path");
