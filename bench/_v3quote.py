@@ -271,7 +271,7 @@ def render(ip: dict[str, Any], dn: dict[str, Any] | None, commit: str) -> str:
         "`getSqrtRatioAtTick`), and each step's constants (the next boundary, its price, the input that reaches it) "
         "are cached on the tick table, keyed by price, liquidity, tick and direction, so the quotes of one state "
         "(a sizing's evaluations) share their first step. The cold row clears that cache before every call: one "
-        "tick-bitmap lookup and one `getAmount0Delta` more. `tests/test_v3math_fastpath.py` holds the inlined loop "
+        "tick-bitmap lookup and one `getAmount0Delta` more. `tests/dex/test_v3math_fastpath.py` holds the inlined loop "
         "equal to the step-by-step one (`computeSwapStep` per step) on random pools; the anvil property test holds "
         "both to the deployed pool.",
         "- Before the inlined exact-in loop and its step cache (the previous run of this file, at `644436d`): "

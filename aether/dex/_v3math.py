@@ -541,7 +541,7 @@ def swap(
     # a uint128 liquidity and uint160 prices none of the inlined products leaves uint256 (so
     # mulDiv cannot revert), and the one input-dependent overflow (amount * sqrtP in the
     # amount0 price step) falls back to get_next_sqrt_price_from_input.
-    # tests/test_v3math_fastpath.py holds it equal to _swap_general on random pools.
+    # tests/dex/test_v3math_fastpath.py holds it equal to _swap_general on random pools.
     remaining = amount_specified
     calculated = 0
     price = sqrt_price_x96
