@@ -657,6 +657,11 @@ class Settings:
 
         builders_raw = get("AETHER_BUILDER_URLS")
         tip_share = integer("AETHER_TIP_SHARE_BPS", 8000, lo=0, hi=10000, what="basis points")
+        if tip_share > risk.max_tip_bps:
+            # The tip_share gate would refuse nearly every mempool bundle while block-driven
+            # bundles (which that gate does not judge) still bid the whole share: a typo, not a policy.
+            raise ConfigError(f"AETHER_TIP_SHARE_BPS={tip_share}: above AETHER_MEMPOOL_MAX_TIP_BPS="
+                              f"{risk.max_tip_bps}; the bid must not exceed the cap the risk gate enforces")
         return cls(
             shadow=shadow,
             mempool_tracking=switch("MEMPOOL_TRACKING", False),

@@ -432,3 +432,16 @@ def test_a_key_file_that_is_a_fifo_or_device_is_refused_without_hanging(tmp_path
     for special in (fifo, Path("/dev/zero"), tmp_path):
         with pytest.raises(ConfigError, match="AETHER_SIGNER_KEY_FILE=.*not a regular file"):
             load_key_file(special, "AETHER_SIGNER_KEY_FILE")
+
+
+@pytest.mark.parametrize(("share", "cap", "ok"), [("9500", "9500", True), ("9501", "9500", False), ("8000", "7999", False),
+                                                  ("0", "0", True)])
+def test_tip_share_above_the_mempool_tip_cap_is_refused(share: str, cap: str, ok: bool) -> None:
+    env = {"AETHER_TIP_SHARE_BPS": share, "AETHER_MEMPOOL_MAX_TIP_BPS": cap}
+    if ok:
+        assert Settings.from_env(env).tip_share_bps == int(share)
+        return
+    with pytest.raises(ConfigError) as exc:
+        Settings.from_env(env)
+    msg = str(exc.value)
+    assert "\n" not in msg and f"AETHER_TIP_SHARE_BPS={share}" in msg and f"AETHER_MEMPOOL_MAX_TIP_BPS={cap}" in msg
