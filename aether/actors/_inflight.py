@@ -47,7 +47,7 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import attrs
 import orjson
@@ -240,7 +240,7 @@ class InFlightActor:
         return ActorStatistics(queued=self.ledger.size + len(self.ledger.writing), processed=self._settled,
                                dropped=self._lost)
 
-    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         try:
             # What a dead predecessor left half done comes first.
             await self._write_rows([])

@@ -27,7 +27,6 @@ the V3 book (fail closed) and V2 sizing goes on.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import trio
 
@@ -102,7 +101,7 @@ class StrategyActor:
     def simulator(self) -> VictimSimulator | None:
         return self._sim
 
-    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             task_status.started()
             async for msg in self._inbox:

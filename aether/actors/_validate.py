@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 import trio
 
@@ -51,7 +50,7 @@ class ValidatorActor:
         return ActorStatistics(queued=self._inbox.statistics().current_buffer_used, processed=self._processed,
                                rejected=self._rejected)
 
-    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             for i in range(self._workers):
                 nursery.start_soon(self._work, name=f"validate-worker-{i}")

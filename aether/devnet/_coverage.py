@@ -274,7 +274,7 @@ async def measure(
                 verdicts = p.verdicts
 
                 class _Collector:
-                    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+                    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
                         task_status.started()
                         async for v in verdicts:
                             c = v.bundle.candidate
