@@ -612,6 +612,9 @@ class BackrunStrategy:
             moved_v3.setdefault(x, {})[pool] = after
         if not moved and not moved_v3:
             return Rejection(v3_refused[0].value) if v3_refused else Rejection("no_weth_leg")
+        # A V3 pool the victim moved is never a venue at the head's (pre-victim) state:
+        # either its post-victim state from moved_v3, or nothing.
+        unusable_v3 = set(post.v3()) - {p for pools in moved_v3.values() for p in pools}
         if inventory_wei <= 0:
             return Rejection("no_inventory")
         dexes = v2_dexes(self.chain)
@@ -631,6 +634,8 @@ class BackrunStrategy:
             if self.v3book is not None:
                 for key in v3_keys(self.chain, x):
                     st = moved_v3.get(x, {}).get(key.address)
+                    if st is None and key.address in unusable_v3:
+                        continue  # the victim moved it, and its post-victim state was refused: no state is right
                     if st is None:
                         got = self.v3book.get(key.address)
                         st = got if got is not None and got.block == post.block else None
