@@ -159,6 +159,10 @@ class PostState:
     victim_hash: bytes
     block: int
     pools: tuple[PoolPostState, ...]
+    #: Every contract that emitted a V3 ``Mint``/``Burn`` in the victim: a V3 pool among
+    #: them has ticks and liquidity the head's book does not hold, so it is no venue at all
+    #: (not even as a counter leg at the head's state). Trust is not needed to exclude.
+    v3_liquidity_changed: frozenset[str] = frozenset()
 
     def v2(self) -> dict[str, tuple[int, int]]:
         """The V2 pairs moved, ``pair -> (reserve0, reserve1)``."""
@@ -579,7 +583,8 @@ class VictimSimulator:
                 self._on_untrusted(untrusted)
         # A V3 pool whose liquidity the victim also minted or burned has ticks the
         # head's book does not hold: its Swap alone would predict wrongly. Dropped.
-        changed = {e.address for e in entries if e.topics and e.topics[0] in _LIQUIDITY_TOPICS} & trusted_v3.keys()
+        minted = frozenset(e.address for e in entries if e.topics and e.topics[0] in _LIQUIDITY_TOPICS)
+        changed = minted & trusted_v3.keys()
         for a in changed:
             if last.pop(a, None) is not None:
                 self._liquidity_changed += 1
@@ -591,4 +596,4 @@ class VictimSimulator:
         for i, e in enumerate(entries):
             first.setdefault(e.address, i)
         order = sorted(last, key=lambda a: first[a])
-        return PostState(tx.hash, head.number, tuple(last[a] for a in order))
+        return PostState(tx.hash, head.number, tuple(last[a] for a in order), minted)

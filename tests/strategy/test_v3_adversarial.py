@@ -16,6 +16,7 @@ import httpx
 from aether.chain import RpcClient
 from aether.dex import PoolBook, TickTable, V3PoolBook, V3PoolKey, V3PoolState
 from aether.dex._v3math import get_sqrt_ratio_at_tick
+from aether.dex._v3pool import BURN_EVENT_TOPIC, MINT_EVENT_TOPIC
 from aether.messages import Candidate
 from aether.strategy import BackrunStrategy, PostState, VictimSimulator
 from test_strategy_backrun import ETHER, HEAD, SEARCHER
@@ -72,6 +73,24 @@ async def test_the_control_a_moved_pool_is_backrun_against_the_other_tier() -> N
     # the victim pushes the 500 pool to ~2,300 TKN/WETH; the 3000 pool still at ~2,000: a real gap
     _, got = await _run([_slot_log(POOL, TICK_2300)])
     assert isinstance(got, list) and _pools(got) == {POOL, POOL_3000}, got
+
+
+async def test_a_counter_pool_the_victim_minted_or_burned_in_is_not_a_venue_at_the_heads_state() -> None:
+    # The victim also adds (or removes) liquidity in the 3000 pool without swapping there: its
+    # ticks and active liquidity after the victim are not the head's, so the head's state would
+    # predict the second leg wrongly. No candidate may trade through it.
+    for topic in (MINT_EVENT_TOPIC, BURN_EVENT_TOPIC):
+        post, got = await _run([_slot_log(POOL, TICK_2300), {"address": POOL_3000, "topics": [topic], "data": "0x"}])
+        assert POOL_3000 not in _pools(got), (topic, got)
+
+
+async def test_a_pool_the_victim_swapped_and_minted_in_is_not_a_venue_at_the_heads_state() -> None:
+    # The 3000 pool is dropped from the post-state (its Swap cannot say where its new ticks are);
+    # the strategy must not fall back to its pre-victim head state either.
+    post, got = await _run([_slot_log(POOL, TICK_2300), _slot_log(POOL_3000, TICK_2000 + 50),
+                            {"address": POOL_3000, "topics": [MINT_EVENT_TOPIC], "data": "0x"}])
+    assert list(post.v3()) == [POOL]
+    assert POOL_3000 not in _pools(got), got
 
 
 async def test_a_pool_whose_swap_the_strategy_refuses_is_not_a_venue_at_the_heads_state() -> None:
