@@ -594,7 +594,7 @@ class BackrunStrategy:
         v3_refused: list[V3Reject] = []
         for pool, slot in post.v3().items():
             key = self.v3book.key(pool) if self.v3book is not None else None
-            if key is None or weth not in (key.token0, key.token1) or pool in post.v3_liquidity_changed:
+            if key is None or weth not in (key.token0, key.token1) or pool in post.v3_unheld:
                 continue
             x = key.token1 if key.token0 == weth else key.token0
             if self.chain.tokens and x not in self._known_tokens:
@@ -614,8 +614,9 @@ class BackrunStrategy:
             return Rejection(v3_refused[0].value) if v3_refused else Rejection("no_weth_leg")
         # A V3 pool the victim moved is never a venue at the head's (pre-victim) state:
         # either its post-victim state from moved_v3, or nothing.
-        # Nor one whose liquidity it minted or burned (its ticks are not the head's either).
-        unusable_v3 = (set(post.v3()) | post.v3_liquidity_changed) - {p for pools in moved_v3.values() for p in pools}
+        # Nor one it changed whose post-victim state the post-state does not hold (liquidity
+        # minted or burned; an emitter whose trust could not be established).
+        unusable_v3 = (set(post.v3()) | post.v3_unheld) - {p for pools in moved_v3.values() for p in pools}
         if inventory_wei <= 0:
             return Rejection("no_inventory")
         dexes = v2_dexes(self.chain)

@@ -159,10 +159,11 @@ class PostState:
     victim_hash: bytes
     block: int
     pools: tuple[PoolPostState, ...]
-    #: Every contract that emitted a V3 ``Mint``/``Burn`` in the victim: a V3 pool among
-    #: them has ticks and liquidity the head's book does not hold, so it is no venue at all
-    #: (not even as a counter leg at the head's state). Trust is not needed to exclude.
-    v3_liquidity_changed: frozenset[str] = frozenset()
+    #: Every contract that emitted a V3 ``Swap``, ``Mint`` or ``Burn`` in the victim and
+    #: whose post-victim state ``pools`` does not hold (liquidity minted/burned, an untrusted
+    #: or unverifiable emitter): a pool among them changed, so it is no venue at all, not
+    #: even as a counter leg at the head's state. Excluding needs no trust.
+    v3_unheld: frozenset[str] = frozenset()
 
     def v2(self) -> dict[str, tuple[int, int]]:
         """The V2 pairs moved, ``pair -> (reserve0, reserve1)``."""
@@ -596,4 +597,5 @@ class VictimSimulator:
         for i, e in enumerate(entries):
             first.setdefault(e.address, i)
         order = sorted(last, key=lambda a: first[a])
-        return PostState(tx.hash, head.number, tuple(last[a] for a in order), minted)
+        unheld = (minted | {e.address for e in swaps}) - last.keys()
+        return PostState(tx.hash, head.number, tuple(last[a] for a in order), unheld)

@@ -102,3 +102,30 @@ async def test_a_pool_whose_swap_the_strategy_refuses_is_not_a_venue_at_the_head
         post, got = await _run([_slot_log(POOL, TICK_2300), log])
         assert set(post.v3()) == {POOL, POOL_3000}
         assert POOL_3000 not in _pools(got), (log, got)
+
+
+async def test_a_book_pool_whose_swap_goes_untrusted_is_not_a_venue_at_the_heads_state() -> None:
+    # The book read the 500 pool at this head, then its registration was pushed out (max_pools:
+    # a victim registered another CREATE2 pool) and its trust look-up now fails at the node: its
+    # Swap is ignored as untrusted. The victim still moved it: its head state is wrong too.
+    node = V3Node()
+    node.reserves = {}
+    node.fee_error = True
+    node.ok_sim([_slot_log(POOL_3000, TICK_2300), _slot_log(POOL, TICK_2000 + 100)])
+    rpc = RpcClient("http://node.test", transport=httpx.MockTransport(node.handler), timeout=60)
+    try:
+        book = PoolBook(rpc, CHAIN3)
+        v3book = V3PoolBook(rpc, max_pools=2)
+        v3book.track([_state(500, TICK_2000).key, _state(3000, TICK_2000).key])
+        v3book.put(_state(500, TICK_2000))
+        v3book.put(_state(3000, TICK_2000))
+        v3book.track([V3PoolKey("0x" + "99" * 20, V3.name, T0, T1, 100)])  # evicts the 500 pool's registration
+        assert v3book.key(POOL) is None and v3book.get(POOL) is not None
+        sim = VictimSimulator(rpc, book, timeout_s=1.0, v3book=v3book)
+        post = await sim.simulate(_tx(), HEAD)
+        assert isinstance(post, PostState) and list(post.v3()) == [POOL_3000], post
+        strategy = BackrunStrategy(CHAIN3, book, searcher=SEARCHER, v3book=v3book)
+        got = await strategy.on_post_state(_tx(), HEAD, post, inventory_wei=100 * ETHER)
+        assert POOL not in _pools(got), got
+    finally:
+        await rpc.aclose()
