@@ -27,8 +27,10 @@ trusted only when ``CREATE2(factory, keccak(token0, token1, fee), init_code_hash
 of a configured V3 DEX gives it back, for the ``token0()``/``token1()``/``fee()``
 the contract reports (or when the V3 book already tracks it, its key having come
 from CREATE2). A pool that also emits ``Mint``/``Burn`` in the victim changed its
-ticks, which the event does not carry: it is dropped (counted). The
-``MAX_SYNC_EMITTERS`` cap and the one deadline cover V2 and V3 emitters together.
+ticks, which the event does not carry: it is dropped (counted), and named in
+:attr:`PostState.v3_unheld` with every other V3 pool the victim changed whose
+post-victim state is not held, so the strategy never trades it at the head's
+state either. The ``MAX_SYNC_EMITTERS`` cap and the one deadline cover V2 and V3 emitters together.
 """
 
 from __future__ import annotations
