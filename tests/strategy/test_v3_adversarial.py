@@ -129,3 +129,20 @@ async def test_a_book_pool_whose_swap_goes_untrusted_is_not_a_venue_at_the_heads
         assert POOL not in _pools(got), got
     finally:
         await rpc.aclose()
+
+
+def test_arb_ids_of_the_same_trade_through_two_fee_tiers_are_not_aliased() -> None:
+    # Same victim, block, tokens and amounts; only the V3 pool (fee tier) differs: the forensic
+    # dumps must not overwrite each other (arb_id names the file) nor the in-flight ledger merge them.
+    from aether.bundle import arb_id
+    from aether.config import DexKind
+    from aether.messages import Hop
+
+    def route(pool: str, fee: int) -> tuple[Hop, ...]:
+        return (Hop(V3.name, V3.router, pool, T0, T1, 10**18, 2000 * 10**18, DexKind.V3, fee),
+                Hop(V3.name, V3.router, POOL_3000 if pool == POOL else POOL, T1, T0, 2000 * 10**18, 10**18 + 1,
+                    DexKind.V3, 3000 if fee == 500 else 500))
+
+    a = arb_id(101, "0x" + "ab" * 32, route(POOL, 500))
+    b = arb_id(101, "0x" + "ab" * 32, route(POOL_3000, 3000))
+    assert a != b
