@@ -594,7 +594,7 @@ class BackrunStrategy:
         v3_refused: list[V3Reject] = []
         for pool, slot in post.v3().items():
             key = self.v3book.key(pool) if self.v3book is not None else None
-            if key is None or weth not in (key.token0, key.token1):
+            if key is None or weth not in (key.token0, key.token1) or pool in post.v3_unheld:
                 continue
             x = key.token1 if key.token0 == weth else key.token0
             if self.chain.tokens and x not in self._known_tokens:
@@ -612,6 +612,11 @@ class BackrunStrategy:
             moved_v3.setdefault(x, {})[pool] = after
         if not moved and not moved_v3:
             return Rejection(v3_refused[0].value) if v3_refused else Rejection("no_weth_leg")
+        # A V3 pool the victim moved is never a venue at the head's (pre-victim) state:
+        # either its post-victim state from moved_v3, or nothing.
+        # Nor one it changed whose post-victim state the post-state does not hold (liquidity
+        # minted or burned; an emitter whose trust could not be established).
+        unusable_v3 = (set(post.v3()) | post.v3_unheld) - {p for pools in moved_v3.values() for p in pools}
         if inventory_wei <= 0:
             return Rejection("no_inventory")
         dexes = v2_dexes(self.chain)
@@ -631,6 +636,8 @@ class BackrunStrategy:
             if self.v3book is not None:
                 for key in v3_keys(self.chain, x):
                     st = moved_v3.get(x, {}).get(key.address)
+                    if st is None and key.address in unusable_v3:
+                        continue  # the victim changed it and we hold no post-victim state: none is right
                     if st is None:
                         got = self.v3book.get(key.address)
                         st = got if got is not None and got.block == post.block else None

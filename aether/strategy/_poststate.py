@@ -27,8 +27,10 @@ trusted only when ``CREATE2(factory, keccak(token0, token1, fee), init_code_hash
 of a configured V3 DEX gives it back, for the ``token0()``/``token1()``/``fee()``
 the contract reports (or when the V3 book already tracks it, its key having come
 from CREATE2). A pool that also emits ``Mint``/``Burn`` in the victim changed its
-ticks, which the event does not carry: it is dropped (counted). The
-``MAX_SYNC_EMITTERS`` cap and the one deadline cover V2 and V3 emitters together.
+ticks, which the event does not carry: it is dropped (counted), and named in
+:attr:`PostState.v3_unheld` with every other V3 pool the victim changed whose
+post-victim state is not held, so the strategy never trades it at the head's
+state either. The ``MAX_SYNC_EMITTERS`` cap and the one deadline cover V2 and V3 emitters together.
 """
 
 from __future__ import annotations
@@ -159,6 +161,11 @@ class PostState:
     victim_hash: bytes
     block: int
     pools: tuple[PoolPostState, ...]
+    #: Every contract that emitted a V3 ``Swap``, ``Mint`` or ``Burn`` in the victim and
+    #: whose post-victim state ``pools`` does not hold (liquidity minted/burned, an untrusted
+    #: or unverifiable emitter): a pool among them changed, so it is no venue at all, not
+    #: even as a counter leg at the head's state. Excluding needs no trust.
+    v3_unheld: frozenset[str] = frozenset()
 
     def v2(self) -> dict[str, tuple[int, int]]:
         """The V2 pairs moved, ``pair -> (reserve0, reserve1)``."""
@@ -579,7 +586,8 @@ class VictimSimulator:
                 self._on_untrusted(untrusted)
         # A V3 pool whose liquidity the victim also minted or burned has ticks the
         # head's book does not hold: its Swap alone would predict wrongly. Dropped.
-        changed = {e.address for e in entries if e.topics and e.topics[0] in _LIQUIDITY_TOPICS} & trusted_v3.keys()
+        minted = frozenset(e.address for e in entries if e.topics and e.topics[0] in _LIQUIDITY_TOPICS)
+        changed = minted & trusted_v3.keys()
         for a in changed:
             if last.pop(a, None) is not None:
                 self._liquidity_changed += 1
@@ -591,4 +599,5 @@ class VictimSimulator:
         for i, e in enumerate(entries):
             first.setdefault(e.address, i)
         order = sorted(last, key=lambda a: first[a])
-        return PostState(tx.hash, head.number, tuple(last[a] for a in order))
+        unheld = (minted | {e.address for e in swaps}) - last.keys()
+        return PostState(tx.hash, head.number, tuple(last[a] for a in order), unheld)
