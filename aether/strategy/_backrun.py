@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import enum
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import attrs
@@ -41,6 +41,7 @@ from ..dex import (
     get_amount_out,
 )
 from ..dex._v3pool import V3PoolBook, V3PoolState, V3Refusal
+from ..fees import next_base_fee
 from ..messages import Call, Candidate, Head, Hop, PendingTx, Source
 from ._cross import CrossRefusal, CycleSizing, Leg, V2Leg, V3Leg, size_cycle
 
@@ -285,14 +286,19 @@ class _Legs:
 
 
 def size_cross(
-    venues: Sequence[_Venue], weth: str, token: str, *, cap: int, moved: set[str], legs: _Legs | None = None
+    venues: Sequence[_Venue], weth: str, token: str, *, cap: int, moved: set[str], legs: _Legs | None = None,
+    gas_cost: Callable[[_Cycle], int] | None = None,
 ) -> tuple[_Cycle | None, list[CrossRefusal]]:
     """The best WETH -> ``token`` -> WETH cycle over ordered venue pairs with a V3 leg touching ``moved``.
 
     V2/V2 pairs are left to :func:`size_best_round_trip` (unchanged figures).
+    Cycles are compared by gross profit less ``gas_cost(cycle)`` (wei of gas at the target
+    base fee; none given: by gross): a V3/V3 cycle budgets more gas than a V2/V3 one, and
+    a searcher keeps what is left after gas, not the gross.
     Returns the best cycle (or None) and the refusals met on the way (for the
     rejection reason when no cycle profits).
     """
+    cost = gas_cost or (lambda _c: 0)
     legs = legs or _Legs()
     best: _Cycle | None = None
     refusals: list[CrossRefusal] = []
@@ -306,8 +312,11 @@ def size_cross(
             if sized.refusal is not None:
                 refusals.append(sized.refusal)
                 continue
-            if sized.profit > 0 and (best is None or sized.profit > best.profit):
-                best = _Cycle(buy, sell, token, sized)
+            if sized.profit <= 0:
+                continue
+            cycle = _Cycle(buy, sell, token, sized)
+            if best is None or cycle.profit - cost(cycle) > best.profit - cost(best):
+                best = cycle
     return best, refusals
 
 
@@ -629,6 +638,15 @@ class BackrunStrategy:
         found: list[_Sized | _Cycle] = []
         any_counter = False
         legs = _Legs()
+        base_fee = next_base_fee(head.base_fee, head.gas_used, head.gas_limit)
+
+        def gas_cost(c: _Sized | _Cycle) -> int:
+            """Wei of gas the bundle of ``c`` budgets at the target block's base fee."""
+            if isinstance(c, _Sized):
+                return 2 * self.gas_per_swap * base_fee
+            return sum(self.gas_per_v3_swap if v.kind == DexKind.V3 else self.gas_per_swap
+                       for v in (c.buy, c.sell)) * base_fee
+
         for x in tokens:
             pairs = moved.get(x, [])
             present = [(d, p) for d, p in counters[x] if min(view.reserves(p) or (0,)) > 0]
@@ -654,8 +672,10 @@ class BackrunStrategy:
                     if sized is not None and (best is None or sized.rt.profit > _profit(best)):
                         best = sized
             cycle, _refusals = size_cross(venues, weth, x, cap=inventory_wei,
-                                          moved={*pairs, *moved_v3.get(x, {})}, legs=legs)
-            if cycle is not None and (best is None or cycle.profit > _profit(best)):
+                                          moved={*pairs, *moved_v3.get(x, {})}, legs=legs, gas_cost=gas_cost)
+            # V2/V2 against a cycle with a V3 leg: by what is left after gas at the target
+            # base fee (a V3 leg budgets twice a V2 leg's gas), never by gross alone.
+            if cycle is not None and (best is None or _profit(cycle) - gas_cost(cycle) > _profit(best) - gas_cost(best)):
                 best = cycle
             if best is not None:
                 found.append(best)

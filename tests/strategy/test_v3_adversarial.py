@@ -146,3 +146,29 @@ def test_arb_ids_of_the_same_trade_through_two_fee_tiers_are_not_aliased() -> No
     a = arb_id(101, "0x" + "ab" * 32, route(POOL, 500))
     b = arb_id(101, "0x" + "ab" * 32, route(POOL_3000, 3000))
     assert a != b
+
+
+def test_cycles_are_compared_by_what_is_left_after_gas_not_by_gross() -> None:
+    """A cycle's gas budget depends on its legs (a V3 leg budgets twice a V2 leg): the higher
+    gross must not win when its extra gas costs more than its extra gross."""
+    from aether.config import DexKind
+    from aether.strategy._backrun import _Venue, size_cross
+
+    moved = _state(500, TICK_2300)  # the victim pushed the 5-bp pool up to 2,300
+    v2 = _Venue(DexKind.V2, CHAIN3.dexes[0], "0x" + "77" * 20, T0, reserves=(10**21, 2 * 10**24))  # 2,000
+    venues = [v2, _Venue(DexKind.V3, V3, POOL, T0, fee=500, state=moved),
+              _Venue(DexKind.V3, V3, POOL_3000, T0, fee=3000, state=_state(3000, TICK_2000))]
+    by_gross, _ = size_cross(venues, T0, T1, cap=10**24, moved={POOL})
+    v3v3, _ = size_cross(venues[1:], T0, T1, cap=10**24, moved={POOL})
+    assert by_gross is not None and v3v3 is not None
+    assert DexKind.V2 in (by_gross.buy.kind, by_gross.sell.kind) and by_gross.profit > v3v3.profit > 0
+    gap = by_gross.profit - v3v3.profit
+    for extra, wins_v2 in ((gap + 1, False), (gap, None), (gap - 1, True)):
+        def cost(c: Any, extra: int = extra) -> int:
+            return extra if DexKind.V2 in (c.buy.kind, c.sell.kind) else 0
+
+        best, _ = size_cross(venues, T0, T1, cap=10**24, moved={POOL}, gas_cost=cost)
+        assert best is not None
+        if wins_v2 is None:  # a tie keeps the first found: either is right
+            continue
+        assert (DexKind.V2 in (best.buy.kind, best.sell.kind)) is wins_v2, (extra, gap)
