@@ -637,6 +637,7 @@ class BackrunStrategy:
             view.set_reserves(pair, r0, r1)
         found: list[_Sized | _Cycle] = []
         any_counter = False
+        out_of_range = False  # a cycle's optimum lay past a leg's fetched ticks (said, not "unprofitable")
         legs = _Legs()
         base_fee = next_base_fee(head.base_fee, head.gas_used, head.gas_limit)
 
@@ -671,8 +672,10 @@ class BackrunStrategy:
                     sized = size_best_round_trip(view, self.chain, x, present, cap=inventory_wei, must_touch=pair)
                     if sized is not None and (best is None or sized.rt.profit > _profit(best)):
                         best = sized
-            cycle, _refusals = size_cross(venues, weth, x, cap=inventory_wei,
-                                          moved={*pairs, *moved_v3.get(x, {})}, legs=legs, gas_cost=gas_cost)
+            cycle, refusals = size_cross(venues, weth, x, cap=inventory_wei,
+                                         moved={*pairs, *moved_v3.get(x, {})}, legs=legs, gas_cost=gas_cost)
+            if CrossRefusal.OUT_OF_RANGE in refusals:
+                out_of_range = True
             # V2/V2 against a cycle with a V3 leg: by what is left after gas at the target
             # base fee (a V3 leg budgets twice a V2 leg's gas), never by gross alone.
             if cycle is not None and (best is None or _profit(cycle) - gas_cost(cycle) > _profit(best) - gas_cost(best)):
@@ -682,7 +685,7 @@ class BackrunStrategy:
         if not any_counter:
             return Rejection(v3_refused[0].value) if v3_refused else Rejection("no_counter_pool")
         if not found:
-            return Rejection("unprofitable")
+            return Rejection(V3Reject.OUT_OF_RANGE.value if out_of_range else "unprofitable")
         found.sort(key=_profit, reverse=True)
         out: list[Candidate] = []
         for s in found:

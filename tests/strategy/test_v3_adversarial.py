@@ -172,3 +172,27 @@ def test_cycles_are_compared_by_what_is_left_after_gas_not_by_gross() -> None:
         if wins_v2 is None:  # a tie keeps the first found: either is right
             continue
         assert (DexKind.V2 in (best.buy.kind, best.sell.kind)) is wins_v2, (extra, gap)
+
+
+async def test_a_cycle_whose_optimum_lies_past_the_fetched_ticks_is_counted_as_such(monkeypatch: Any) -> None:
+    # The control above gives a candidate; when sizing says the optimum lies past a leg's
+    # fetched ticks, the rejection must say so (v3_out_of_range), not "unprofitable".
+    from aether.strategy import _backrun
+    from aether.strategy._cross import CrossRefusal
+
+    real = _backrun.size_cross
+
+    def beyond(*args: Any, **kwargs: Any) -> Any:
+        _cycle, refusals = real(*args, **kwargs)
+        return None, [*refusals, CrossRefusal.OUT_OF_RANGE]
+
+    monkeypatch.setattr(_backrun, "size_cross", beyond)
+    _, got = await _run([_slot_log(POOL, TICK_2300)])
+    assert not isinstance(got, list) and got.reason == "v3_out_of_range", got
+
+    def no_gap(*args: Any, **kwargs: Any) -> Any:
+        return None, [CrossRefusal.NO_GAP]
+
+    monkeypatch.setattr(_backrun, "size_cross", no_gap)
+    _, got = await _run([_slot_log(POOL, TICK_2300)])
+    assert not isinstance(got, list) and got.reason == "unprofitable", got
