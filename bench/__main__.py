@@ -270,10 +270,27 @@ def render(m: dict[str, str], rows: list[Row], extra: dict[str, Any]) -> str:
     if "soak" in extra:
         out += ["", "Soak details: " + ", ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}"
                                                  for k, v in extra["soak"].items()) + "."]
+    out += v3_section()
     notes = ROOT / "bench" / "NOTES.md"
     if notes.exists():
         out += ["", notes.read_text().rstrip()]
     return "\n".join(out) + "\n"
+
+
+def v3_section() -> list[str]:
+    """The V3 quote and sizing rows (issue 16), from their own run (`python -m bench._v3quote --write`).
+
+    They are measured by their own module (it needs a devnet with V3 for the QuoterV2 row), so
+    this table is copied from docs/performance-v3.md as that run wrote it, not re-measured here.
+    """
+    v3 = DOC.with_name("performance-v3.md")
+    if not v3.exists():
+        return []
+    lines = v3.read_text().splitlines()
+    head = next((ln for ln in lines if ln.startswith("Measured by")), "")
+    table = [ln for ln in lines if ln.startswith("|")]
+    return ["", "## Uniswap V3 quote and cycle sizing", "",
+            "From `docs/performance-v3.md` (its own run; how to read the rows is there). " + head, "", *table]
 
 
 def main() -> None:
