@@ -113,6 +113,7 @@ _EXACT_INPUT_SINGLE = selector("exactInputSingle((address,address,uint24,address
 _EXACT_INPUT = selector("exactInput((bytes,address,uint256,uint256,uint256))")
 _MULTICALL = selector("multicall(bytes[])")
 _UNWRAP_WETH9 = selector("unwrapWETH9(uint256,address)")
+_REFUND_ETH = selector("refundETH()")
 _QUOTE_EXACT_INPUT = selector("quoteExactInput(bytes,uint256)")
 #: An exact-out shape sent through a V3 route goes as its exact-in twin (same ends).
 _EXACT_IN_TWIN = {
@@ -779,6 +780,11 @@ class VictimTraffic:
             if eth_out:
                 unwrap = _UNWRAP_WETH9 + abi_encode(["uint256", "address"], [min_out, sender])
                 call = _MULTICALL + abi_encode(["bytes[]"], [[call, unwrap]])
+            elif eth_in:
+                # As wallets do: ETH a partial fill leaves in the router comes back. Left there,
+                # it would pay the next WETH-in swap through the router (PeripheryPayments.pay
+                # wraps the router's own ETH first), ours included: a devnet no real router is.
+                call = _MULTICALL + abi_encode(["bytes[]"], [[call, _REFUND_ETH]])
             data, gas = call, 350_000 + 200_000 * (hops - 1) + 60_000 * crossed
         else:
             assert self.routes is not None

@@ -157,7 +157,13 @@ def test_v3_victims_do_on_chain_what_the_ground_truth_says(net: _Net) -> None:
                 assert swapped == ([] if x["expect_revert"] else x["pools"]), x
                 assert not any(log["topics"][:1] == [WETH_SYNC] for log in r["logs"]), "a V3 victim moved a V2 pair"
                 assert x["to"] == (net.v3.router if x["route_kind"] == "v3_swap_router" else net.routes.universal_router)
+                if x["route_kind"] == "v3_swap_router" and s.kind == "swapExactETHForTokens":
+                    # ETH in through the SwapRouter: a multicall ending in refundETH, as wallets send it
+                    data = (await rpc.call("eth_getTransactionByHash", [x["hash"]]))["input"]
+                    assert data.startswith("0xac9650d8") and "12210e8a" in data, data[:10]
                 shapes.add((x["route_kind"], s.kind, len(s.path)))
+            # No victim left ETH in the SwapRouter: it would pay the next WETH-in swap through it.
+            assert int(await rpc.call("eth_getBalance", [net.v3.router, "latest"]), 16) == 0
             kinds = {k for k, _, _ in shapes}
             assert kinds == {"v3_swap_router", "universal_router_v3"}
             # exactInputSingle, exactInput (two hops), ETH in and ETH out through both
