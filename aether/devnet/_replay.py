@@ -80,7 +80,6 @@ from typing import Any, TextIO
 
 import attrs
 import trio
-from eth_abi import encode as abi_encode
 from eth_utils import to_checksum_address
 
 from .._errors import AetherError, ConfigError, DecodeError, NodeError, RpcError
@@ -96,7 +95,7 @@ from ..strategy._backrun import encode_exact_input_single
 from ._anvil import run_anvil
 from ._deploy import DevnetInfo, deploy, victim_account
 from ._v3 import V3_DEX_NAME, V3DevnetInfo, deploy_v3
-from ._traffic import _MULTICALL, _REFUND_ETH, DEFAULT_MIX, VictimTraffic, parse_mix
+from ._traffic import DEFAULT_MIX, VictimTraffic, parse_mix, with_eth_refund
 from ._universal import RouteContracts, RouteKind, deploy_route_contracts
 
 __all__ = [
@@ -600,10 +599,8 @@ class ReplayHarness:
             self._v3_sent += 1
             sender = account.address.lower()
             await self.rpc.call("anvil_setBalance", [sender, hex(eth_in + 10**18)])
-            swap = encode_exact_input_single(self.info.weth, token, key.fee, sender, head.timestamp + 600, eth_in, 0)
-            # With refundETH, as wallets send it: ETH a partial fill leaves in the router would
-            # otherwise pay the next WETH-in swap through it (ours included).
-            data = _MULTICALL + abi_encode(["bytes[]"], [[swap, _REFUND_ETH]])
+            data = with_eth_refund(
+                encode_exact_input_single(self.info.weth, token, key.fee, sender, head.timestamp + 600, eth_in, 0))
             signed = account.sign_transaction({
                 "type": 2, "chainId": self.info.chain_id, "nonce": 0, "to": to_checksum_address(self.v3.router),
                 "value": eth_in, "data": data, "gas": 600_000, "maxFeePerGas": 200 * 10**9,

@@ -81,6 +81,7 @@ __all__ = [
     "TrafficStatistics",
     "VictimTraffic",
     "parse_mix",
+    "with_eth_refund",
 ]
 
 ETHER = 10**18
@@ -114,6 +115,16 @@ _EXACT_INPUT = selector("exactInput((bytes,address,uint256,uint256,uint256))")
 _MULTICALL = selector("multicall(bytes[])")
 _UNWRAP_WETH9 = selector("unwrapWETH9(uint256,address)")
 _REFUND_ETH = selector("refundETH()")
+
+
+def with_eth_refund(swap: bytes) -> bytes:
+    """A SwapRouter ETH-in swap as wallets send it: ``multicall(swap, refundETH())``.
+
+    ETH a partial fill leaves in the router comes back to the sender. Left there, it would pay
+    the next WETH-in swap through the router (``PeripheryPayments.pay`` wraps the router's own
+    ETH first), ours included: a devnet no real router is.
+    """
+    return _MULTICALL + abi_encode(["bytes[]"], [[swap, _REFUND_ETH]])
 _QUOTE_EXACT_INPUT = selector("quoteExactInput(bytes,uint256)")
 #: An exact-out shape sent through a V3 route goes as its exact-in twin (same ends).
 _EXACT_IN_TWIN = {
@@ -781,10 +792,7 @@ class VictimTraffic:
                 unwrap = _UNWRAP_WETH9 + abi_encode(["uint256", "address"], [min_out, sender])
                 call = _MULTICALL + abi_encode(["bytes[]"], [[call, unwrap]])
             elif eth_in:
-                # As wallets do: ETH a partial fill leaves in the router comes back. Left there,
-                # it would pay the next WETH-in swap through the router (PeripheryPayments.pay
-                # wraps the router's own ETH first), ours included: a devnet no real router is.
-                call = _MULTICALL + abi_encode(["bytes[]"], [[call, _REFUND_ETH]])
+                call = with_eth_refund(call)
             data, gas = call, 350_000 + 200_000 * (hops - 1) + 60_000 * crossed
         else:
             assert self.routes is not None

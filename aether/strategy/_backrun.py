@@ -338,6 +338,11 @@ def _leg_call(v: _Venue, token_in: str, token_out: str, amount_in: int, amount_o
     return hop, Call(to=v.dex.router, data=data)
 
 
+def cycle_gas(cycle: _Cycle, *, gas_per_swap: int = GAS_PER_SWAP, gas_per_v3_swap: int = GAS_PER_V3_SWAP) -> int:
+    """The gas a cycle's two calls budget: one per leg, a V3 leg's at ``gas_per_v3_swap``."""
+    return sum(gas_per_v3_swap if v.kind == DexKind.V3 else gas_per_swap for v in (cycle.buy, cycle.sell))
+
+
 def build_cycle(
     cycle: _Cycle,
     chain: ChainConfig,
@@ -355,7 +360,7 @@ def build_cycle(
     deadline = head.timestamp + DEADLINE_S
     h1, c1 = _leg_call(cycle.buy, weth, x, z.amount_in, z.amount_mid, searcher, deadline)
     h2, c2 = _leg_call(cycle.sell, x, weth, z.amount_mid, z.amount_out, searcher, deadline)
-    gas = sum(gas_per_v3_swap if v.kind == DexKind.V3 else gas_per_swap for v in (cycle.buy, cycle.sell))
+    gas = cycle_gas(cycle, gas_per_swap=gas_per_swap, gas_per_v3_swap=gas_per_v3_swap)
     return Candidate(
         source=source,
         target_block=head.number + 1,
@@ -643,10 +648,9 @@ class BackrunStrategy:
 
         def gas_cost(c: _Sized | _Cycle) -> int:
             """Wei of gas the bundle of ``c`` budgets at the target block's base fee."""
-            if isinstance(c, _Sized):
+            if isinstance(c, _Sized):  # a V2 round trip: two Router02 calls (build_round_trip)
                 return 2 * self.gas_per_swap * base_fee
-            return sum(self.gas_per_v3_swap if v.kind == DexKind.V3 else self.gas_per_swap
-                       for v in (c.buy, c.sell)) * base_fee
+            return cycle_gas(c, gas_per_swap=self.gas_per_swap, gas_per_v3_swap=self.gas_per_v3_swap) * base_fee
 
         for x in tokens:
             pairs = moved.get(x, [])
