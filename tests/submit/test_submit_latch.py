@@ -149,3 +149,45 @@ def test_an_unwritten_latch_is_halted_and_a_pause_ends_on_the_engines_clock() ->
     assert latch.status() is RiskState.ACTIVE
     latch.external.add("dumps_writable")  # a halt from outside the gates (the tree's shared set)
     assert latch.status() is RiskState.HALTED and latch.reasons() == ("dumps_writable",)
+
+
+async def test_a_target_mined_while_a_verdict_waits_for_a_send_slot_stops_it_right_before_the_send(
+    tmp_path: Path,
+) -> None:
+    # Same wait as above, but what changes is the chain: the verdict's target block is mined
+    # while it waits for the slot. It is not sent; its dump says "stale".
+    metrics = Metrics(builders=["b"])
+    latch = RiskLatch()
+    _engine(latch, metrics)  # risk ACTIVE throughout
+    seen: list[bytes] = []
+    release = trio.Event()
+
+    async def builder(request: httpx.Request) -> httpx.Response:
+        seen.append(request.content)
+        await release.wait()
+        return httpx.Response(200, json={"jsonrpc": "2.0", "id": 1, "result": {"bundleHash": "0x00"}})
+
+    run_dir = RunDir(tmp_path / "reports", shadow=False)
+    run_dir.create()
+    v_tx, v_rx = trio.open_memory_channel[Verdict](8)
+    t_tx, t_rx = trio.open_memory_channel[Tick](1)
+    f_tx, _f_rx = trio.open_memory_channel[Any](8)
+    async with Submitter((BuilderEndpoint("b", "http://127.0.0.1:1/"),), AUTH, shadow=False, metrics=metrics,
+                         timeout_s=30.0, transport=httpx.MockTransport(builder)) as sub:
+        actor = SubmitActor(submitter=sub, tracker=NoTracker(), run_dir=run_dir, metrics=metrics,  # type: ignore[arg-type]
+                            inbox=v_rx, ticks=t_rx, feedback=f_tx, deadline_s=30.0, latch=latch, max_concurrent=1,
+                            threaded=False)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(actor.run)
+            await v_tx.send(_passed(0, target=101))
+            await v_tx.send(_passed(1, target=101))
+            await trio.testing.wait_all_tasks_blocked()
+            assert len(seen) == 1 and _dump_outcome(run_dir, "arb-1") == "submitted"
+            await t_tx.send(Tick(make_head(number=101), 0, None, None, None))  # block 101 is mined
+            await trio.testing.wait_all_tasks_blocked()
+            release.set()
+            await v_tx.aclose()
+            await t_tx.aclose()
+    assert len(seen) == 1  # arb-1's request never left
+    assert actor.statistics().processed == 1 and actor.latched == 0
+    assert _dump_outcome(run_dir, "arb-1") == "stale"
