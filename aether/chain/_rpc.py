@@ -15,6 +15,7 @@ fail closed) and is counted in :meth:`RpcClient.statistics` and reported to the
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import itertools
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -88,13 +89,30 @@ class RpcClient:
         self._deadline = timeout
         self._max_bytes = max_response_bytes
         self._on_error = on_error
-        self._client = httpx.AsyncClient(
-            timeout=timeout,
-            transport=transport,
-            # identity: the cap counts the bytes we hold; a compressed answer could expand past it in one chunk
-            headers={"content-type": "application/json", "accept-encoding": "identity"},
-            limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+        # httpx's transport (its connection pool, HTTP/1.1 over h11, TLS), called directly with a
+        # request built once per call: the client layer above it (URL merging, cookie jar, auth
+        # and redirect hooks) cost about 3x the transport itself per call, measured in
+        # ``bench`` (see docs/performance.md), and none of it applies to JSON-RPC POSTs. What
+        # the client layer did that does apply is done here: credentials in the URL become a
+        # Basic ``Authorization`` header (httpx would do the same), and the timeout rides in
+        # the request's extensions. The node is dialled directly: *_PROXY environment
+        # variables are not consulted (a proxy on the hot path is latency the operator did
+        # not ask for; put the node's address in AETHER_RPC_URL).
+        self._transport: httpx.AsyncBaseTransport = transport or httpx.AsyncHTTPTransport(
+            limits=httpx.Limits(max_connections=32, max_keepalive_connections=16), retries=0
         )
+        self._url = httpx.URL(url)
+        headers = [
+            (b"Content-Type", b"application/json"),
+            # identity: the cap counts the bytes we hold; a compressed answer could expand past it in one chunk
+            (b"Accept-Encoding", b"identity"),
+        ]
+        if self._url.username or self._url.password:
+            cred = f"{self._url.username}:{self._url.password}".encode()
+            headers.append((b"Authorization", b"Basic " + base64.b64encode(cred)))
+            self._url = self._url.copy_with(username=None, password=None)
+        self._headers = headers
+        self._timeout_ext = {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
         self._ids = itertools.count(1)
         self._requests = 0
         self._calls = 0
@@ -128,7 +146,7 @@ class RpcClient:
             self._on_error(kind)
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._transport.aclose()
 
     async def _post(self, payload: object) -> Any:
         body = orjson.dumps(payload)
@@ -166,8 +184,11 @@ class RpcClient:
         abandoned (connection closed) the moment it passes the cap, whether the
         node declared its length or not.
         """
+        request = httpx.Request("POST", self._url, headers=self._headers, content=body,
+                                extensions={"timeout": self._timeout_ext})
         with _map_errors(self._where):
-            async with self._client.stream("POST", self.url, content=body) as resp:
+            resp = await self._transport.handle_async_request(request)
+            try:
                 declared = resp.headers.get("content-length", "")
                 if declared.isascii() and declared.isdigit() and len(declared) < 20 and int(declared) > self._max_bytes:
                     raise ResponseTooLarge(
@@ -181,6 +202,9 @@ class RpcClient:
                             f"node at {self._where} answered more than {self._max_bytes} bytes; stopped reading"
                         )
                 return resp.status_code, bytes(buf)
+            finally:
+                # Back to the pool when read to the end; a connection abandoned mid-answer is closed.
+                await resp.aclose()
 
     def _result(self, method: str, reply: Any) -> Any:
         if not isinstance(reply, dict):

@@ -325,3 +325,107 @@ def test_bounds_must_be_positive() -> None:
         RpcClient("http://node.test", timeout=0)
     with pytest.raises(ValueError, match="timeout > 0 and max_response_bytes >= 1"):
         RpcClient("http://node.test", max_response_bytes=0)
+
+
+# --------------------------------------------------------------------------- the transport, over a real socket
+
+import h11  # noqa: E402
+
+
+class _H11Node:
+    """A loopback JSON-RPC node speaking HTTP/1.1 through h11; records every request and connection."""
+
+    def __init__(self, *, body_for: Callable[[bytes], bytes] | None = None) -> None:
+        self.requests: list[tuple[bytes, bytes, dict[bytes, bytes], bytes]] = []  # method, target, headers, body
+        self.connections = 0
+        self.body_for = body_for or (lambda body: orjson.dumps({"jsonrpc": "2.0", "id": orjson.loads(body)["id"],
+                                                                "result": "0x1"}))
+
+    async def handle(self, stream: trio.SocketStream) -> None:
+        self.connections += 1
+        conn = h11.Connection(h11.SERVER)
+        while True:
+            request: h11.Request | None = None
+            body = b""
+            while True:
+                event = conn.next_event()
+                if event is h11.NEED_DATA:
+                    try:
+                        data = await stream.receive_some(65536)
+                    except trio.BrokenResourceError:  # the client reset a connection it abandoned
+                        return
+                    if not data:
+                        return
+                    conn.receive_data(data)
+                elif isinstance(event, h11.Request):
+                    request = event
+                elif isinstance(event, h11.Data):
+                    body += bytes(event.data)
+                elif isinstance(event, h11.EndOfMessage):
+                    break
+                elif isinstance(event, h11.ConnectionClosed):
+                    return
+            assert request is not None
+            self.requests.append((request.method, request.target, dict(request.headers), body))
+            answer = self.body_for(body)
+            try:
+                await stream.send_all(conn.send(h11.Response(status_code=200, headers=[
+                    ("content-type", "application/json"), ("content-length", str(len(answer)))])) or b"")
+                await stream.send_all(conn.send(h11.Data(data=answer)) or b"")
+                await stream.send_all(conn.send(h11.EndOfMessage()) or b"")
+            except trio.BrokenResourceError:
+                return
+            conn.start_next_cycle()
+
+
+async def test_credentials_in_the_url_become_basic_auth_and_the_path_and_query_are_kept() -> None:
+    node = _H11Node()
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(functools.partial(trio.serve_tcp, node.handle, 0, host="127.0.0.1"))
+        port = listeners[0].socket.getsockname()[1]
+        async with open_rpc(f"http://alice:s3cr%40t@127.0.0.1:{port}/v3/KEY?x=1") as rpc:
+            assert await rpc.call("eth_chainId") == "0x1"
+        nursery.cancel_scope.cancel()
+    ((method, target, headers, body),) = node.requests
+    assert (method, target) == (b"POST", b"/v3/KEY?x=1")
+    import base64
+
+    assert headers[b"authorization"] == b"Basic " + base64.b64encode(b"alice:s3cr@t")
+    assert headers[b"host"] == f"127.0.0.1:{port}".encode()
+    assert headers[b"content-type"] == b"application/json" and headers[b"accept-encoding"] == b"identity"
+    assert orjson.loads(body)["method"] == "eth_chainId"
+
+
+async def test_no_credentials_no_authorization_header() -> None:
+    node = _H11Node()
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(functools.partial(trio.serve_tcp, node.handle, 0, host="127.0.0.1"))
+        port = listeners[0].socket.getsockname()[1]
+        async with open_rpc(f"http://127.0.0.1:{port}") as rpc:
+            await rpc.call("eth_chainId")
+        nursery.cancel_scope.cancel()
+    assert b"authorization" not in node.requests[0][2]
+
+
+async def test_calls_share_one_kept_alive_connection_and_an_abandoned_answer_costs_only_its_own() -> None:
+    """Read to the end, a connection goes back to the pool; an answer abandoned at the cap is closed,
+    and the next call dials a fresh connection and gets its answer."""
+    def body_for(body: bytes) -> bytes:
+        req = orjson.loads(body)
+        result = "0x" + "ab" * 40_000 if req["method"] == "big" else "0x1"
+        return orjson.dumps({"jsonrpc": "2.0", "id": req["id"], "result": result})
+
+    node = _H11Node(body_for=body_for)
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(functools.partial(trio.serve_tcp, node.handle, 0, host="127.0.0.1"))
+        port = listeners[0].socket.getsockname()[1]
+        async with open_rpc(f"http://127.0.0.1:{port}", max_response_bytes=10_000) as rpc:
+            for _ in range(20):
+                assert await rpc.call("eth_chainId") == "0x1"
+            assert node.connections == 1
+            with pytest.raises(ResponseTooLarge):
+                await rpc.call("big")
+            assert await rpc.call("eth_chainId") == "0x1"
+            assert node.connections == 2
+            assert rpc.statistics().too_large == 1
+        nursery.cancel_scope.cancel()
