@@ -61,6 +61,9 @@ from ._risk import HaltRequest, ask_risk
 
 __all__ = ["AppendOnlyFile", "InFlightActor", "InFlightLedger", "InFlightStatistics", "SettlementFile", "SettlerLike"]
 
+#: How long a stopped in-flight actor may take to hand on the verdicts it holds.
+HAND_ON_TIMEOUT_S = 2.0
+
 log = logging.getLogger("aether.actors.inflight")
 
 _RECORD_HALT = HaltReason.SETTLEMENTS_WRITABLE
@@ -268,12 +271,44 @@ class InFlightActor:
             self._account_unwritten()
         except BaseException as exc:
             if _only_cancelled(exc):  # a hard stop, not a panic: account for what is pending
+                # First hand on what risk already gave us (the fast stop cancels actor by actor, and
+                # the end of the line accounts for every verdict it receives); bounded.
+                with trio.CancelScope(shield=True) as scope:
+                    scope.deadline = trio.current_time() + HAND_ON_TIMEOUT_S
+                    await self._hand_on_held()
                 with trio.CancelScope(shield=True):
                     await self._stop_pending("stopped")
                 self._account_unwritten()
             raise  # a panic keeps the queued rows in the ledger for the restarted actor
         finally:
             self._records.close()
+
+    async def _hand_on_held(self) -> None:
+        """Stopped: the verdict in hand and every one still queued go on to the end of the line.
+
+        A passed one is admitted first (unless it already was), so the stop settles it as
+        ``unknown`` (``stopped``) with the rest of the ledger.
+        """
+        held = 0
+        try:
+            while True:
+                verdict = self.ledger.handoff
+                if verdict is None:
+                    verdict = self._inbox.receive_nowait()
+                    self.ledger.handoff = verdict
+                bundle = verdict.bundle
+                if verdict.passed and bundle.arb_id not in self.ledger.settled and \
+                        bundle.arb_id not in self.ledger.pending.get(bundle.target_block, {}):
+                    await self._admit(bundle)
+                await self._out.send(verdict)
+                self.ledger.handoff = None
+                held += 1
+        except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+            pass  # nothing more is held
+        except (trio.Cancelled, trio.BrokenResourceError):
+            log.error("stopped before a verdict could be handed on (the end of the line is gone)")
+        if held:
+            log.info("stopped: handed on %d verdicts still held", held)
 
     async def _admit(self, bundle: Bundle) -> None:
         led = self.ledger

@@ -8,6 +8,13 @@ requests from the sink (reports directory unwritable). A tick whose account
 state could not be fetched latches the engine's balance HALT (fail closed)
 until a good tick.
 
+The engine's state file is written by this actor in a worker thread (an fsync
+of the file and its directory must not stall the event loop), one save at a
+time; a passed verdict goes out only once its commit is on disk, and one whose
+commit cannot be saved is refused (``risk_error``). Cancelled (the fast stop
+cancels actor by actor), it still gives every bundle it holds a verdict, saves
+once and hands them on, so the end of the line accounts for every bundle built.
+
 A halt asked for from outside the gates lives in a set the supervision tree
 owns (``halts``), so a risk panic and restart cannot forget it (the sink asks
 only once); while one is set ``aether_risk_state`` says ``halted`` and
@@ -36,6 +43,9 @@ __all__ = ["Feedback", "HaltRequest", "RiskActor", "ask_risk"]
 log = logging.getLogger("aether.actors.risk")
 
 _REPORTS_HALT = HaltReason.REPORTS_DIR_WRITABLE
+
+#: How long a stopped risk actor may take to hand on the verdicts of the bundles it holds.
+FINISH_TIMEOUT_S = 2.0
 
 
 @attrs.frozen
@@ -80,6 +90,10 @@ class RiskActor:
         halts: set[str] | None = None,
     ) -> None:
         self.engine = engine
+        # The engine's saves are ours: written in a worker thread (see _save), so an
+        # fsync never stalls the event loop, and awaited before a verdict goes out.
+        engine.defer_saves()
+        self._save_lock = trio.Lock()
         self._metrics = metrics
         self._inbox = inbox
         self._feedback = feedback
@@ -90,6 +104,7 @@ class RiskActor:
         self._publish_external()
         self._passed = 0
         self._rejected = 0
+        self._unsent: Verdict | None = None
 
     def statistics(self) -> ActorStatistics:
         return ActorStatistics(queued=self._inbox.statistics().current_buffer_used, processed=self._passed,
@@ -100,15 +115,70 @@ class RiskActor:
             if self._feedback is not None:
                 nursery.start_soon(self._feedback_loop)
             task_status.started()
-            async for msg in self._inbox:
-                if isinstance(msg, Tick):
-                    self._on_tick(msg)
-                    self._publish_external()
-                else:
-                    verdict = self.evaluate(msg)
-                    self._publish_external()
-                    await self._out.send(verdict)
+            try:
+                async for msg in self._inbox:
+                    await self._handle(msg)
+            except trio.Cancelled:
+                # Stopped (the fast stop cancels actor by actor): every bundle already built
+                # still gets its verdict and is handed on, so the end of the line can account
+                # for it. Bounded, so that a stop never hangs here.
+                with trio.CancelScope(shield=True) as scope:
+                    scope.deadline = trio.current_time() + FINISH_TIMEOUT_S
+                    await self._finish()
+                raise
             nursery.cancel_scope.cancel()
+
+    async def _handle(self, msg: Tick | Bundle) -> None:
+        if isinstance(msg, Tick):
+            self._on_tick(msg)
+            await self._save_logged(f"at head {msg.head.number}")
+            self._publish_external()
+            return
+        # Held until handed on: a stop in between hands it on from _finish.
+        self._unsent = verdict = self.evaluate(msg)
+        if verdict.passed:
+            self._unsent = verdict = await self._durable(verdict)
+        self._publish_external()
+        await self._out.send(verdict)
+        self._unsent = None
+
+    async def _finish(self) -> None:
+        """Cancelled: verdicts for the bundle in hand and every one still queued, one save, handed on."""
+        held: list[Verdict] = [] if self._unsent is None else [self._unsent]
+        self._unsent = None
+        while True:
+            try:
+                msg = self._inbox.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError, trio.BrokenResourceError):
+                break
+            if isinstance(msg, Tick):
+                self._on_tick(msg)
+            else:
+                held.append(self.evaluate(msg))
+        try:
+            await self._save()
+            saved: RiskError | None = None
+        except RiskError as exc:
+            saved = exc
+        except trio.Cancelled:
+            log.error("stopped: the risk state was not saved within %g s; %d verdicts not handed on",
+                      FINISH_TIMEOUT_S, len(held))
+            raise
+        self._publish_external()
+        sent = 0
+        try:
+            for verdict in held:
+                if verdict.passed and saved is not None:
+                    verdict = self._unsaved(verdict, saved)
+                await self._out.send(verdict)
+                sent += 1
+        except (trio.Cancelled, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        if sent < len(held):
+            log.error("stopped with %d verdicts that could not be handed on (the end of the line is gone)",
+                      len(held) - sent)
+        elif held:
+            log.info("stopped: handed on the verdicts of %d bundles still held", len(held))
 
     def _on_tick(self, tick: Tick) -> None:
         if tick.eth_balance_wei is None:
@@ -142,7 +212,58 @@ class RiskActor:
                     )
                 except RiskError as exc:  # the engine halted itself until it can save again
                     log.error("risk state not saved after an outcome: %s", exc)
+                await self._save_logged("after an outcome")
                 self._publish_external()
+
+    async def _save(self) -> None:
+        """Write the engine's state if it changed, in a worker thread; one save at a time, newest last.
+
+        Raises:
+            RiskError: the write failed; the engine is HALTED (``risk_error``) until one succeeds.
+        """
+        store = self.engine.store
+        if store is None:
+            return
+        async with self._save_lock:
+            # Taken under the lock: a save queued behind another writes the state as it is then.
+            due = self.engine.save_due()
+            if due is None:
+                return
+            doc, fingerprint = due
+            try:
+                # Not abandoned on cancel: the thread finishes its write (tmp, fsync, rename) first.
+                await trio.to_thread.run_sync(store.save, doc)
+            except RiskError:
+                self.engine.save_failed()
+                raise
+            except Exception as exc:  # noqa: BLE001 - anything else is a failed save too
+                self.engine.save_failed()
+                raise RiskError(f"cannot save risk state: {type(exc).__name__}") from exc
+            self.engine.saved(fingerprint)
+
+    async def _save_logged(self, when: str) -> None:
+        try:
+            await self._save()
+        except RiskError as exc:  # the engine halted itself; nothing passes until it can save again
+            log.error("risk state not saved %s: %s", when, exc)
+
+    async def _durable(self, verdict: Verdict) -> Verdict:
+        """``verdict`` once its commit is on disk; refused (``risk_error``) when it cannot be saved."""
+        try:
+            await self._save()
+        except RiskError as exc:
+            return self._unsaved(verdict, exc)
+        return verdict
+
+    def _unsaved(self, verdict: Verdict, exc: RiskError) -> Verdict:
+        """A passed verdict whose commit could not be saved: refused, counted under ``risk_error``."""
+        bundle = verdict.bundle
+        log.error("risk could not save bundle %s: %s; failing closed", bundle.arb_id, exc)
+        self._metrics.rejected_counter(bundle.source).labels(RISK_ERROR).inc()
+        self._passed -= 1
+        self._rejected += 1
+        return Verdict(bundle, verdict.decisions + (RiskDecision(RISK_ERROR, False, "commit not saved"),),
+                       False, RISK_ERROR)
 
     def _publish_external(self, lifted: str | None = None) -> None:
         """Show halts from outside the gates in the metrics the engine publishes its own state to."""

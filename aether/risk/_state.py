@@ -131,6 +131,7 @@ class RiskEngine:
         self._next_base_fee: int | None = None
         self._last_head: int | None = None
         self._store_failed = False
+        self._deferred = False  # saves are the owner's (defer_saves): _persist only marks them due
 
         self._evaluated = 0
         self._passed = 0
@@ -273,7 +274,8 @@ class RiskEngine:
 
         Call it when a passed bundle goes out (live: submitted; shadow: would
         have been), before evaluating the next bundle, so a twin cannot slip
-        through between the two. Saved to the store before returning.
+        through between the two. Saved to the store before returning (after
+        :meth:`defer_saves`, by the owner before the verdict goes out).
 
         Returns:
             False when the same (target block, key) was already committed (a
@@ -460,17 +462,21 @@ class RiskEngine:
     def _persist(self) -> None:
         """Save when something changed (or the last save failed); publish metrics.
 
+        With :meth:`defer_saves` the save is left to the owner (:meth:`save_due`):
+        this only publishes.
+
         Raises:
             RiskError: the save failed; the engine stays HALTED until one succeeds.
         """
         try:
-            if self._store is None:
+            if self._store is None or self._deferred:
                 return
-            fp = self._fingerprint()
-            if fp == self._saved_fingerprint and not self._store_failed:
+            due = self.save_due()
+            if due is None:
                 return
+            doc, fp = due
             try:
-                self._store.save(self._to_doc())
+                self._store.save(doc)
             except RiskError:
                 self._store_failed = True
                 raise
@@ -481,6 +487,46 @@ class RiskEngine:
             self._saved_fingerprint = fp
         finally:
             self._publish()
+
+    # ------------------------------------------------------------------ saving by the owner
+
+    def defer_saves(self) -> None:
+        """Leave every save to the owner, who writes the state off the event loop.
+
+        The risk actor calls this: a save is an fsync of the file and of its
+        directory (milliseconds on a cloud disk), which would otherwise stall every
+        task of the process while it runs. After this, a change only marks the
+        state as due; the owner takes it with :meth:`save_due`, writes it with
+        :attr:`store` (in a worker thread), and reports :meth:`saved` or
+        :meth:`save_failed`. The owner must not let a passed verdict out before its
+        commit is saved (the actor awaits the save first), so "saved before it goes
+        out" still holds; only the event loop no longer waits on the disk.
+        """
+        self._deferred = True
+
+    @property
+    def store(self) -> RiskStore | None:
+        return self._store
+
+    def save_due(self) -> tuple[dict[str, Any], object] | None:
+        """The document to write and its fingerprint, or None when the file is current."""
+        if self._store is None:
+            return None
+        fp = self._fingerprint()
+        if fp == self._saved_fingerprint and not self._store_failed:
+            return None
+        return self._to_doc(), fp
+
+    def saved(self, fingerprint: object) -> None:
+        """The document of ``fingerprint`` (from :meth:`save_due`) is on disk."""
+        self._store_failed = False
+        self._saved_fingerprint = fingerprint
+        self._publish()
+
+    def save_failed(self) -> None:
+        """The last save failed: HALTED (``risk_error``) until one succeeds."""
+        self._store_failed = True
+        self._publish()
 
     def _to_doc(self) -> dict[str, Any]:
         now = self._clock()

@@ -321,3 +321,35 @@ async def test_settlement_waits_out_the_heads_rush(tmp_path: Path, autojump_cloc
         await trio.sleep(0.2)
         assert [x["arb_id"] for x in r.rows()] == ["a"]
         r.verdicts.close()
+
+
+async def test_a_cancelled_actor_hands_on_every_verdict_it_holds(tmp_path: Path, autojump_clock: trio.abc.Clock) -> None:
+    """The fast stop cancels actor by actor: what risk already handed us still reaches the end of the
+    line (the verdict in hand while the end of the line is full, and the queued ones), and the passed
+    ones are settled as stopped."""
+    r = rig(tmp_path, ScriptedSettler())
+    small_tx, small_rx = trio.open_memory_channel[Verdict](1)
+    r.actor._out = small_tx  # the end of the line holds one verdict and is not reading
+    held = [verdict(bundle("a", 300)), verdict(bundle("b", 300), passed=False), verdict(bundle("c", 300))]
+    with trio.CancelScope() as scope:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(r.actor.run)
+            for v in held:
+                await r.verdicts.send(v)
+            await trio.testing.wait_all_tasks_blocked()  # "a" passed on, "b" in hand, "c" queued
+            scope.cancel()
+
+            async def read_end_of_line() -> None:  # the end of the line drains what it is handed
+                async with small_rx:
+                    async for v in small_rx:
+                        got.append(v.bundle.arb_id)
+
+            got: list[str] = []
+            with trio.CancelScope(shield=True):
+                async with trio.open_nursery() as reader:
+                    reader.start_soon(read_end_of_line)
+                    await trio.testing.wait_all_tasks_blocked()
+                    reader.cancel_scope.cancel()
+    assert got == ["a", "b", "c"]
+    rows = {x["arb_id"]: (x["outcome"], x["reason"]) for x in r.rows()}
+    assert rows == {"a": ("unknown", "stopped"), "c": ("unknown", "stopped")}
