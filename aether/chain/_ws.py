@@ -231,6 +231,15 @@ def _leaves(exc: BaseException) -> Iterator[BaseException]:
         yield exc
 
 
+#: wsproto's handshake errors that carry no text of the node's.
+_WSPROTO_PHRASES: Final = frozenset({
+    "Bad HTTP message",
+    "Missing header, 'Connection: Upgrade'",
+    "Missing header, 'Upgrade: websocket'",
+    "Bad accept token",
+})
+
+
 def _translate(exc: BaseException, where: str) -> BaseException | None:
     """Ours for a library's exception; ``exc`` itself if it is ours already; None if not a connection failure."""
     if isinstance(exc, (NodeError, _DownstreamClosed)):
@@ -249,9 +258,11 @@ def _translate(exc: BaseException, where: str) -> BaseException | None:
     if isinstance(exc, _HandshakeFailed):
         return NodeUnreachable(f"websocket handshake with {where} failed: {exc}")
     if isinstance(exc, RemoteProtocolError):
-        # Garbled HTTP or an answer without the upgrade headers (wsproto's own words:
-        # fixed phrases, none of the node's bytes).
-        return NodeUnreachable(f"websocket handshake with {where} failed: {exc}")
+        # Garbled HTTP or an answer without the upgrade headers. wsproto's fixed phrases
+        # are kept; a message that could quote the node's headers (a subprotocol, an
+        # extension) is not: no node-chosen text reaches the log.
+        detail = str(exc) if str(exc) in _WSPROTO_PHRASES else "the answer is not a websocket upgrade"
+        return NodeUnreachable(f"websocket handshake with {where} failed: {detail}")
     if isinstance(exc, LocalProtocolError):
         return NodeUnreachable(f"websocket to {where} is closed")
     if isinstance(exc, trio.TooSlowError):

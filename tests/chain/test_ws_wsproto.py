@@ -256,9 +256,13 @@ async def test_fragments_that_add_up_past_the_cap_are_refused_with_1009(autojump
         (lambda side: [b""], "websocket handshake with ws://node.test:8546 failed: the connection closed"),
         # A 101 without the headers that prove the node read our key.
         (lambda side: [b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n"],
-         "websocket handshake with ws://node.test:8546 failed"),
+         "websocket handshake with ws://node.test:8546 failed: Bad accept token"),
+        # A subprotocol we never asked for, named by the node: its words stay out of the log.
+        (lambda side: [side.ws.send(AcceptConnection())
+                       .replace(b"\r\n\r\n", b"\r\nsec-websocket-protocol: EVIL-LOG-TEXT\r\n\r\n", 1)],
+         "websocket handshake with ws://node.test:8546 failed: the answer is not a websocket upgrade"),
     ],
-    ids=["garbage", "403", "closed-mid-answer", "closed-at-once", "101-without-accept"],
+    ids=["garbage", "403", "closed-mid-answer", "closed-at-once", "101-without-accept", "unasked-subprotocol"],
 )
 async def test_a_bad_upgrade_answer_is_a_clear_error_and_a_quick_retry(
     autojump_clock: Any, caplog: pytest.LogCaptureFixture,
@@ -278,7 +282,7 @@ async def test_a_bad_upgrade_answer_is_a_clear_error_and_a_quick_retry(
     assert [f.obj for f in got] == [{"n": 1}]
     assert node.dialled[1] - node.dialled[0] < 0.1
     assert logged in caplog.text
-    assert "SECRET" not in caplog.text
+    assert "SECRET" not in caplog.text and "EVIL" not in caplog.text
     assert node.sides[0].closed
     assert sub.statistics().reconnects == 1
 
