@@ -1,4 +1,4 @@
-"""WebSocket subscriptions (``eth_subscribe``), with reconnect, over trio-websocket.
+"""WebSocket subscriptions (``eth_subscribe``), with reconnect, over wsproto driven in the reading task.
 
 A :class:`Subscriber` holds one subscription (``newHeads`` or
 ``newPendingTransactions``) alive for as long as its ``run`` task lives: any
@@ -14,14 +14,18 @@ Nodes that send only hashes for pending transactions (no ``true`` param, or a
 node that ignores it) are handled by fetching each transaction with
 ``eth_getTransactionByHash`` through a bounded pool of workers.
 
-The WebSocket protocol is trio-websocket's (the design card's choice; wsproto
-underneath). The byte stream under it comes from a *transport*: by default TCP,
-or TLS over TCP with the system trust store for ``wss://``; tests pass one that
-returns an end of ``trio.testing.memory_stream_pair()`` and run the node's side
-on the other end, in virtual time. trio-websocket's, trio's and the OS's
-exceptions become aether's own in one place, :func:`_map_ws_errors`. Garbage
-from the node (non-JSON, wrong shape) is counted in ``bad_frames`` and skipped,
-never raised.
+The WebSocket protocol is wsproto's (the library under trio-websocket, the design
+card's choice): every byte from the node is parsed by ``wsproto.WSConnection``, but
+the task that consumes the messages drives it (:class:`_InlineWebSocket`), with no
+reader task and no channel hop. Measured, trio-websocket's reader task, queue and
+two task switches cost about 79 us of CPU a frame, which cannot hold issue 13's
+10,000 frames/s plus the work on each frame (docs/performance.md). The byte stream
+comes from a *transport*: by default TCP, or TLS over TCP with the system trust
+store for ``wss://``; tests pass one that returns an end of
+``trio.testing.memory_stream_pair()`` and run the node's side on the other end, in
+virtual time. wsproto's, trio's and the OS's exceptions become aether's own in one
+place, :func:`_map_ws_errors`. Garbage from the node (non-JSON, wrong shape) is
+counted in ``bad_frames`` and skipped, never raised.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import enum
 import functools
 import itertools
 import logging
+import os
 import random
 import re
 import ssl
@@ -42,13 +47,21 @@ from urllib.parse import urlsplit
 import attrs
 import orjson
 import trio
-from trio_websocket import (
-    ConnectionClosed,
-    ConnectionRejected,
-    HandshakeError,
-    WebSocketConnection,
-    wrap_client_stream,
+from wsproto import ConnectionType, WSConnection
+from wsproto.connection import ConnectionState
+from wsproto.events import (
+    AcceptConnection,
+    CloseConnection,
+    Event,
+    Message,
+    Ping,
+    Pong,
+    RejectConnection,
+    Request,
+    TextMessage,
 )
+from wsproto.frame_protocol import CloseReason
+from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from .._errors import BadNodeData, NodeError, NodeTimeout, NodeUnreachable, RpcError
 from .._urls import display_url, url_problem
@@ -78,16 +91,19 @@ class SubscriptionKind(enum.StrEnum):
 HEADS: Final = SubscriptionKind.HEADS
 PENDING: Final = SubscriptionKind.PENDING
 
-#: A longer message is refused by trio-websocket (close 1009), which makes a reconnect.
+#: A longer message is refused (close 1009, counted as it arrives: never buffered whole),
+#: which makes a reconnect.
 #: Full blocks are not subscribed to; the longest pending transaction (a 128 KiB
 #: calldata, hex-encoded) fits with room to spare.
 MAX_MESSAGE_SIZE: Final = 4 * 1024 * 1024
 #: Bytes asked of the stream per read (trio-websocket's default is 4 KiB): a burst of
-#: notifications is parsed from one read instead of one read per frame or two.
+#: notifications is parsed from one read instead of one read per frame or two. Nothing
+#: is read while the consumer works, so a slow consumer pushes back into TCP.
 RECEIVE_BUFFER_SIZE: Final = 256 * 1024
-#: Parsed messages the reader task may hold ahead of us; a full queue stops it reading,
-#: so a slow consumer pushes back into TCP instead of into memory.
-MESSAGE_QUEUE_SIZE: Final = 256
+#: Messages served from one read's buffer between two checkpoints at most, whatever the
+#: consumer does with them: a burst of small frames cannot hold off cancellation or the
+#: other tasks for long.
+CHECKPOINT_EVERY: Final = 64
 #: How long the close handshake may take before the stream is simply closed.
 CLOSE_TIMEOUT: Final = 1.0
 
@@ -127,9 +143,11 @@ class FrameSink(Protocol):
     The intake actor is one: it screens each frame as it is read, so the hottest path
     has no channel hop of ours. ``take_frame`` must not block; what becomes of the
     frame (forwarded, skipped, dropped on overload) is the stage's to decide and
-    count. Raising ``trio.BrokenResourceError`` / ``trio.ClosedResourceError`` means
-    nobody listens any more: the subscription ends. (A memory channel can stand in
-    for a sink: :meth:`Subscriber.run` takes either.)
+    count. The subscription yields after each frame it hands over, so the tasks the
+    stage feeds run before the rest of a burst is screened. Raising
+    ``trio.BrokenResourceError`` / ``trio.ClosedResourceError`` means nobody listens
+    any more: the subscription ends. (A memory channel can stand in for a sink:
+    :meth:`Subscriber.run` takes either.)
     """
 
     def take_frame(self, frame: Frame, /) -> object: ...
@@ -183,6 +201,28 @@ class _BadFrame(Exception):
     """A frame that is not JSON or not of the expected shape (counted, skipped)."""
 
 
+class _Closed(Exception):
+    """The WebSocket ended: the peer's Close (its code), a frame wsproto refused (the
+    code it chose), a message over the cap (1009), or the stream's end (no code)."""
+
+    def __init__(self, code: int | None, reason: str = "") -> None:
+        super().__init__(code, reason)
+        self.code = code
+        self.reason = reason
+
+
+class _Rejected(Exception):
+    """The node answered the upgrade with an HTTP status other than 101."""
+
+    def __init__(self, status_code: int) -> None:
+        super().__init__(status_code)
+        self.status_code = status_code
+
+
+class _HandshakeFailed(Exception):
+    """The node closed the stream before it answered the upgrade."""
+
+
 def _leaves(exc: BaseException) -> Iterator[BaseException]:
     if isinstance(exc, BaseExceptionGroup):
         for sub in exc.exceptions:
@@ -191,18 +231,40 @@ def _leaves(exc: BaseException) -> Iterator[BaseException]:
         yield exc
 
 
+#: wsproto's handshake errors that carry no text of the node's.
+_WSPROTO_PHRASES: Final = frozenset({
+    "Bad HTTP message",
+    "Missing header, 'Connection: Upgrade'",
+    "Missing header, 'Upgrade: websocket'",
+    "Bad accept token",
+})
+
+
 def _translate(exc: BaseException, where: str) -> BaseException | None:
     """Ours for a library's exception; ``exc`` itself if it is ours already; None if not a connection failure."""
     if isinstance(exc, (NodeError, _DownstreamClosed)):
         return exc
-    if isinstance(exc, ConnectionRejected):
+    if isinstance(exc, _Rejected):
         return NodeUnreachable(f"{where} rejected the websocket handshake with HTTP {exc.status_code}")
-    if isinstance(exc, ConnectionClosed):
-        reason = exc.reason
-        why = f"{reason.name} ({reason.code})" if reason is not None else "no close frame"
+    if isinstance(exc, _Closed):
+        if exc.code is None:
+            why = "no close frame"
+        else:
+            try:
+                why = f"{CloseReason(exc.code).name} ({exc.code})"
+            except ValueError:
+                why = f"code {exc.code}"
         return NodeUnreachable(f"websocket to {where} closed: {why}")
-    if isinstance(exc, HandshakeError):
-        return NodeUnreachable(f"websocket handshake with {where} failed: {type(exc).__name__}")
+    if isinstance(exc, _HandshakeFailed):
+        return NodeUnreachable(f"websocket handshake with {where} failed: {exc}")
+    if isinstance(exc, RemoteProtocolError):
+        # Garbled HTTP or an answer without the upgrade headers. wsproto's fixed phrases
+        # are kept; a message that could quote the node's headers (a subprotocol, an
+        # extension) is not: no node-chosen text reaches the log.
+        detail = str(exc) if str(exc) in _WSPROTO_PHRASES else "the answer is not a websocket upgrade"
+        return NodeUnreachable(f"websocket handshake with {where} failed: {detail}")
+    if isinstance(exc, LocalProtocolError):
+        return NodeUnreachable(f"websocket to {where} is closed")
     if isinstance(exc, trio.TooSlowError):
         return NodeTimeout(f"{where} did not answer in time")
     if isinstance(exc, trio.BrokenResourceError) and isinstance(exc.__cause__, ssl.SSLError):
@@ -219,12 +281,11 @@ def _translate(exc: BaseException, where: str) -> BaseException | None:
 
 @contextlib.contextmanager
 def _map_ws_errors(where: str) -> Iterator[None]:
-    """The one place where trio-websocket's, trio's and OS errors become ours (``raise Ours from exc``).
+    """The one place where wsproto's, trio's and OS errors become ours (``raise Ours from exc``).
 
-    The connection lives in a nursery (trio-websocket's reader task), so what comes
-    out may be an exception group: one failure plus the cancellations it caused. The
-    failure is what counts; a group of cancellations only, or of two real failures,
-    goes on as it is.
+    The pump and the idle watch share a nursery, so what comes out may be an
+    exception group: one failure plus the cancellations it caused. The failure is what
+    counts; a group of cancellations only, or of two real failures, goes on as it is.
     """
     try:
         yield
@@ -244,6 +305,163 @@ def _map_ws_errors(where: str) -> Iterator[None]:
         if ours is None or ours is exc:
             raise
         raise ours from exc
+
+
+class _InlineWebSocket:
+    """A WebSocket client whose messages are parsed by wsproto in the task that reads them.
+
+    Why it exists: trio-websocket (the design card's choice) runs a reader task that
+    reads 4 KiB at a time, parses with wsproto and hands each message over a memory
+    channel, two task switches a frame; measured on the loopback benchmark that is
+    about 79 us of CPU a frame, too much for issue 13's 10,000 frames/s with work on
+    each frame. Issue 13 item 5 sanctions the fallback this is: wsproto's parser, our
+    loop. Every byte is parsed by ``wsproto.WSConnection`` (handshake via h11, frames,
+    masking, UTF-8, close codes); this class only moves bytes between the stream and
+    wsproto, reassembles fragments under a size cap, answers pings and closes.
+
+    ``get_message`` reads ``RECEIVE_BUFFER_SIZE`` bytes at a time and serves the
+    messages of one read without a task switch (at most ``CHECKPOINT_EVERY`` of them
+    between two checkpoints); the caller decides where else to yield. Only one task
+    may read (the pump; ``aclose`` after it ended). Sends come from two tasks (the
+    pump's pongs, the idle watch's pings) and go through one ``StrictFIFOLock``.
+    Failures are raised as :class:`_Closed` / :class:`_Rejected` /
+    :class:`_HandshakeFailed` or as wsproto's, trio's and the OS's own, for
+    :func:`_map_ws_errors` to turn into aether's.
+    """
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self._stream = stream
+        self._ws = WSConnection(ConnectionType.CLIENT)
+        self._send_lock = trio.StrictFIFOLock()
+        self._events: Iterator[Event] = iter(())  # what the last read parsed, not yet served
+        self._parts: list[str | bytes] = []  # a fragmented message so far
+        self._size = 0
+        self._served = 0  # messages served since the last checkpoint
+        self._pong: trio.Event | None = None  # set by the next pong (our ping waits on it)
+        self._failed = False  # ended without a close handshake to wait for
+
+    async def handshake(self, host: str, target: str) -> None:
+        """Send the upgrade request and read until the answer is complete.
+
+        A status other than 101 raises :class:`_Rejected` as soon as its head is read
+        (the body is not read); garbled HTTP raises wsproto's ``RemoteProtocolError``
+        (h11 caps the head's size); the stream's end raises :class:`_HandshakeFailed`.
+        The caller bounds the time. Frames that came in the same read as the answer
+        are kept for ``get_message``.
+        """
+        await self._send(Request(host=host, target=target))
+        while True:
+            events = self._ws.events()
+            for event in events:
+                if isinstance(event, AcceptConnection):
+                    self._events = events
+                    return
+                if isinstance(event, RejectConnection):
+                    self._failed = True
+                    raise _Rejected(event.status_code)
+            data = await self._stream.receive_some(RECEIVE_BUFFER_SIZE)
+            if not data:
+                raise _HandshakeFailed("the connection closed before the answer")
+            self._ws.receive_data(cast(bytes, data))  # a bytearray parses the same
+
+    async def send_message(self, text: str) -> None:
+        await self._send(TextMessage(data=text))
+
+    async def ping(self) -> None:
+        """Send a ping and wait for a pong (any pong: it is a sign of life either way)."""
+        if self._pong is None:
+            self._pong = trio.Event()
+        pong = self._pong
+        await self._send(Ping(payload=os.urandom(4)))
+        await pong.wait()
+
+    async def get_message(self) -> str | bytes:
+        """The next whole message, text or bytes; raises :class:`_Closed` when the connection ends."""
+        while True:
+            for event in self._events:
+                if isinstance(event, Message):
+                    data = event.data
+                    if event.message_finished and not self._parts:
+                        if len(data) > MAX_MESSAGE_SIZE:
+                            await self._refuse_too_big()
+                        return await self._serve(data)
+                    self._parts.append(data)
+                    self._size += len(data)
+                    if self._size > MAX_MESSAGE_SIZE:
+                        await self._refuse_too_big()
+                    if event.message_finished:
+                        parts, self._parts, self._size = self._parts, [], 0
+                        joined: str | bytes = (
+                            "".join(cast(list[str], parts))
+                            if isinstance(parts[0], str)
+                            else b"".join(cast(list[bytes], parts))
+                        )
+                        return await self._serve(joined)
+                elif isinstance(event, Ping):
+                    await self._send(event.response())
+                elif isinstance(event, Pong):
+                    if self._pong is not None:
+                        self._pong.set()
+                        self._pong = None
+                elif isinstance(event, CloseConnection):
+                    await self._closed_by_peer(event)
+            data = await self._stream.receive_some(RECEIVE_BUFFER_SIZE)  # a checkpoint
+            self._served = 0
+            if not data:
+                self._failed = True
+                raise _Closed(None)
+            self._ws.receive_data(cast(bytes, data))  # a bytearray parses the same
+            self._events = self._ws.events()
+
+    async def _serve(self, message: str | bytes) -> str | bytes:
+        self._served += 1
+        if self._served >= CHECKPOINT_EVERY:
+            self._served = 0
+            await trio.lowlevel.checkpoint()
+        return message
+
+    async def _refuse_too_big(self) -> None:
+        self._parts, self._size = [], 0
+        await self._send(CloseConnection(code=CloseReason.MESSAGE_TOO_BIG, reason="message too big"))
+        raise _Closed(CloseReason.MESSAGE_TOO_BIG, "message too big")
+
+    async def _closed_by_peer(self, event: CloseConnection) -> None:
+        if self._ws.state is ConnectionState.REMOTE_CLOSING:
+            await self._send(event.response())  # the peer's Close, answered
+        else:
+            # wsproto refused a frame (a protocol error: its close code, the state still
+            # open): say so to the peer and drop the stream without waiting for an answer.
+            self._failed = True
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, LocalProtocolError):
+                await self._send(CloseConnection(code=event.code, reason=event.reason))
+        raise _Closed(event.code, event.reason or "")
+
+    async def _send(self, event: Event) -> None:
+        async with self._send_lock:
+            await self._stream.send_all(self._ws.send(event))
+
+    async def aclose(self, timeout: float) -> None:
+        """Close: our Close and at most ``timeout`` seconds for the peer's (0: do not wait); then the stream."""
+        try:
+            with trio.move_on_after(timeout):
+                if self._failed:
+                    return
+                if self._ws.state is ConnectionState.OPEN:
+                    await self._send(CloseConnection(code=CloseReason.NORMAL_CLOSURE))
+                for _ in self._events:  # what is left of the last read may hold the answer
+                    pass
+                while self._ws.state is ConnectionState.LOCAL_CLOSING:
+                    data = await self._stream.receive_some(RECEIVE_BUFFER_SIZE)
+                    if not data:
+                        return
+                    self._ws.receive_data(cast(bytes, data))  # a bytearray parses the same
+                    for _ in self._ws.events():
+                        pass
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, LocalProtocolError, RemoteProtocolError):
+            pass  # closing anyway
+        finally:
+            self._failed = True
+            await trio.aclose_forcefully(self._stream)
 
 
 @functools.cache
@@ -268,8 +486,8 @@ def tcp_opener(url: str, *, ssl_context: ssl.SSLContext | None = None) -> Stream
 
     ``wss://`` verifies the certificate and host name (the system trust store unless
     ``ssl_context`` is given). The TLS handshake is done here, before any WebSocket
-    byte, so an untrusted certificate is a clear error at once rather than a reader
-    task that ends without a handshake.
+    byte, so an untrusted certificate is a clear error at once rather than a failure
+    somewhere inside the WebSocket handshake.
     """
     parts = urlsplit(url)
     secure = parts.scheme == "wss"
@@ -482,10 +700,9 @@ class Subscriber:
 
         For pending transactions ``send`` may instead be a :class:`FrameSink`, a
         stage whose ``take_frame`` handles the frame at once (the intake actor
-        screens inline that way, without a channel hop on the hot path). Every frame is read through a
-        checkpoint (trio-websocket's ``get_message``), so the tasks downstream get
-        a turn between any two frames of a burst and a victim forwarded is taken
-        by the strategy before the next one is screened.
+        screens inline that way, without a channel hop on the hot path). The pump
+        yields after each frame handed on (see :meth:`_pump_pending`), so a victim
+        forwarded is taken by the strategy before the next frame is screened.
         """
         started = False
 
@@ -521,43 +738,29 @@ class Subscriber:
                 nursery.cancel_scope.cancel()
 
     @contextlib.asynccontextmanager
-    async def _connection(self) -> AsyncIterator[WebSocketConnection]:
-        """Open the stream, shake hands (within ``connect_timeout``), yield the connection, close it.
-
-        trio-websocket's reader task lives in this nursery: the connection's lifetime
-        is this block, as with ``open_websocket_url``, only over our transport.
-        """
+    async def _connection(self) -> AsyncIterator[_InlineWebSocket]:
+        """Open the stream, shake hands (within ``connect_timeout``), yield the connection, close it."""
         self._peer_silent = False
-        async with trio.open_nursery() as nursery:
-            with trio.move_on_after(self._connect_timeout) as scope:
-                stream = await self._transport()
-                try:
-                    ws = await wrap_client_stream(
-                        nursery,
-                        cast(trio.SocketStream, stream),  # any trio Stream works; the hint is narrower
-                        self._host_header,
-                        self._resource,
-                        message_queue_size=MESSAGE_QUEUE_SIZE,
-                        max_message_size=MAX_MESSAGE_SIZE,
-                        receive_buffer_size=RECEIVE_BUFFER_SIZE,
-                    )
-                except BaseException:
-                    await trio.aclose_forcefully(stream)
-                    raise
-            if scope.cancelled_caught:
-                # A peer that closes or garbles the HTTP answer leaves trio-websocket's
-                # handshake waiting: the deadline is what ends it.
-                raise NodeTimeout(f"websocket handshake with {self._where} timed out")
+        with trio.move_on_after(self._connect_timeout) as scope:
+            stream = await self._transport()
+            ws = _InlineWebSocket(stream)
             try:
-                yield ws
-            finally:
-                # A drop closes with a close handshake (the reader task still runs to read
-                # the answer). A cancellation does not wait: aclose is cancelled at once
-                # and trio-websocket then closes the stream without ceremony.
-                # A peer found dead by the idle watch is not waited for either.
-                with trio.move_on_after(0.0 if self._peer_silent else CLOSE_TIMEOUT):
-                    await ws.aclose()
-                nursery.cancel_scope.cancel()
+                await ws.handshake(self._host_header, self._resource)
+            except BaseException:
+                await trio.aclose_forcefully(stream)
+                raise
+        if scope.cancelled_caught:
+            # A peer that says nothing (or dribbles) after the upgrade request: the
+            # deadline ends it (the stream was closed on the way out).
+            raise NodeTimeout(f"websocket handshake with {self._where} timed out")
+        try:
+            yield ws
+        finally:
+            # A drop closes with a close handshake (at most CLOSE_TIMEOUT for the answer).
+            # A cancellation does not wait: the handshake is cancelled at once and the
+            # stream closed without ceremony. A peer found dead by the idle watch is not
+            # waited for either.
+            await ws.aclose(0.0 if self._peer_silent else CLOSE_TIMEOUT)
 
     async def _session(
         self,
@@ -584,7 +787,7 @@ class Subscriber:
                     else:
                         await self._pump_pending(ws, sub_id, push)
 
-    async def _watch(self, ws: WebSocketConnection, idle: float) -> None:
+    async def _watch(self, ws: _InlineWebSocket, idle: float) -> None:
         """Ping a connection that stayed quiet for ``idle`` seconds; raise if it answers nothing.
 
         Runs beside the pump, so the hot path pays one integer increment a frame for it.
@@ -604,14 +807,26 @@ class Subscriber:
                 self._peer_silent = True
                 raise NodeTimeout(f"{self._where}: no frame for {idle}s and no pong within {self._ping_timeout}s")
 
-    async def _pump_pending(self, ws: WebSocketConnection, sub_id: str, push: Callable[[Frame], object]) -> None:
-        """The hot path: read, parse, hand on without blocking, until the connection breaks."""
+    async def _pump_pending(self, ws: _InlineWebSocket, sub_id: str, push: Callable[[Frame], object]) -> None:
+        """The hot path: read, parse, hand on without blocking, until the connection breaks.
+
+        One read may hold hundreds of frames and ``get_message`` serves them without a
+        task switch, so the pump yields after each well-formed frame it hands on: the
+        tasks downstream (the strategy taking a victim, a fetch worker, a channel's
+        reader) run before the rest of the burst is screened. Measured on the loopback
+        pipeline (docs/performance.md): yielding only after a victim forwarded let the
+        strategy's inbox overflow (928 drops in one pass of three), yielding after every
+        frame dropped none. Malformed frames are not yielded for, but ``get_message``
+        itself yields at least every ``CHECKPOINT_EVERY`` messages, so a burst nobody
+        wants still lets cancellation in.
+        """
         get = ws.get_message
         accept = self._accept
         clock = self._clock
         wall_ns = self._wall_ns
+        checkpoint = trio.lowlevel.checkpoint
         while True:
-            message = await get()  # a checkpoint: downstream tasks run between frames
+            message = await get()
             result = accept(message, sub_id)
             if result is None:
                 continue
@@ -619,8 +834,9 @@ class Subscriber:
                 self._push_pending(push, Frame(result, clock(), wall_ns()))
             else:
                 self._queue_fetch(cast(str, result))
+            await checkpoint()
 
-    async def _pump_heads(self, ws: WebSocketConnection, sub_id: str, send: trio.MemorySendChannel[Frame]) -> None:
+    async def _pump_heads(self, ws: _InlineWebSocket, sub_id: str, send: trio.MemorySendChannel[Frame]) -> None:
         """Heads: a blocking send, so a slow consumer holds the node back instead of losing a head."""
         while True:
             message = await ws.get_message()
@@ -649,7 +865,7 @@ class Subscriber:
         self._attempt = 0
         return result
 
-    async def _subscribe(self, ws: WebSocketConnection) -> str:
+    async def _subscribe(self, ws: _InlineWebSocket) -> str:
         params: list[Any] = [str(self.kind), True] if self._full_param else [str(self.kind)]
         req_id = next(self._ids)
         await ws.send_message(

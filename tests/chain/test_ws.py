@@ -633,8 +633,8 @@ async def test_a_head_waiting_on_a_full_channel_is_not_taken_for_a_dead_peer(aut
     """Heads block on a full channel; meanwhile nothing is read (not even a pong). The idle
     watch must blame our consumer, not the node: no reconnect, no head lost."""
     async def many_heads(ws: WebSocketConnection, params: list[Any]) -> None:
-        # More than trio-websocket's queue holds: its reader stops reading, so a ping
-        # would go unanswered while we wait on our own consumer.
+        # The subscriber reads nothing while a head waits on our consumer, so a ping
+        # would go unanswered meanwhile.
         for n in range(1, 301):
             await ws.send_message(note({"number": hex(n)}))
 
@@ -882,8 +882,9 @@ async def _burst_node(frames: int, *, task_status: Any = trio.TASK_STATUS_IGNORE
 
 async def test_a_burst_in_one_tcp_write_gives_the_consumer_a_turn_between_frames() -> None:
     """The pending path over real loopback: 200 frames arrive in one write, the sink screens
-    inline and hands victims to a 4-slot queue. Reading a frame is a checkpoint, so the
-    consumer empties the queue between frames: not one is dropped, and they stay in order."""
+    inline and hands victims to a 4-slot queue. The subscription yields after each frame it
+    hands on, so the consumer empties the queue between frames: not one is dropped, and
+    they stay in order."""
     forwarded: list[int] = []
     queue_tx, queue_rx = trio.open_memory_channel[int](4)
     drops = 0
