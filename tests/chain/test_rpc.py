@@ -214,7 +214,6 @@ async def test_real_silent_server_is_node_timeout() -> None:
         async with open_rpc(f"http://127.0.0.1:{port}", timeout=0.2) as rpc:
             with pytest.raises(NodeTimeout):
                 await rpc.call("eth_chainId")
-        nursery.cancel_scope.cancel()
 
 
 @pytest.mark.devnet
@@ -329,6 +328,9 @@ def test_bounds_must_be_positive() -> None:
 
 # --------------------------------------------------------------------------- the transport, over a real socket
 
+import contextlib  # noqa: E402
+from collections.abc import AsyncIterator  # noqa: E402
+
 import h11  # noqa: E402
 
 
@@ -378,14 +380,20 @@ class _H11Node:
             conn.start_next_cycle()
 
 
-async def test_credentials_in_the_url_become_basic_auth_and_the_path_and_query_are_kept() -> None:
-    node = _H11Node()
+@contextlib.asynccontextmanager
+async def serving(node: _H11Node) -> AsyncIterator[int]:
+    """``node`` on a loopback port for the block; yields the port."""
     async with trio.open_nursery() as nursery:
         listeners = await nursery.start(functools.partial(trio.serve_tcp, node.handle, 0, host="127.0.0.1"))
-        port = listeners[0].socket.getsockname()[1]
+        yield listeners[0].socket.getsockname()[1]
+        nursery.cancel_scope.cancel()
+
+
+async def test_credentials_in_the_url_become_basic_auth_and_the_path_and_query_are_kept() -> None:
+    node = _H11Node()
+    async with serving(node) as port:
         async with open_rpc(f"http://alice:s3cr%40t@127.0.0.1:{port}/v3/KEY?x=1") as rpc:
             assert await rpc.call("eth_chainId") == "0x1"
-        nursery.cancel_scope.cancel()
     ((method, target, headers, body),) = node.requests
     assert (method, target) == (b"POST", b"/v3/KEY?x=1")
     import base64
@@ -398,12 +406,9 @@ async def test_credentials_in_the_url_become_basic_auth_and_the_path_and_query_a
 
 async def test_no_credentials_no_authorization_header() -> None:
     node = _H11Node()
-    async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(functools.partial(trio.serve_tcp, node.handle, 0, host="127.0.0.1"))
-        port = listeners[0].socket.getsockname()[1]
+    async with serving(node) as port:
         async with open_rpc(f"http://127.0.0.1:{port}") as rpc:
             await rpc.call("eth_chainId")
-        nursery.cancel_scope.cancel()
     assert b"authorization" not in node.requests[0][2]
 
 
@@ -416,9 +421,7 @@ async def test_calls_share_one_kept_alive_connection_and_an_abandoned_answer_cos
         return orjson.dumps({"jsonrpc": "2.0", "id": req["id"], "result": result})
 
     node = _H11Node(body_for=body_for)
-    async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(functools.partial(trio.serve_tcp, node.handle, 0, host="127.0.0.1"))
-        port = listeners[0].socket.getsockname()[1]
+    async with serving(node) as port:
         async with open_rpc(f"http://127.0.0.1:{port}", max_response_bytes=10_000) as rpc:
             for _ in range(20):
                 assert await rpc.call("eth_chainId") == "0x1"
@@ -428,4 +431,3 @@ async def test_calls_share_one_kept_alive_connection_and_an_abandoned_answer_cos
             assert await rpc.call("eth_chainId") == "0x1"
             assert node.connections == 2
             assert rpc.statistics().too_large == 1
-        nursery.cancel_scope.cancel()
