@@ -278,7 +278,9 @@ class RpcClient:
             raise BadNodeData("batch: reply is not a JSON array")
         by_id: dict[object, Any] = {}
         for item in reply:
-            if isinstance(item, dict):
+            # An array or object id (unhashable) cannot be one of ours: left out, so its call
+            # is "no reply" (BadNodeData) rather than a TypeError.
+            if isinstance(item, dict) and not isinstance(item.get("id"), (list, dict)):
                 by_id[item.get("id")] = item
         out: list[Any] = []
         for i, (method, _) in zip(ids, calls, strict=True):

@@ -485,3 +485,19 @@ async def test_a_compressed_answer_is_not_inflated_past_the_cap() -> None:
         tracemalloc.stop()
     assert peak < 8 * cap, f"peak {peak} bytes for a {cap}-byte cap"
     await rpc.aclose()
+
+
+@pytest.mark.parametrize("bad_id", [[1], {"id": 1}], ids=["list", "object"])
+async def test_a_batch_reply_with_an_unhashable_id_is_bad_node_data(bad_id: Any) -> None:
+    """A JSON array or object as a reply's id cannot key the by-id table: it used to raise a bare
+    TypeError out of ``batch`` (a traceback, not a counted NodeError)."""
+    kinds: list[NodeErrorKind] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=orjson.dumps([{"jsonrpc": "2.0", "id": bad_id, "result": "0x1"}]))
+
+    rpc = RpcClient("http://node.test", on_error=kinds.append, transport=httpx.MockTransport(handler))
+    with pytest.raises(BadNodeData, match="no reply for eth_chainId"):
+        await rpc.batch([("eth_chainId", [])])
+    assert kinds == [NodeErrorKind.BAD_DATA]
+    await rpc.aclose()
