@@ -286,8 +286,10 @@ class InFlightActor:
     async def _hand_on_held(self) -> None:
         """Stopped: the verdict in hand and every one still queued go on to the end of the line.
 
-        A passed one is admitted first (unless it already was), so the stop settles it as
-        ``unknown`` (``stopped``) with the rest of the ledger.
+        A passed one taken from the inbox is admitted first, so the stop settles it as
+        ``unknown`` (``stopped``) with the rest of the ledger. The one in hand was admitted
+        already (the main loop admits before it hands on, with no checkpoint in between):
+        admitting it again would count a late one twice.
         """
         held = 0
         try:
@@ -296,10 +298,8 @@ class InFlightActor:
                 if verdict is None:
                     verdict = self._inbox.receive_nowait()
                     self.ledger.handoff = verdict
-                bundle = verdict.bundle
-                if verdict.passed and bundle.arb_id not in self.ledger.settled and \
-                        bundle.arb_id not in self.ledger.pending.get(bundle.target_block, {}):
-                    await self._admit(bundle)
+                    if verdict.passed:
+                        await self._admit(verdict.bundle)  # counts a duplicate as the main loop would
                 await self._out.send(verdict)
                 self.ledger.handoff = None
                 held += 1

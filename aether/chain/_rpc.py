@@ -19,7 +19,7 @@ import base64
 import contextlib
 import itertools
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import httpx
@@ -195,7 +195,13 @@ class RpcClient:
                         f"node at {self._where} announced {int(declared)} bytes (cap {self._max_bytes}); not read"
                     )
                 buf = bytearray()
-                async for chunk in resp.aiter_bytes():
+                # The raw bytes, never decoded: we asked for identity, so a node that compresses
+                # anyway sends what is not JSON (BadNodeData). Decoding would inflate a small
+                # gzip into a huge chunk before the cap is checked, and a garbled one would
+                # raise httpx's DecodingError, which is no TransportError.
+                # (The stream itself, as ``aiter_raw`` reads it, but also when a test's transport
+                # has already buffered the body.)
+                async for chunk in cast(httpx.AsyncByteStream, resp.stream):
                     buf += chunk
                     if len(buf) > self._max_bytes:
                         raise ResponseTooLarge(
@@ -272,7 +278,9 @@ class RpcClient:
             raise BadNodeData("batch: reply is not a JSON array")
         by_id: dict[object, Any] = {}
         for item in reply:
-            if isinstance(item, dict):
+            # An array or object id (unhashable) cannot be one of ours: left out, so its call
+            # is "no reply" (BadNodeData) rather than a TypeError.
+            if isinstance(item, dict) and not isinstance(item.get("id"), (list, dict)):
                 by_id[item.get("id")] = item
         out: list[Any] = []
         for i, (method, _) in zip(ids, calls, strict=True):

@@ -96,6 +96,9 @@ PENDING: Final = SubscriptionKind.PENDING
 #: Full blocks are not subscribed to; the longest pending transaction (a 128 KiB
 #: calldata, hex-encoded) fits with room to spare.
 MAX_MESSAGE_SIZE: Final = 4 * 1024 * 1024
+#: What each fragment of a message counts against ``MAX_MESSAGE_SIZE`` beyond its payload
+#: (a str/bytes object and a list slot); a node that fragments in KiB pieces pays ~1.5%.
+FRAGMENT_OVERHEAD: Final = 64
 #: Bytes asked of the stream per read (trio-websocket's default is 4 KiB): a burst of
 #: notifications is parsed from one read instead of one read per frame or two. Nothing
 #: is read while the consumer works, so a slow consumer pushes back into TCP.
@@ -386,7 +389,10 @@ class _InlineWebSocket:
                             await self._refuse_too_big()
                         return await self._serve(data)
                     self._parts.append(data)
-                    self._size += len(data)
+                    # A fragment costs an object and a list slot beyond its payload: counted, so
+                    # a flood of empty (2-byte) fragments reaches the cap instead of growing the
+                    # list without bound.
+                    self._size += len(data) + FRAGMENT_OVERHEAD
                     if self._size > MAX_MESSAGE_SIZE:
                         await self._refuse_too_big()
                     if event.message_finished:

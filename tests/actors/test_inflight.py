@@ -353,3 +353,38 @@ async def test_a_cancelled_actor_hands_on_every_verdict_it_holds(tmp_path: Path,
     assert got == ["a", "b", "c"]
     rows = {x["arb_id"]: (x["outcome"], x["reason"]) for x in r.rows()}
     assert rows == {"a": ("unknown", "stopped"), "c": ("unknown", "stopped")}
+
+
+async def test_a_cancelled_actor_counts_a_held_verdict_once(tmp_path: Path, autojump_clock: trio.abc.Clock) -> None:
+    """Review: the verdict in hand at a stop was admitted already (the main loop admits before it
+    hands on); the hand-on admitted it again when it was neither pending nor settled, i.e. a late
+    one, so ``late`` counted it twice (and logged it twice). A duplicate still queued is counted
+    as a duplicate, as the main loop would."""
+    r = rig(tmp_path, ScriptedSettler())
+    r.actor.ledger.pruned_below = 200  # block 100 is long gone: "late" is late
+    small_tx, small_rx = trio.open_memory_channel[Verdict](1)
+    r.actor._out = small_tx  # the end of the line holds one verdict and is not reading
+    held = [verdict(bundle("a", 300)), verdict(bundle("late", 100)), verdict(bundle("a", 300))]
+    got: list[str] = []
+    with trio.CancelScope() as scope:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(r.actor.run)
+            for v in held:
+                await r.verdicts.send(v)
+            await trio.testing.wait_all_tasks_blocked()  # "a" passed on, "late" in hand, "a" again queued
+            assert r.actor.statistics().late == 1
+            scope.cancel()
+
+            async def read_end_of_line() -> None:
+                async with small_rx:
+                    async for v in small_rx:
+                        got.append(v.bundle.arb_id)
+
+            with trio.CancelScope(shield=True):
+                async with trio.open_nursery() as reader:
+                    reader.start_soon(read_end_of_line)
+                    await trio.testing.wait_all_tasks_blocked()
+                    reader.cancel_scope.cancel()
+    assert got == ["a", "late", "a"]
+    stats = r.actor.statistics()
+    assert (stats.late, stats.duplicates, stats.admitted) == (1, 1, 1)

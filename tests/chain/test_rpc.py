@@ -12,7 +12,7 @@ import orjson
 import pytest
 import trio
 
-from aether._errors import BadNodeData, NodeTimeout, NodeUnreachable, RpcError
+from aether._errors import BadNodeData, NodeError, NodeTimeout, NodeUnreachable, RpcError
 from aether.chain import RpcClient, open_rpc
 from aether.devnet import run_anvil
 
@@ -431,3 +431,75 @@ async def test_calls_share_one_kept_alive_connection_and_an_abandoned_answer_cos
             assert await rpc.call("eth_chainId") == "0x1"
             assert node.connections == 2
             assert rpc.statistics().too_large == 1
+
+
+# --------------------------------------------------------------------------- adversarial review: encoded answers
+
+
+class _Body(httpx.AsyncByteStream):
+    """A body as the wire brings it (not pre-read and decoded by ``httpx.Response(content=...)``)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    async def __aiter__(self) -> Any:
+        for i in range(0, len(self.data), 65536):
+            yield self.data[i:i + 65536]
+
+
+async def test_a_garbled_compressed_answer_is_bad_node_data_not_an_httpx_error() -> None:
+    """We ask for ``identity``; a node that answers ``Content-Encoding: gzip`` with garbage anyway
+    must give a counted NodeError, never httpx's DecodingError (not a TransportError, so it slipped
+    past the mapping and escaped the client as an httpx type)."""
+    kinds: list[NodeErrorKind] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, stream=_Body(b"this is not gzip at all"), headers={"content-encoding": "gzip"})
+
+    rpc = RpcClient("http://node.test", on_error=kinds.append, transport=httpx.MockTransport(handler))
+    with pytest.raises(BadNodeData):
+        await rpc.call("eth_chainId")
+    assert kinds == [NodeErrorKind.BAD_DATA] and rpc.statistics().bad_data == 1
+    await rpc.aclose()
+
+
+async def test_a_compressed_answer_is_not_inflated_past_the_cap() -> None:
+    """A hostile node ignores ``Accept-Encoding: identity`` and sends a 50 KB gzip of 50 MB: the cap
+    counts the bytes we hold, so the answer must not be inflated in memory (one decoded chunk of
+    50 MB before the cap is checked)."""
+    import gzip
+    import tracemalloc
+
+    bomb = gzip.compress(b"0" * (50 * 1024 * 1024), compresslevel=9)
+    cap = 256 * 1024
+    assert len(bomb) < cap
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, stream=_Body(bomb), headers={"content-encoding": "gzip"})
+
+    rpc = RpcClient("http://node.test", max_response_bytes=cap, transport=httpx.MockTransport(handler))
+    tracemalloc.start()
+    try:
+        with pytest.raises(NodeError):
+            await rpc.call("eth_chainId")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * cap, f"peak {peak} bytes for a {cap}-byte cap"
+    await rpc.aclose()
+
+
+@pytest.mark.parametrize("bad_id", [[1], {"id": 1}], ids=["list", "object"])
+async def test_a_batch_reply_with_an_unhashable_id_is_bad_node_data(bad_id: Any) -> None:
+    """A JSON array or object as a reply's id cannot key the by-id table: it used to raise a bare
+    TypeError out of ``batch`` (a traceback, not a counted NodeError)."""
+    kinds: list[NodeErrorKind] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=orjson.dumps([{"jsonrpc": "2.0", "id": bad_id, "result": "0x1"}]))
+
+    rpc = RpcClient("http://node.test", on_error=kinds.append, transport=httpx.MockTransport(handler))
+    with pytest.raises(BadNodeData, match="no reply for eth_chainId"):
+        await rpc.batch([("eth_chainId", [])])
+    assert kinds == [NodeErrorKind.BAD_DATA]
+    await rpc.aclose()

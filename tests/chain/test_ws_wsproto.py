@@ -462,3 +462,28 @@ async def test_cancellation_mid_burst_of_malformed_frames_is_prompt(autojump_clo
     bad = sub.statistics().bad_frames
     assert CHECKPOINT_EVERY <= 256  # "prompt": a few hundred small frames' work at most
     assert 100 <= bad <= 100 + CHECKPOINT_EVERY
+
+
+# --------------------------------------------------------------------------- adversarial review
+
+
+async def test_a_flood_of_empty_fragments_is_refused_with_1009(autojump_clock: Any) -> None:
+    """A hostile node opens a text message and sends empty continuation frames (2 bytes each on
+    the wire) without end. Each one used to cost a list slot but add 0 to the size counted
+    against the cap, so memory grew without bound and the cap never tripped. Each fragment
+    must count against the cap beyond its payload."""
+    empty_continuations = b"\x00\x00" * 100_000  # opcode 0 (continuation), FIN clear, length 0
+
+    def script(side: NodeSide) -> None:
+        if side.index == 0:
+            side.push(side.frame(TextMessage("{", message_finished=False)))
+            side.push(empty_continuations)  # 100,000 fragments: past the cap once each costs its overhead
+            side.push(b"")
+        else:
+            side.push(side.frame(TextMessage(note({"n": 2}))))
+
+    node = ScriptedNode(script)
+    got, sub = await frames_of(node, 1, backoff_initial=0.01)
+    assert [f.obj for f in got] == [{"n": 2}]
+    closes = [e for e in node.sides[0].received if isinstance(e, CloseConnection)]
+    assert [c.code for c in closes] == [1009]
