@@ -214,6 +214,7 @@ async def test_real_silent_server_is_node_timeout() -> None:
         async with open_rpc(f"http://127.0.0.1:{port}", timeout=0.2) as rpc:
             with pytest.raises(NodeTimeout):
                 await rpc.call("eth_chainId")
+        nursery.cancel_scope.cancel()
 
 
 @pytest.mark.devnet
