@@ -24,6 +24,7 @@ only once); while one is set ``aether_risk_state`` says ``halted`` and
 from __future__ import annotations
 
 import logging
+import threading
 from typing import TYPE_CHECKING, TypeAlias
 
 import attrs
@@ -46,6 +47,8 @@ _REPORTS_HALT = HaltReason.REPORTS_DIR_WRITABLE
 
 #: How long a stopped risk actor may take to hand on the verdicts of the bundles it holds.
 FINISH_TIMEOUT_S = 2.0
+#: Of which the one save of what it holds may take at most this long (then the passed ones are refused).
+FINISH_SAVE_S = 1.0
 
 
 @attrs.frozen
@@ -94,6 +97,8 @@ class RiskActor:
         # fsync never stalls the event loop, and awaited before a verdict goes out.
         engine.defer_saves()
         self._save_lock = trio.Lock()
+        self._writer_idle = threading.Event()  # no write of ours is running in a worker thread
+        self._writer_idle.set()
         self._metrics = metrics
         self._inbox = inbox
         self._feedback = feedback
@@ -155,15 +160,16 @@ class RiskActor:
                 self._on_tick(msg)
             else:
                 held.append(self.evaluate(msg))
-        try:
-            await self._save()
-            saved: RiskError | None = None
-        except RiskError as exc:
-            saved = exc
-        except trio.Cancelled:
-            log.error("stopped: the risk state was not saved within %g s; %d verdicts not handed on",
-                      FINISH_TIMEOUT_S, len(held))
-            raise
+        saved: RiskError | None = None
+        with trio.move_on_after(FINISH_SAVE_S) as save_scope:
+            try:
+                await self._save()
+            except RiskError as exc:
+                saved = exc
+        if save_scope.cancelled_caught:
+            # A hung disk: what passed is refused (not durable), and the rest still goes on.
+            self.engine.save_failed()
+            saved = RiskError(f"the risk state was not saved within {FINISH_SAVE_S:g} s")
         self._publish_external()
         sent = 0
         try:
@@ -216,7 +222,12 @@ class RiskActor:
                 self._publish_external()
 
     async def _save(self) -> None:
-        """Write the engine's state if it changed, in a worker thread; one save at a time, newest last.
+        """Write the engine's state if it changed, in a worker thread; one write at a time, newest last.
+
+        A write that does not return (a hung disk) must not hold a stop: the wait for it is
+        abandoned on cancellation, and the next save first waits for that write to end
+        (abandonably too), so two writes never race to rename (an older state cannot land
+        over a newer one).
 
         Raises:
             RiskError: the write failed; the engine is HALTED (``risk_error``) until one succeeds.
@@ -225,14 +236,24 @@ class RiskActor:
         if store is None:
             return
         async with self._save_lock:
+            if not self._writer_idle.is_set():  # a write abandoned by a cancellation is still going
+                await trio.to_thread.run_sync(self._writer_idle.wait, abandon_on_cancel=True)
             # Taken under the lock: a save queued behind another writes the state as it is then.
             due = self.engine.save_due()
             if due is None:
                 return
             doc, fingerprint = due
+            idle = self._writer_idle
+            idle.clear()
+
+            def write() -> None:
+                try:
+                    store.save(doc)
+                finally:
+                    idle.set()
+
             try:
-                # Not abandoned on cancel: the thread finishes its write (tmp, fsync, rename) first.
-                await trio.to_thread.run_sync(store.save, doc)
+                await trio.to_thread.run_sync(write, abandon_on_cancel=True)
             except RiskError:
                 self.engine.save_failed()
                 raise
