@@ -33,6 +33,7 @@ __all__ = [
     "ConfigError",
     "DecodeError",
     "NodeError",
+    "NODE_TEXT_SHOWN",
     "NodeErrorKind",
     "NodeSilent",
     "NodeTimeout",
@@ -41,6 +42,7 @@ __all__ = [
     "RiskError",
     "RpcError",
     "ShadowViolation",
+    "node_text",
 ]
 
 
@@ -80,11 +82,28 @@ class NodeTimeout(NodeError):
     """The node did not answer within the deadline."""
 
 
+#: How much of a text the node chose (an error message) is shown in an exception's text or a log line.
+NODE_TEXT_SHOWN = 300
+
+
+def node_text(text: str, limit: int = NODE_TEXT_SHOWN) -> str:
+    """``text`` from the node as it may be shown: on one line (a newline cannot forge a log line)
+    and at most ``limit`` characters, with the full length said (a node may send megabytes)."""
+    one_line = " ".join(text[: limit * 2].split())
+    if len(text) <= limit and len(one_line) <= limit:
+        return one_line
+    return f"{one_line[:limit]}... ({len(text)} chars)"
+
+
 class RpcError(NodeError):
-    """The node answered with a JSON-RPC error object."""
+    """The node answered with a JSON-RPC error object.
+
+    ``message`` keeps the node's text whole (callers match on it); the exception's own
+    text, which is what logs show, has it through :func:`node_text`.
+    """
 
     def __init__(self, method: str, code: int, message: str, data: object = None) -> None:
-        super().__init__(f"{method}: error {code}: {message}")
+        super().__init__(f"{method}: error {code}: {node_text(message)}")
         self.method = method
         self.code = code
         self.message = message

@@ -63,7 +63,7 @@ from wsproto.events import (
 from wsproto.frame_protocol import CloseReason
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
-from .._errors import BadNodeData, NodeError, NodeTimeout, NodeUnreachable, RpcError
+from .._errors import BadNodeData, NodeError, NodeTimeout, NodeUnreachable, RpcError, node_text
 from .._urls import display_url, url_problem
 from ._rpc import RpcClient
 
@@ -894,7 +894,7 @@ class Subscriber:
                 if self._full_param:
                     # The node does not take the `true` form: hashes plus fetches will do.
                     log.warning("%s refused full transaction objects (%s); falling back to hashes",
-                                self._where, msg)
+                                self._where, node_text(str(msg)))
                     self._full_param = False
                     return await self._subscribe(ws)
                 raise RpcError("eth_subscribe", code if isinstance(code, int) else -1, str(msg))

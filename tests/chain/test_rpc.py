@@ -504,3 +504,36 @@ async def test_a_batch_reply_with_an_unhashable_id_is_bad_node_data(bad_id: Any)
         await rpc.batch([("eth_chainId", [])])
     assert kinds == [NodeErrorKind.BAD_DATA]
     await rpc.aclose()
+
+
+# --------------------------------------------------------------------------- node text in logs
+
+
+async def test_a_huge_multi_line_error_message_is_shown_bounded_on_one_line_and_kept_whole() -> None:
+    """What logs show of a node's error text is one line and bounded (a hostile node can send
+    megabytes, with newlines that would forge log lines); callers still match on the whole text."""
+    from aether._errors import NODE_TEXT_SHOWN
+
+    huge = "execution reverted\n2026-11-27 ERROR aether.run: forged line\n" + "x" * 1_000_000
+
+    def node(req: Any) -> Any:
+        return {"jsonrpc": "2.0", "id": req["id"], "error": {"code": 3, "message": huge}}
+
+    rpc = mock(node)
+    with pytest.raises(RpcError) as info:
+        await rpc.call("eth_call", [{}, "latest"])
+    shown = str(info.value)
+    assert "\n" not in shown and len(shown) <= NODE_TEXT_SHOWN + 60
+    assert shown.startswith("eth_call: error 3: execution reverted 2026-11-27 ERROR")
+    assert shown.endswith(f"... ({len(huge)} chars)")
+    assert info.value.message == huge  # whole, for callers that match on it
+
+
+def test_node_text_leaves_short_text_alone_and_cuts_long_text_once() -> None:
+    from aether._errors import node_text
+
+    assert node_text("invalid params") == "invalid params"
+    assert node_text("a\r\nb\tc") == "a b c"
+    assert node_text("y" * 300) == "y" * 300
+    assert node_text("y" * 301) == "y" * 300 + "... (301 chars)"
+    assert node_text("z" * 10, limit=4) == "zzzz... (10 chars)"
