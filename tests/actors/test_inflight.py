@@ -323,6 +323,23 @@ async def test_settlement_waits_out_the_heads_rush(tmp_path: Path, autojump_cloc
         r.verdicts.close()
 
 
+async def read_what_a_stop_hands_on(rx: trio.MemoryReceiveChannel[Verdict]) -> list[str]:
+    """The end of the line, shielded (its caller is cancelled), drains what a stopped actor hands it."""
+    got: list[str] = []
+
+    async def read() -> None:
+        async with rx:
+            async for v in rx:
+                got.append(v.bundle.arb_id)
+
+    with trio.CancelScope(shield=True):
+        async with trio.open_nursery() as reader:
+            reader.start_soon(read)
+            await trio.testing.wait_all_tasks_blocked()
+            reader.cancel_scope.cancel()
+    return got
+
+
 async def test_a_cancelled_actor_hands_on_every_verdict_it_holds(tmp_path: Path, autojump_clock: trio.abc.Clock) -> None:
     """The fast stop cancels actor by actor: what risk already handed us still reaches the end of the
     line (the verdict in hand while the end of the line is full, and the queued ones), and the passed
@@ -338,18 +355,7 @@ async def test_a_cancelled_actor_hands_on_every_verdict_it_holds(tmp_path: Path,
                 await r.verdicts.send(v)
             await trio.testing.wait_all_tasks_blocked()  # "a" passed on, "b" in hand, "c" queued
             scope.cancel()
-
-            async def read_end_of_line() -> None:  # the end of the line drains what it is handed
-                async with small_rx:
-                    async for v in small_rx:
-                        got.append(v.bundle.arb_id)
-
-            got: list[str] = []
-            with trio.CancelScope(shield=True):
-                async with trio.open_nursery() as reader:
-                    reader.start_soon(read_end_of_line)
-                    await trio.testing.wait_all_tasks_blocked()
-                    reader.cancel_scope.cancel()
+            got = await read_what_a_stop_hands_on(small_rx)
     assert got == ["a", "b", "c"]
     rows = {x["arb_id"]: (x["outcome"], x["reason"]) for x in r.rows()}
     assert rows == {"a": ("unknown", "stopped"), "c": ("unknown", "stopped")}
@@ -365,7 +371,6 @@ async def test_a_cancelled_actor_counts_a_held_verdict_once(tmp_path: Path, auto
     small_tx, small_rx = trio.open_memory_channel[Verdict](1)
     r.actor._out = small_tx  # the end of the line holds one verdict and is not reading
     held = [verdict(bundle("a", 300)), verdict(bundle("late", 100)), verdict(bundle("a", 300))]
-    got: list[str] = []
     with trio.CancelScope() as scope:
         async with trio.open_nursery() as nursery:
             await nursery.start(r.actor.run)
@@ -374,17 +379,7 @@ async def test_a_cancelled_actor_counts_a_held_verdict_once(tmp_path: Path, auto
             await trio.testing.wait_all_tasks_blocked()  # "a" passed on, "late" in hand, "a" again queued
             assert r.actor.statistics().late == 1
             scope.cancel()
-
-            async def read_end_of_line() -> None:
-                async with small_rx:
-                    async for v in small_rx:
-                        got.append(v.bundle.arb_id)
-
-            with trio.CancelScope(shield=True):
-                async with trio.open_nursery() as reader:
-                    reader.start_soon(read_end_of_line)
-                    await trio.testing.wait_all_tasks_blocked()
-                    reader.cancel_scope.cancel()
+            got = await read_what_a_stop_hands_on(small_rx)
     assert got == ["a", "late", "a"]
     stats = r.actor.statistics()
     assert (stats.late, stats.duplicates, stats.admitted) == (1, 1, 1)

@@ -54,8 +54,12 @@ def tick(n: int) -> Tick:
     return Tick(make_head(n), 30 * 10**9, ETHER, ETHER, 0)
 
 
-async def wait_entered(store: GatedStore) -> None:
-    """Until the worker thread has started its write."""
+async def send_with_its_save_held(store: GatedStore, inbox: trio.MemorySendChannel[Tick | Bundle],
+                                  bundle: Bundle) -> None:
+    """Send ``bundle`` with the next write held open; return once that write has started in its thread."""
+    store.entered.clear()
+    store.gate.clear()
+    await inbox.send(bundle)
     assert await trio.to_thread.run_sync(store.entered.wait, 10)
 
 
@@ -97,16 +101,10 @@ async def test_a_passed_verdict_waits_for_its_save_and_the_loop_runs_meanwhile(t
         await nursery.start(actor.run)
         await inbox.send(tick(100))
         await settle(store, actor.engine)
-        store.entered.clear()
-        store.gate.clear()  # the next write blocks in its thread
-        await inbox.send(make_bundle(target_block=101))
-        await wait_entered(store)
+        await send_with_its_save_held(store, inbox, make_bundle(target_block=101))
         # The save is under way and has not finished: the verdict is held back...
-        ran = 0
         for _ in range(50):  # ...while other tasks keep running on the event loop
             await trio.lowlevel.checkpoint()
-            ran += 1
-        assert ran == 50
         assert out.statistics().current_buffer_used == 0
         on_disk = json.loads(store.path.read_text())
         assert on_disk["inflight"] == {}  # the commit is not on disk yet
@@ -170,10 +168,7 @@ async def test_a_cancelled_actor_gives_every_bundle_it_holds_a_verdict_and_hands
             await nursery.start(actor.run)
             await inbox.send(tick(100))
             await settle(store, actor.engine)
-            store.entered.clear()
-            store.gate.clear()
-            await inbox.send(make_bundle(target_block=101))  # passes; its save blocks
-            await wait_entered(store)
+            await send_with_its_save_held(store, inbox, make_bundle(target_block=101))  # passes; its save blocks
             await inbox.send(make_bundle(target_block=101, victim_hash=b"\x22" * 32))  # queued: passes too
             await inbox.send(make_bundle(target_block=101, net=1))  # queued: refused (min_profit)
             scope.cancel()
@@ -205,10 +200,7 @@ async def test_a_stop_is_not_held_by_a_save_that_never_ends(tmp_path: Path, auto
         nursery.start_soon(runner)
         await inbox.send(tick(100))
         await settle(store, actor.engine)
-        store.entered.clear()
-        store.gate.clear()  # the next write hangs
-        await inbox.send(make_bundle(target_block=101))
-        await wait_entered(store)
+        await send_with_its_save_held(store, inbox, make_bundle(target_block=101))
         scope.cancel()
         # Virtual time: the clock jumps while every task waits (the thread is invisible to it).
         with trio.move_on_after(FINISH_TIMEOUT_S + 1.0):

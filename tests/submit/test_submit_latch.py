@@ -9,6 +9,9 @@ counted as a risk rejection.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 from pathlib import Path
 from typing import Any
 
@@ -98,10 +101,12 @@ async def test_verdicts_queued_when_the_pnl_halt_latches_are_not_sent(tmp_path: 
     assert metrics.submitted.labels("mempool_backrun")._value.get() == 0
 
 
-async def test_a_halt_while_a_verdict_waits_for_a_send_slot_stops_it_right_before_the_send(tmp_path: Path) -> None:
-    metrics = Metrics(builders=["b"])
-    latch = RiskLatch()
-    engine = _engine(latch, metrics)
+@contextlib.asynccontextmanager
+async def _one_slot_live(tmp_path: Path, metrics: Metrics, latch: RiskLatch) -> AsyncIterator[
+        tuple[SubmitActor, RunDir, list[bytes], trio.Event, trio.MemorySendChannel[Verdict],
+              trio.MemorySendChannel[Tick]]]:
+    """A live submit actor with one send slot, running, and a builder that records each request
+    and holds the first until ``release`` is set: yields (actor, run_dir, seen, release, verdicts, ticks)."""
     seen: list[bytes] = []
     release = trio.Event()
 
@@ -122,16 +127,24 @@ async def test_a_halt_while_a_verdict_waits_for_a_send_slot_stops_it_right_befor
                             threaded=False)
         async with trio.open_nursery() as nursery:
             await nursery.start(actor.run)
-            await v_tx.send(_passed(0))
-            await v_tx.send(_passed(1))
-            await trio.testing.wait_all_tasks_blocked()
-            assert len(seen) == 1
-            # arb-1 passed, is dumped as submitted and waits for the slot: now the HALT latches.
-            assert _dump_outcome(run_dir, "arb-1") == "submitted"
-            _loss(engine)
-            release.set()
-            await v_tx.aclose()
-            await t_tx.aclose()
+            yield actor, run_dir, seen, release, v_tx, t_tx
+
+
+async def test_a_halt_while_a_verdict_waits_for_a_send_slot_stops_it_right_before_the_send(tmp_path: Path) -> None:
+    metrics = Metrics(builders=["b"])
+    latch = RiskLatch()
+    engine = _engine(latch, metrics)
+    async with _one_slot_live(tmp_path, metrics, latch) as (actor, run_dir, seen, release, v_tx, t_tx):
+        await v_tx.send(_passed(0))
+        await v_tx.send(_passed(1))
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(seen) == 1
+        # arb-1 passed, is dumped as submitted and waits for the slot: now the HALT latches.
+        assert _dump_outcome(run_dir, "arb-1") == "submitted"
+        _loss(engine)
+        release.set()
+        await v_tx.aclose()
+        await t_tx.aclose()
     assert len(seen) == 1  # only arb-0's request ever left
     assert actor.latched == 1 and actor.statistics().processed == 1
     assert _dump_outcome(run_dir, "arb-0") == "submitted"
@@ -159,35 +172,16 @@ async def test_a_target_mined_while_a_verdict_waits_for_a_send_slot_stops_it_rig
     metrics = Metrics(builders=["b"])
     latch = RiskLatch()
     _engine(latch, metrics)  # risk ACTIVE throughout
-    seen: list[bytes] = []
-    release = trio.Event()
-
-    async def builder(request: httpx.Request) -> httpx.Response:
-        seen.append(request.content)
-        await release.wait()
-        return httpx.Response(200, json={"jsonrpc": "2.0", "id": 1, "result": {"bundleHash": "0x00"}})
-
-    run_dir = RunDir(tmp_path / "reports", shadow=False)
-    run_dir.create()
-    v_tx, v_rx = trio.open_memory_channel[Verdict](8)
-    t_tx, t_rx = trio.open_memory_channel[Tick](1)
-    f_tx, _f_rx = trio.open_memory_channel[Any](8)
-    async with Submitter((BuilderEndpoint("b", "http://127.0.0.1:1/"),), AUTH, shadow=False, metrics=metrics,
-                         timeout_s=30.0, transport=httpx.MockTransport(builder)) as sub:
-        actor = SubmitActor(submitter=sub, tracker=NoTracker(), run_dir=run_dir, metrics=metrics,  # type: ignore[arg-type]
-                            inbox=v_rx, ticks=t_rx, feedback=f_tx, deadline_s=30.0, latch=latch, max_concurrent=1,
-                            threaded=False)
-        async with trio.open_nursery() as nursery:
-            await nursery.start(actor.run)
-            await v_tx.send(_passed(0, target=101))
-            await v_tx.send(_passed(1, target=101))
-            await trio.testing.wait_all_tasks_blocked()
-            assert len(seen) == 1 and _dump_outcome(run_dir, "arb-1") == "submitted"
-            await t_tx.send(Tick(make_head(number=101), 0, None, None, None))  # block 101 is mined
-            await trio.testing.wait_all_tasks_blocked()
-            release.set()
-            await v_tx.aclose()
-            await t_tx.aclose()
+    async with _one_slot_live(tmp_path, metrics, latch) as (actor, run_dir, seen, release, v_tx, t_tx):
+        await v_tx.send(_passed(0, target=101))
+        await v_tx.send(_passed(1, target=101))
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(seen) == 1 and _dump_outcome(run_dir, "arb-1") == "submitted"
+        await t_tx.send(Tick(make_head(number=101), 0, None, None, None))  # block 101 is mined
+        await trio.testing.wait_all_tasks_blocked()
+        release.set()
+        await v_tx.aclose()
+        await t_tx.aclose()
     assert len(seen) == 1  # arb-1's request never left
     assert actor.statistics().processed == 1 and actor.latched == 0
     assert _dump_outcome(run_dir, "arb-1") == "stale"
