@@ -191,7 +191,7 @@ def run_all(args: argparse.Namespace) -> tuple[list[Row], dict[str, Any]]:
 
         rows.append(("Frame reception alone (receive + orjson.loads), bare trio-websocket client",
                      both(bare), "(baseline)", "n/a"))
-        rows.append(("Frame reception through aether's Subscriber (wsproto in the reading task, frame checks, stamps)",
+        rows.append(("Frame reception through aether's Subscriber (trio-websocket, its read budget, frame checks, stamps)",
                      f"{both(own)} = {ratio(own, 'rate'):.2f} x bare client (CPU: {ratio(own, 'cpu_rate'):.2f} x)",
                      "(reference)", "n/a"))
         med = sorted(pipe, key=lambda p: p["rate"])[len(pipe) // 2]

@@ -1,4 +1,4 @@
-"""WebSocket subscriptions (``eth_subscribe``), with reconnect, over wsproto driven in the reading task.
+"""WebSocket subscriptions (``eth_subscribe``), with reconnect, over trio-websocket.
 
 A :class:`Subscriber` holds one subscription (``newHeads`` or
 ``newPendingTransactions``) alive for as long as its ``run`` task lives: any
@@ -14,18 +14,17 @@ Nodes that send only hashes for pending transactions (no ``true`` param, or a
 node that ignores it) are handled by fetching each transaction with
 ``eth_getTransactionByHash`` through a bounded pool of workers.
 
-The WebSocket protocol is wsproto's (the library under trio-websocket, the design
-card's choice): every byte from the node is parsed by ``wsproto.WSConnection``, but
-the task that consumes the messages drives it (:class:`_InlineWebSocket`), with no
-reader task and no channel hop. Measured, trio-websocket's reader task, queue and
-two task switches cost about 79 us of CPU a frame, which cannot hold issue 13's
-10,000 frames/s plus the work on each frame (docs/performance.md). The byte stream
-comes from a *transport*: by default TCP, or TLS over TCP with the system trust
-store for ``wss://``; tests pass one that returns an end of
-``trio.testing.memory_stream_pair()`` and run the node's side on the other end, in
-virtual time. wsproto's, trio's and the OS's exceptions become aether's own in one
-place, :func:`_map_ws_errors`. Garbage from the node (non-JSON, wrong shape) is
-counted in ``bad_frames`` and skipped, never raised.
+The WebSocket protocol is trio-websocket's (the design card's choice; wsproto
+parses every byte underneath). The byte stream under it comes from a *transport*:
+by default TCP, or TLS over TCP with the system trust store for ``wss://``; tests
+pass one that returns an end of ``trio.testing.memory_stream_pair()`` (or a scripted
+stream) and run the node's side on the other end, in virtual time. Between the two
+sits :class:`_ReadBudget`, which bounds what the node may send without completing a
+message (trio-websocket alone keeps every fragment of an unfinished message, and an
+empty fragment adds nothing to its size cap). trio-websocket's, trio's and the OS's
+exceptions become aether's own in one place, :func:`_map_ws_errors`. Garbage from
+the node (non-JSON, wrong shape) is counted in ``bad_frames`` and skipped, never
+raised.
 """
 
 from __future__ import annotations
@@ -35,7 +34,6 @@ import enum
 import functools
 import itertools
 import logging
-import os
 import random
 import re
 import ssl
@@ -45,22 +43,16 @@ from typing import Any, Final, Protocol, cast
 from urllib.parse import urlsplit
 
 import attrs
+import h11
 import orjson
 import trio
-from wsproto import ConnectionType, WSConnection
-from wsproto.connection import ConnectionState
-from wsproto.events import (
-    AcceptConnection,
-    CloseConnection,
-    Event,
-    Message,
-    Ping,
-    Pong,
-    RejectConnection,
-    Request,
-    TextMessage,
+from trio_websocket import (
+    ConnectionClosed,
+    ConnectionRejected,
+    HandshakeError,
+    WebSocketConnection,
+    wrap_client_stream,
 )
-from wsproto.frame_protocol import CloseReason
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from .._errors import BadNodeData, NodeError, NodeTimeout, NodeUnreachable, RpcError, node_text
@@ -91,22 +83,26 @@ class SubscriptionKind(enum.StrEnum):
 HEADS: Final = SubscriptionKind.HEADS
 PENDING: Final = SubscriptionKind.PENDING
 
-#: A longer message is refused (close 1009, counted as it arrives: never buffered whole),
-#: which makes a reconnect.
-#: Full blocks are not subscribed to; the longest pending transaction (a 128 KiB
-#: calldata, hex-encoded) fits with room to spare.
-MAX_MESSAGE_SIZE: Final = 4 * 1024 * 1024
-#: What each fragment of a message counts against ``MAX_MESSAGE_SIZE`` beyond its payload
-#: (a str/bytes object and a list slot); a node that fragments in KiB pieces pays ~1.5%.
-FRAGMENT_OVERHEAD: Final = 64
+#: A longer message is refused by trio-websocket (close 1009), which makes a reconnect.
+#: It counts characters of a text message (a UTF-8 character is at most 4 bytes).
+#: Full blocks are not subscribed to; the longest pending transaction nodes relay
+#: (geth's, reth's and Nethermind's pools refuse transactions over 128 KiB; its
+#: calldata hex-encoded, about 260 KB of JSON) fits four times over.
+MAX_MESSAGE_SIZE: Final = 1024 * 1024
 #: Bytes asked of the stream per read (trio-websocket's default is 4 KiB): a burst of
-#: notifications is parsed from one read instead of one read per frame or two. Nothing
-#: is read while the consumer works, so a slow consumer pushes back into TCP.
+#: notifications is parsed from one read instead of one read per frame or two.
 RECEIVE_BUFFER_SIZE: Final = 256 * 1024
-#: Messages served from one read's buffer between two checkpoints at most, whatever the
-#: consumer does with them: a burst of small frames cannot hold off cancellation or the
-#: other tasks for long.
-CHECKPOINT_EVERY: Final = 64
+#: Parsed messages trio-websocket's reader task may hold ahead of the consumer: none.
+#: The reader parses one read's messages and hands each one over as the consumer asks,
+#: so a slow consumer pushes back into TCP, and what the node sent that the consumer
+#: has not had is bounded (see ``READ_BUDGET``). A deeper queue bought nothing on the
+#: loopback pipeline, whose consumer is the slower side (docs/performance.md).
+MESSAGE_QUEUE_SIZE: Final = 0
+#: Bytes the node may send between two messages the consumer gets: the rest of one
+#: read, a whole message at its largest in UTF-8 bytes, its frame headers, and the
+#: read that ends it. A node that goes past it (an endless message of empty fragments,
+#: a flood of pings) is dropped: trio-websocket would keep every fragment.
+READ_BUDGET: Final = 2 * RECEIVE_BUFFER_SIZE + 4 * MAX_MESSAGE_SIZE + MAX_MESSAGE_SIZE // 4
 #: How long the close handshake may take before the stream is simply closed.
 CLOSE_TIMEOUT: Final = 1.0
 
@@ -146,8 +142,8 @@ class FrameSink(Protocol):
     The intake actor is one: it screens each frame as it is read, so the hottest path
     has no channel hop of ours. ``take_frame`` must not block; what becomes of the
     frame (forwarded, skipped, dropped on overload) is the stage's to decide and
-    count. The subscription yields after each frame it hands over, so the tasks the
-    stage feeds run before the rest of a burst is screened. Raising
+    count. Reading each frame is a checkpoint, so the tasks the stage feeds run
+    before the rest of a burst is screened. Raising
     ``trio.BrokenResourceError`` / ``trio.ClosedResourceError`` means nobody listens
     any more: the subscription ends. (A memory channel can stand in for a sink:
     :meth:`Subscriber.run` takes either.)
@@ -204,28 +200,6 @@ class _BadFrame(Exception):
     """A frame that is not JSON or not of the expected shape (counted, skipped)."""
 
 
-class _Closed(Exception):
-    """The WebSocket ended: the peer's Close (its code), a frame wsproto refused (the
-    code it chose), a message over the cap (1009), or the stream's end (no code)."""
-
-    def __init__(self, code: int | None, reason: str = "") -> None:
-        super().__init__(code, reason)
-        self.code = code
-        self.reason = reason
-
-
-class _Rejected(Exception):
-    """The node answered the upgrade with an HTTP status other than 101."""
-
-    def __init__(self, status_code: int) -> None:
-        super().__init__(status_code)
-        self.status_code = status_code
-
-
-class _HandshakeFailed(Exception):
-    """The node closed the stream before it answered the upgrade."""
-
-
 def _leaves(exc: BaseException) -> Iterator[BaseException]:
     if isinstance(exc, BaseExceptionGroup):
         for sub in exc.exceptions:
@@ -234,40 +208,25 @@ def _leaves(exc: BaseException) -> Iterator[BaseException]:
         yield exc
 
 
-#: wsproto's handshake errors that carry no text of the node's.
-_WSPROTO_PHRASES: Final = frozenset({
-    "Bad HTTP message",
-    "Missing header, 'Connection: Upgrade'",
-    "Missing header, 'Upgrade: websocket'",
-    "Bad accept token",
-})
-
-
 def _translate(exc: BaseException, where: str) -> BaseException | None:
     """Ours for a library's exception; ``exc`` itself if it is ours already; None if not a connection failure."""
     if isinstance(exc, (NodeError, _DownstreamClosed)):
         return exc
-    if isinstance(exc, _Rejected):
+    if isinstance(exc, ConnectionRejected):
         return NodeUnreachable(f"{where} rejected the websocket handshake with HTTP {exc.status_code}")
-    if isinstance(exc, _Closed):
-        if exc.code is None:
-            why = "no close frame"
-        else:
-            try:
-                why = f"{CloseReason(exc.code).name} ({exc.code})"
-            except ValueError:
-                why = f"code {exc.code}"
+    if isinstance(exc, ConnectionClosed):
+        reason = exc.reason
+        why = f"{reason.name} ({reason.code})" if reason is not None else "no close frame"
         return NodeUnreachable(f"websocket to {where} closed: {why}")
-    if isinstance(exc, _HandshakeFailed):
-        return NodeUnreachable(f"websocket handshake with {where} failed: {exc}")
-    if isinstance(exc, RemoteProtocolError):
-        # Garbled HTTP or an answer without the upgrade headers. wsproto's fixed phrases
-        # are kept; a message that could quote the node's headers (a subprotocol, an
-        # extension) is not: no node-chosen text reaches the log.
-        detail = str(exc) if str(exc) in _WSPROTO_PHRASES else "the answer is not a websocket upgrade"
-        return NodeUnreachable(f"websocket handshake with {where} failed: {detail}")
-    if isinstance(exc, LocalProtocolError):
-        return NodeUnreachable(f"websocket to {where} is closed")
+    if isinstance(exc, HandshakeError):
+        # The class name only: its text could quote the node's headers.
+        return NodeUnreachable(f"websocket handshake with {where} failed: {type(exc).__name__}")
+    if isinstance(exc, (LocalProtocolError, RemoteProtocolError, h11.LocalProtocolError,
+                        h11.RemoteProtocolError)):
+        # wsproto refused what the node sent (trio-websocket's reader task then raises
+        # h11's LocalProtocolError answering a bad upgrade). Its text could quote the
+        # node's headers: fixed words only.
+        return NodeUnreachable(f"websocket to {where} failed: the node broke the websocket protocol")
     if isinstance(exc, trio.TooSlowError):
         return NodeTimeout(f"{where} did not answer in time")
     if isinstance(exc, trio.BrokenResourceError) and isinstance(exc.__cause__, ssl.SSLError):
@@ -284,11 +243,12 @@ def _translate(exc: BaseException, where: str) -> BaseException | None:
 
 @contextlib.contextmanager
 def _map_ws_errors(where: str) -> Iterator[None]:
-    """The one place where wsproto's, trio's and OS errors become ours (``raise Ours from exc``).
+    """The one place where trio-websocket's, trio's and OS errors become ours (``raise Ours from exc``).
 
-    The pump and the idle watch share a nursery, so what comes out may be an
-    exception group: one failure plus the cancellations it caused. The failure is what
-    counts; a group of cancellations only, or of two real failures, goes on as it is.
+    The connection lives in a nursery (trio-websocket's reader task, the pump, the
+    idle watch), so what comes out may be an exception group: one failure plus the
+    cancellations it caused. The failure is what counts; a group of cancellations
+    only, or of two real failures, goes on as it is.
     """
     try:
         yield
@@ -310,164 +270,61 @@ def _map_ws_errors(where: str) -> Iterator[None]:
         raise ours from exc
 
 
-class _InlineWebSocket:
-    """A WebSocket client whose messages are parsed by wsproto in the task that reads them.
+class _ReadBudget(trio.abc.Stream):
+    """The node's byte stream, with a bound on what it may send the consumer nothing for.
 
-    Why it exists: trio-websocket (the design card's choice) runs a reader task that
-    reads 4 KiB at a time, parses with wsproto and hands each message over a memory
-    channel, two task switches a frame; measured on the loopback benchmark that is
-    about 79 us of CPU a frame, too much for issue 13's 10,000 frames/s with work on
-    each frame. Issue 13 item 5 sanctions the fallback this is: wsproto's parser, our
-    loop. Every byte is parsed by ``wsproto.WSConnection`` (handshake via h11, frames,
-    masking, UTF-8, close codes); this class only moves bytes between the stream and
-    wsproto, reassembles fragments under a size cap, answers pings and closes.
+    trio-websocket reads through this stream. Every read adds to ``unanswered``; the
+    consumer sets it back to 0 each time it gets a message. A read asked for while
+    ``unanswered`` is past ``budget`` raises :class:`BadNodeData` in trio-websocket's
+    reader task, which ends the connection (and the subscriber reconnects). Why: a
+    node that opens a message and sends empty continuation frames without end costs
+    trio-websocket a list slot each and adds nothing to its size cap; nor does a flood
+    of pings. With no message queued ahead (``MESSAGE_QUEUE_SIZE`` 0), a well-behaved
+    node never sends more than ``READ_BUDGET`` between two messages the consumer gets.
 
-    ``get_message`` reads ``RECEIVE_BUFFER_SIZE`` bytes at a time and serves the
-    messages of one read without a task switch (at most ``CHECKPOINT_EVERY`` of them
-    between two checkpoints); the caller decides where else to yield. Only one task
-    may read (the pump; ``aclose`` after it ended). Sends come from two tasks (the
-    pump's pongs, the idle watch's pings) and go through one ``StrictFIFOLock``.
-    Failures are raised as :class:`_Closed` / :class:`_Rejected` /
-    :class:`_HandshakeFailed` or as wsproto's, trio's and the OS's own, for
-    :func:`_map_ws_errors` to turn into aether's.
+    It also tells how the stream ended (``ended``, ``end_reason``): trio-websocket
+    closes the stream on an answer that is not an upgrade, or sees it end, but leaves
+    its opening handshake waiting; :meth:`Subscriber._connection` races the two.
     """
 
-    def __init__(self, stream: trio.abc.Stream) -> None:
+    def __init__(self, stream: trio.abc.Stream, where: str, budget: int = 0) -> None:
         self._stream = stream
-        self._ws = WSConnection(ConnectionType.CLIENT)
-        self._send_lock = trio.StrictFIFOLock()
-        self._events: Iterator[Event] = iter(())  # what the last read parsed, not yet served
-        self._parts: list[str | bytes] = []  # a fragmented message so far
-        self._size = 0
-        self._served = 0  # messages served since the last checkpoint
-        self._pong: trio.Event | None = None  # set by the next pong (our ping waits on it)
-        self._failed = False  # ended without a close handshake to wait for
+        self._where = where
+        self._budget = budget or READ_BUDGET
+        self.unanswered = 0
+        self.ended = trio.Event()
+        self.end_reason = ""
 
-    async def handshake(self, host: str, target: str) -> None:
-        """Send the upgrade request and read until the answer is complete.
+    def _end(self, reason: str) -> None:
+        if not self.ended.is_set():
+            self.end_reason = reason
+            self.ended.set()
 
-        A status other than 101 raises :class:`_Rejected` as soon as its head is read
-        (the body is not read); garbled HTTP raises wsproto's ``RemoteProtocolError``
-        (h11 caps the head's size); the stream's end raises :class:`_HandshakeFailed`.
-        The caller bounds the time. Frames that came in the same read as the answer
-        are kept for ``get_message``.
-        """
-        await self._send(Request(host=host, target=target))
-        while True:
-            events = self._ws.events()
-            for event in events:
-                if isinstance(event, AcceptConnection):
-                    self._events = events
-                    return
-                if isinstance(event, RejectConnection):
-                    self._failed = True
-                    raise _Rejected(event.status_code)
-            data = await self._stream.receive_some(RECEIVE_BUFFER_SIZE)
-            if not data:
-                raise _HandshakeFailed("the connection closed before the answer")
-            self._ws.receive_data(cast(bytes, data))  # a bytearray parses the same
-
-    async def send_message(self, text: str) -> None:
-        await self._send(TextMessage(data=text))
-
-    async def ping(self) -> None:
-        """Send a ping and wait for a pong (any pong: it is a sign of life either way)."""
-        if self._pong is None:
-            self._pong = trio.Event()
-        pong = self._pong
-        await self._send(Ping(payload=os.urandom(4)))
-        await pong.wait()
-
-    async def get_message(self) -> str | bytes:
-        """The next whole message, text or bytes; raises :class:`_Closed` when the connection ends."""
-        while True:
-            for event in self._events:
-                if isinstance(event, Message):
-                    data = event.data
-                    if event.message_finished and not self._parts:
-                        if len(data) > MAX_MESSAGE_SIZE:
-                            await self._refuse_too_big()
-                        return await self._serve(data)
-                    self._parts.append(data)
-                    # A fragment costs an object and a list slot beyond its payload: counted, so
-                    # a flood of empty (2-byte) fragments reaches the cap instead of growing the
-                    # list without bound.
-                    self._size += len(data) + FRAGMENT_OVERHEAD
-                    if self._size > MAX_MESSAGE_SIZE:
-                        await self._refuse_too_big()
-                    if event.message_finished:
-                        parts, self._parts, self._size = self._parts, [], 0
-                        joined: str | bytes = (
-                            "".join(cast(list[str], parts))
-                            if isinstance(parts[0], str)
-                            else b"".join(cast(list[bytes], parts))
-                        )
-                        return await self._serve(joined)
-                elif isinstance(event, Ping):
-                    await self._send(event.response())
-                elif isinstance(event, Pong):
-                    if self._pong is not None:
-                        self._pong.set()
-                        self._pong = None
-                elif isinstance(event, CloseConnection):
-                    await self._closed_by_peer(event)
-            data = await self._stream.receive_some(RECEIVE_BUFFER_SIZE)  # a checkpoint
-            self._served = 0
-            if not data:
-                self._failed = True
-                raise _Closed(None)
-            self._ws.receive_data(cast(bytes, data))  # a bytearray parses the same
-            self._events = self._ws.events()
-
-    async def _serve(self, message: str | bytes) -> str | bytes:
-        self._served += 1
-        if self._served >= CHECKPOINT_EVERY:
-            self._served = 0
-            await trio.lowlevel.checkpoint()
-        return message
-
-    async def _refuse_too_big(self) -> None:
-        self._parts, self._size = [], 0
-        await self._send(CloseConnection(code=CloseReason.MESSAGE_TOO_BIG, reason="message too big"))
-        raise _Closed(CloseReason.MESSAGE_TOO_BIG, "message too big")
-
-    async def _closed_by_peer(self, event: CloseConnection) -> None:
-        if self._ws.state is ConnectionState.REMOTE_CLOSING:
-            await self._send(event.response())  # the peer's Close, answered
-        else:
-            # wsproto refused a frame (a protocol error: its close code, the state still
-            # open): say so to the peer and drop the stream without waiting for an answer.
-            self._failed = True
-            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, LocalProtocolError):
-                await self._send(CloseConnection(code=event.code, reason=event.reason))
-        raise _Closed(event.code, event.reason or "")
-
-    async def _send(self, event: Event) -> None:
-        async with self._send_lock:
-            await self._stream.send_all(self._ws.send(event))
-
-    async def aclose(self, timeout: float) -> None:
-        """Close: our Close and at most ``timeout`` seconds for the peer's (0: do not wait); then the stream."""
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        if self.unanswered > self._budget:
+            self._end("too many bytes without a message")
+            raise BadNodeData(f"websocket to {self._where}: {self.unanswered:,} bytes without a complete message "
+                              f"(at most {self._budget:,})")
         try:
-            with trio.move_on_after(timeout):
-                if self._failed:
-                    return
-                if self._ws.state is ConnectionState.OPEN:
-                    await self._send(CloseConnection(code=CloseReason.NORMAL_CLOSURE))
-                for _ in self._events:  # what is left of the last read may hold the answer
-                    pass
-                while self._ws.state is ConnectionState.LOCAL_CLOSING:
-                    data = await self._stream.receive_some(RECEIVE_BUFFER_SIZE)
-                    if not data:
-                        return
-                    self._ws.receive_data(cast(bytes, data))  # a bytearray parses the same
-                    for _ in self._ws.events():
-                        pass
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, LocalProtocolError, RemoteProtocolError):
-            pass  # closing anyway
-        finally:
-            self._failed = True
-            await trio.aclose_forcefully(self._stream)
+            data = await self._stream.receive_some(max_bytes)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            self._end("the connection broke")
+            raise
+        if not data:
+            self._end("the connection closed")
+        self.unanswered += len(data)
+        return data
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self._stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._stream.wait_send_all_might_not_block()
+
+    async def aclose(self) -> None:
+        # Before the upgrade, trio-websocket closes the stream on an answer wsproto refused.
+        self._end("the answer is not a websocket upgrade")
+        await self._stream.aclose()
 
 
 @functools.cache
@@ -706,9 +563,10 @@ class Subscriber:
 
         For pending transactions ``send`` may instead be a :class:`FrameSink`, a
         stage whose ``take_frame`` handles the frame at once (the intake actor
-        screens inline that way, without a channel hop on the hot path). The pump
-        yields after each frame handed on (see :meth:`_pump_pending`), so a victim
-        forwarded is taken by the strategy before the next frame is screened.
+        screens inline that way, without a channel hop on the hot path). Every frame
+        is read through a checkpoint (trio-websocket's ``get_message``), so the tasks
+        downstream get a turn between any two frames of a burst and a victim
+        forwarded is taken by the strategy before the next one is screened.
         """
         started = False
 
@@ -744,29 +602,73 @@ class Subscriber:
                 nursery.cancel_scope.cancel()
 
     @contextlib.asynccontextmanager
-    async def _connection(self) -> AsyncIterator[_InlineWebSocket]:
-        """Open the stream, shake hands (within ``connect_timeout``), yield the connection, close it."""
+    async def _connection(self) -> AsyncIterator[tuple[WebSocketConnection, _ReadBudget]]:
+        """Open the stream, shake hands (within ``connect_timeout``), yield the connection, close it.
+
+        trio-websocket's reader task lives in this nursery: the connection's lifetime
+        is this block, as with ``open_websocket_url``, only over our transport.
+        """
         self._peer_silent = False
-        with trio.move_on_after(self._connect_timeout) as scope:
-            stream = await self._transport()
-            ws = _InlineWebSocket(stream)
+        async with trio.open_nursery() as nursery:
+            with trio.move_on_after(self._connect_timeout) as scope:
+                stream = _ReadBudget(await self._transport(), self._where)
+                try:
+                    ws = await self._handshake(nursery, stream)
+                except BaseException:
+                    await trio.aclose_forcefully(stream)
+                    raise
+            if scope.cancelled_caught:
+                # A peer that says nothing (or dribbles) after the upgrade request.
+                raise NodeTimeout(f"websocket handshake with {self._where} timed out")
             try:
-                await ws.handshake(self._host_header, self._resource)
-            except BaseException:
+                yield ws, stream
+            finally:
+                # A drop closes with a close handshake (the reader task still runs to read
+                # the answer). A cancellation does not wait: aclose is cancelled at once
+                # and trio-websocket then closes the stream without ceremony.
+                # A peer found dead by the idle watch is not waited for either.
+                with trio.move_on_after(0.0 if self._peer_silent else CLOSE_TIMEOUT):
+                    await ws.aclose()
+                # trio-websocket leaves the stream open when the node ended the close
+                # handshake (a client waits for the server's TCP close) or when its reader
+                # is cancelled: closed here, whoever closed first, so no socket outlives
+                # its connection. (Before the nursery is cancelled: a checkpoint after that
+                # would turn the drop being raised into a cancellation.)
                 await trio.aclose_forcefully(stream)
-                raise
-        if scope.cancelled_caught:
-            # A peer that says nothing (or dribbles) after the upgrade request: the
-            # deadline ends it (the stream was closed on the way out).
-            raise NodeTimeout(f"websocket handshake with {self._where} timed out")
-        try:
-            yield ws
-        finally:
-            # A drop closes with a close handshake (at most CLOSE_TIMEOUT for the answer).
-            # A cancellation does not wait: the handshake is cancelled at once and the
-            # stream closed without ceremony. A peer found dead by the idle watch is not
-            # waited for either.
-            await ws.aclose(0.0 if self._peer_silent else CLOSE_TIMEOUT)
+                nursery.cancel_scope.cancel()
+
+    async def _handshake(self, nursery: trio.Nursery, stream: _ReadBudget) -> WebSocketConnection:
+        """trio-websocket's opening handshake, raced against the end of the stream.
+
+        A node that closes the connection, or answers something wsproto refuses
+        (garbage, a 101 without the right accept token, a subprotocol we did not ask
+        for), makes trio-websocket close or lose the stream but leaves its handshake
+        waiting; the stream's end is the answer, and the next dial follows at once
+        instead of after ``connect_timeout``. Only our fixed words are logged: the
+        node's text (its headers) stays out.
+        """
+        done: list[WebSocketConnection] = []
+
+        async def shake() -> None:
+            done.append(await wrap_client_stream(
+                nursery,
+                cast(trio.SocketStream, stream),  # any trio Stream works; the hint is narrower
+                self._host_header,
+                self._resource,
+                message_queue_size=MESSAGE_QUEUE_SIZE,
+                max_message_size=MAX_MESSAGE_SIZE,
+                receive_buffer_size=RECEIVE_BUFFER_SIZE,
+            ))
+            race.cancel_scope.cancel()
+
+        async with trio.open_nursery() as race:
+            race.start_soon(shake)
+            await stream.ended.wait()
+            # The stream ended first; a last checkpoint lets a 4xx answer's
+            # ConnectionRejected, raised in the reader task, be the reason instead.
+            await trio.lowlevel.checkpoint()
+            raise NodeUnreachable(f"websocket handshake with {self._where} failed: {stream.end_reason}")
+        return done[0]
 
     async def _session(
         self,
@@ -776,9 +678,9 @@ class Subscriber:
     ) -> None:
         """One connection: connect, subscribe, pump frames until something breaks."""
         with _map_ws_errors(self._where):
-            async with self._connection() as ws:
+            async with self._connection() as (ws, budget):
                 with trio.fail_after(self._connect_timeout):
-                    sub_id = await self._subscribe(ws)
+                    sub_id = await self._subscribe(ws, budget)
                 self._connected = True
                 self._subscriptions += 1
                 self._subscribed.set()
@@ -789,11 +691,11 @@ class Subscriber:
                     if self._idle_timeout is not None:
                         nursery.start_soon(self._watch, ws, self._idle_timeout)
                     if self.kind == HEADS:
-                        await self._pump_heads(ws, sub_id, cast(trio.MemorySendChannel[Frame], send))
+                        await self._pump_heads(ws, budget, sub_id, cast(trio.MemorySendChannel[Frame], send))
                     else:
-                        await self._pump_pending(ws, sub_id, push)
+                        await self._pump_pending(ws, budget, sub_id, push)
 
-    async def _watch(self, ws: _InlineWebSocket, idle: float) -> None:
+    async def _watch(self, ws: WebSocketConnection, idle: float) -> None:
         """Ping a connection that stayed quiet for ``idle`` seconds; raise if it answers nothing.
 
         Runs beside the pump, so the hot path pays one integer increment a frame for it.
@@ -813,26 +715,16 @@ class Subscriber:
                 self._peer_silent = True
                 raise NodeTimeout(f"{self._where}: no frame for {idle}s and no pong within {self._ping_timeout}s")
 
-    async def _pump_pending(self, ws: _InlineWebSocket, sub_id: str, push: Callable[[Frame], object]) -> None:
-        """The hot path: read, parse, hand on without blocking, until the connection breaks.
-
-        One read may hold hundreds of frames and ``get_message`` serves them without a
-        task switch, so the pump yields after each well-formed frame it hands on: the
-        tasks downstream (the strategy taking a victim, a fetch worker, a channel's
-        reader) run before the rest of the burst is screened. Measured on the loopback
-        pipeline (docs/performance.md): yielding only after a victim forwarded let the
-        strategy's inbox overflow (928 drops in one pass of three), yielding after every
-        frame dropped none. Malformed frames are not yielded for, but ``get_message``
-        itself yields at least every ``CHECKPOINT_EVERY`` messages, so a burst nobody
-        wants still lets cancellation in.
-        """
+    async def _pump_pending(self, ws: WebSocketConnection, budget: _ReadBudget, sub_id: str,
+                            push: Callable[[Frame], object]) -> None:
+        """The hot path: read, parse, hand on without blocking, until the connection breaks."""
         get = ws.get_message
         accept = self._accept
         clock = self._clock
         wall_ns = self._wall_ns
-        checkpoint = trio.lowlevel.checkpoint
         while True:
-            message = await get()
+            message = await get()  # a checkpoint: downstream tasks run between frames
+            budget.unanswered = 0
             result = accept(message, sub_id)
             if result is None:
                 continue
@@ -840,12 +732,13 @@ class Subscriber:
                 self._push_pending(push, Frame(result, clock(), wall_ns()))
             else:
                 self._queue_fetch(cast(str, result))
-            await checkpoint()
 
-    async def _pump_heads(self, ws: _InlineWebSocket, sub_id: str, send: trio.MemorySendChannel[Frame]) -> None:
+    async def _pump_heads(self, ws: WebSocketConnection, budget: _ReadBudget, sub_id: str,
+                          send: trio.MemorySendChannel[Frame]) -> None:
         """Heads: a blocking send, so a slow consumer holds the node back instead of losing a head."""
         while True:
             message = await ws.get_message()
+            budget.unanswered = 0
             result = self._accept(message, sub_id)
             if result is None:
                 continue
@@ -871,7 +764,7 @@ class Subscriber:
         self._attempt = 0
         return result
 
-    async def _subscribe(self, ws: _InlineWebSocket) -> str:
+    async def _subscribe(self, ws: WebSocketConnection, budget: _ReadBudget) -> str:
         params: list[Any] = [str(self.kind), True] if self._full_param else [str(self.kind)]
         req_id = next(self._ids)
         await ws.send_message(
@@ -879,6 +772,7 @@ class Subscriber:
         )
         while True:
             message = await ws.get_message()
+            budget.unanswered = 0
             try:
                 reply = orjson.loads(message)
             except orjson.JSONDecodeError:
@@ -896,7 +790,7 @@ class Subscriber:
                     log.warning("%s refused full transaction objects (%s); falling back to hashes",
                                 self._where, node_text(str(msg)))
                     self._full_param = False
-                    return await self._subscribe(ws)
+                    return await self._subscribe(ws, budget)
                 raise RpcError("eth_subscribe", code if isinstance(code, int) else -1, str(msg))
             sub_id = reply.get("result")
             if sub_id.__class__ is not str or not sub_id:
