@@ -189,10 +189,7 @@ class RiskActor:
     def _on_tick(self, tick: Tick) -> None:
         if tick.eth_balance_wei is None:
             log.warning("searcher balance unknown at head %d: failing closed", tick.head.number)
-        try:
-            self.engine.on_tick(tick)
-        except RiskError as exc:  # the engine halted itself; nothing passes until it can save again
-            log.error("risk state not saved at head %d: %s", tick.head.number, exc)
+        self.engine.on_tick(tick)  # saves are deferred (ours, in _save): this never writes nor raises RiskError
 
     async def _feedback_loop(self) -> None:
         assert self._feedback is not None
@@ -208,16 +205,13 @@ class RiskActor:
                     self._external_halts.discard(msg.reason)
                     self._publish_external(lifted=msg.reason)
             else:
-                try:
-                    self.engine.on_outcome(
-                        msg.bundle.source,
-                        included=msg.included,
-                        reverted=msg.reverted,
-                        realised_pnl_wei=msg.realised_profit_wei,
-                        unknown=msg.unknown,  # no P&L, but a PAUSE: fail closed
-                    )
-                except RiskError as exc:  # the engine halted itself until it can save again
-                    log.error("risk state not saved after an outcome: %s", exc)
+                self.engine.on_outcome(
+                    msg.bundle.source,
+                    included=msg.included,
+                    reverted=msg.reverted,
+                    realised_pnl_wei=msg.realised_profit_wei,
+                    unknown=msg.unknown,  # no P&L, but a PAUSE: fail closed
+                )
                 await self._save_logged("after an outcome")
                 self._publish_external()
 
@@ -319,15 +313,9 @@ class RiskActor:
                 self._metrics.rejected_counter(bundle.source).labels(RISK_ERROR).inc()
             verdict = Verdict(bundle, verdict.decisions + tuple(extra), False, verdict.reason or RISK_ERROR)
         if verdict.passed:
-            try:
-                committed = self.engine.commit(verdict)
-            except RiskError as exc:
-                # Not recorded for dedup/in-flight, so it must not go out.
-                log.error("risk could not record bundle %s: %s; failing closed", bundle.arb_id, exc)
-                self._metrics.rejected_counter(bundle.source).labels(RISK_ERROR).inc()
-                self._rejected += 1
-                return Verdict(bundle, verdict.decisions + (RiskDecision(RISK_ERROR, False, "commit failed"),),
-                               False, RISK_ERROR)
+            # Deferred saves: commit records and marks the state due; _durable saves it (or
+            # refuses the verdict) before it goes out.
+            committed = self.engine.commit(verdict)
             if not committed:
                 # Its twin was committed in between: the dedup gate's verdict, after the fact.
                 gate = dedup_gate(bundle.source)

@@ -215,3 +215,18 @@ async def test_a_stop_is_not_held_by_a_save_that_never_ends(tmp_path: Path, auto
     assert verdict.decisions[-1].value == "commit not saved"
     # And no second write was started beside the hung one (an older state could land last).
     assert writes == 2
+
+
+async def test_with_the_actor_the_engine_never_writes_nor_raises_on_the_event_loop(tmp_path: Path) -> None:
+    """Why the actor's handlers need no ``except RiskError``: it defers every save, so on_tick,
+    commit and on_outcome only mark the state due, even on a disk that fails every write."""
+    actor, store, _, _, _ = rig(tmp_path)
+    store.fail = True
+    engine = actor.engine
+    engine.on_tick(tick(100))
+    verdict = engine.evaluate(make_bundle(target_block=101))
+    assert verdict.passed
+    assert engine.commit(verdict)
+    engine.on_outcome(verdict.bundle.source, included=False, reverted=True, realised_pnl_wei=0)
+    assert store.writes == []
+    assert engine.save_due() is not None  # due: the actor's _save writes it, off the loop
