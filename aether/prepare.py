@@ -65,7 +65,7 @@ async def _survey(
         allowances = [int(abi_decode(["uint256"], bytes.fromhex(r[2:]))[0]) for r in replies[: len(pairs)]]
         chain_id = hex_quantity(replies[-3])
         nonce = hex_quantity(replies[-2])
-        base_fee = int(replies[-1].get("baseFeePerGas", "0x0"), 16)
+        base_fee = hex_quantity(replies[-1].get("baseFeePerGas", "0x0"))
     except (ValueError, TypeError, AttributeError, IndexError) as exc:
         raise BadNodeData(f"approve_routers: unexpected node answer ({type(exc).__name__})") from exc
     todo = [p for p, allowance in zip(pairs, allowances, strict=True) if allowance < _ENOUGH]

@@ -39,6 +39,7 @@ from .config import Settings
 from .dumps import RunDir
 from .messages import BLOCK_ARB_GATES, GATES, RISK_ERROR, SOURCES
 from .metrics import CANDIDATE_REJECT_REASONS, RISK_HALT_REASONS, Metrics
+from .quantity import hex_quantity
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -312,7 +313,7 @@ async def _run_node(settings: Settings, signer: LocalAccount, auth: LocalAccount
     async with open_rpc(settings.rpc_url, timeout=settings.rpc_timeout_s,
                         max_response_bytes=settings.rpc_max_response_bytes, on_error=count) as rpc:
         try:
-            chain_id = int(await rpc.call("eth_chainId"), 16)
+            chain_id = hex_quantity(await rpc.call("eth_chainId"))
         except (NodeError, TypeError, ValueError) as exc:
             return _fail(EXIT_NODE, f"AETHER_RPC_URL: {exc}")
         run_dir.write_meta("run.json", {

@@ -530,7 +530,7 @@ class Settler:
         if any(blk.touched[i] & watched for i in range(k)
                if str(blk.txs[i]["hash"]).lower() not in ours and str(blk.txs[i]["hash"]).lower() != victim):
             return False  # state_moved_before_victim, named by the pool events
-        reverted = int(str(blk.receipts[k].get("status", "0x1")), 16) != 1
+        reverted = hex_quantity(blk.receipts[k].get("status", "0x1")) != 1
         return reverted or self._ours(b, blk, reply).net != b.expected_net_profit_wei
 
     def _simulate_params(self, b: Bundle, blk: _Block, k: int, ours: set[str], *, baseline: bool = False) -> list[Any]:
@@ -592,10 +592,10 @@ class Settler:
         victim_pools: frozenset[str] = frozenset()
         if prefix_len > 0 and b.victim_hash_hex is not None:
             v = results[prefix_len - 1]
-            victim_ok = int(v.get("status", "0x0"), 16) == 1
+            victim_ok = hex_quantity(v.get("status", "0x0")) == 1
             victim_pools = _pools_of(v.get("logs") or ())
         mine = results[prefix_len + 1 : prefix_len + 1 + n]
-        if not all(int(r.get("status", "0x0"), 16) == 1 for r in mine):
+        if not all(hex_quantity(r.get("status", "0x0")) == 1 for r in mine):
             return _Run(None, None, None, victim_ok, victim_pools)
         gross = hex_quantity(results[-1]["returnData"]) - hex_quantity(results[prefix_len]["returnData"])
         gas = sum(hex_quantity(r["gasUsed"]) for r in mine)
@@ -618,7 +618,7 @@ class Settler:
         victim_status = VictimStatus.NONE if victim is None else VictimStatus.IN_BLOCK
         victim_reverted = None
         if k >= 0:
-            victim_reverted = int(str(blk.receipts[k].get("status", "0x1")), 16) != 1
+            victim_reverted = hex_quantity(blk.receipts[k].get("status", "0x1")) != 1
         common: dict[str, Any] = dict(
             bundle=b, block_hash=blk.hash, victim_status=victim_status,
             victim_block=None if victim is None else blk.number, victim_index=None if k < 0 else k,
@@ -723,7 +723,7 @@ class Settler:
         priority = max(0, price - blk.base_fee)
         payment = priority * gas_used
         if blk.miner and str(tx.get("to") or "").lower() == blk.miner:
-            payment += int(tx.get("value", "0x0"), 16)
+            payment += hex_quantity(tx.get("value", "0x0"))
         weth = self._weth_net(r, sender)
         moved = any(
             str(lg.get("address", "")).lower() == self._weth and (lg.get("topics") or [None])[0] == _TRANSFER

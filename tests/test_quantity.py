@@ -56,3 +56,31 @@ def test_max_digits_bounds_a_narrower_field() -> None:
     assert hex_quantity("0xffff", max_digits=4) == 0xFFFF
     with pytest.raises(BadQuantity):
         hex_quantity("0x10000", max_digits=4)
+
+
+def test_no_bare_int_base_16_on_node_data_in_the_runtime() -> None:
+    """Node data goes through hex_quantity everywhere: a scan of the runtime packages for
+    ``int(x, 16)`` finds it only where the text is ours or was matched by a strict regex first.
+    (The devnet is tooling that talks to its own anvil node, not the runtime.)"""
+    import ast
+    from pathlib import Path
+
+    import aether
+
+    allowed = {
+        "quantity.py": "the parser itself, after its regex",
+        "keys.py": "the key file's 64 hex characters, matched by a regex first",
+        "dex/_pairs.py": "sorting two configured (checksummed) addresses",
+        "strategy/_backrun.py": "our own leg's addresses as ABI words",
+    }
+    root = Path(aether.__file__).parent
+    found: list[str] = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        if rel.startswith("devnet/") or rel in allowed:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "int"
+                    and len(node.args) == 2 and isinstance(node.args[1], ast.Constant) and node.args[1].value == 16):
+                found.append(f"{rel}:{node.lineno}")
+    assert found == []

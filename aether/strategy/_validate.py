@@ -236,7 +236,7 @@ class Validator:
         if len(results) != off + n + 2:
             return Rejection("validation_failed", f"{len(results)} call results")
         for i, r in enumerate(results):
-            if int(r.get("status", "0x0"), 16) != 1:
+            if hex_quantity(r.get("status", "0x0")) != 1:
                 what = "victim" if i < off else f"call {i - off}"
                 err = r.get("error") or {}
                 msg = err.get("message", "") if isinstance(err, dict) else str(err)
