@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from ._errors import NodeErrorKind
-from .messages import BLOCK_ARB_GATES, GATES, HALT_GATES, RISK_ERROR, SOURCES, HaltReason, RiskState
+from .messages import BLOCK_ARB_GATES, GATES, HALT_GATES, RISK_ERROR, SOURCES, HaltReason, RiskState, Source
 from .settlement import OUTCOMES
 from .strategy._backrun import V3Reject
 from .strategy._poststate import ScreenSkip, SimFailure
@@ -233,7 +233,7 @@ class Metrics:
         source risk does not know, which fails closed) counts in the seed's
         ``aether_mempool_risk_rejected_total``.
         """
-        return self.block_arb_risk_rejected if source == "block_arb" else self.risk_rejected
+        return self.block_arb_risk_rejected if source == Source.BLOCK_ARB else self.risk_rejected
 
     def set_risk_state(self, state: str) -> None:
         for s in RISK_STATES:

@@ -34,7 +34,7 @@ from .._errors import NodeError
 from ..config import ChainConfig
 from ..chain import RpcClient
 from ..dex import V3PoolBook
-from ..messages import ActorStatistics, Candidate, PendingTx, Tick
+from ..messages import ActorStatistics, Candidate, PendingTx, Source, Tick
 from ..metrics import Metrics
 from ..strategy._backrun import Rejection
 from ..strategy._poststate import PostState, ScreenSkip, VictimSimulator
@@ -116,7 +116,7 @@ class StrategyActor:
     async def _start_simulation(self, nursery: trio.Nursery, tx: PendingTx) -> None:
         tick = self._tick
         if tick is None:  # no head yet, or the last refresh failed
-            self._reject("mempool_backrun", "reserves_unavailable")
+            self._reject(Source.MEMPOOL_BACKRUN, "reserves_unavailable")
             return
         if not self._budget.take(trio.current_time()):
             self._metrics.screen_skipped.labels(ScreenSkip.SIM_BUDGET).inc()
@@ -132,7 +132,7 @@ class StrategyActor:
             post = await self._sim.simulate(tx, tick.head)
             self._metrics.victim_sim_seconds.observe(trio.current_time() - t0)
             if isinstance(post, Rejection):
-                self._reject("mempool_backrun", post.reason)
+                self._reject(Source.MEMPOOL_BACKRUN, post.reason)
                 return
             if self._prefilter is not None:
                 self._prefilter.learn([tx.to, *post.v2(), *post.v3()])
@@ -140,10 +140,10 @@ class StrategyActor:
         finally:
             self._slots.release_on_behalf_of(token)
         if isinstance(result, Rejection):
-            self._reject("mempool_backrun", result.reason)
+            self._reject(Source.MEMPOOL_BACKRUN, result.reason)
             return
         for cand in result:
-            await self._emit(cand, "mempool_backrun")
+            await self._emit(cand, Source.MEMPOOL_BACKRUN)
 
     async def _size(self, tx: PendingTx, tick: Tick, post: PostState) -> list[Candidate] | Rejection:
         async with self._book_lock:
@@ -157,11 +157,11 @@ class StrategyActor:
                 log.debug("reserves for victim unavailable: %s", exc)
                 return Rejection("reserves_unavailable")
 
-    def _reject(self, source: str, reason: str) -> None:
+    def _reject(self, source: Source, reason: str) -> None:
         self._rejected += 1
         self._metrics.candidate_rejected.labels(source, reason).inc()
 
-    async def _emit(self, result: Candidate | Rejection, source: str) -> None:
+    async def _emit(self, result: Candidate | Rejection, source: Source) -> None:
         if isinstance(result, Candidate):
             self._processed += 1
             self._metrics.candidates.labels(result.source).inc()
@@ -181,7 +181,7 @@ class StrategyActor:
             # victims are refused until a refresh succeeds.
             self._tick = None
             log.warning("reserves at head %d unavailable: %s", tick.head.number, exc)
-            self._reject("block_arb", "reserves_unavailable")
+            self._reject(Source.BLOCK_ARB, "reserves_unavailable")
             return
         await self._refresh_v3(tick.head.number)
         self._tick = tick
@@ -190,7 +190,7 @@ class StrategyActor:
         if self._block_arb is None:
             return
         for result in await self._block_arb.on_head(tick.head, inventory_wei=self._inventory()):
-            await self._emit(result, "block_arb")
+            await self._emit(result, Source.BLOCK_ARB)
 
     @property
     def v3book(self) -> V3PoolBook | None:
@@ -217,12 +217,12 @@ class StrategyActor:
     async def _on_victim(self, tx: PendingTx) -> None:
         tick = self._tick
         if tick is None:  # no head yet, or the last refresh failed
-            self._reject("mempool_backrun", "reserves_unavailable")
+            self._reject(Source.MEMPOOL_BACKRUN, "reserves_unavailable")
             return
         try:
             result = await self._backrun.on_victim(tx, tick.head, inventory_wei=self._inventory())
         except NodeError as exc:
             log.debug("reserves for victim unavailable: %s", exc)
-            self._reject("mempool_backrun", "reserves_unavailable")
+            self._reject(Source.MEMPOOL_BACKRUN, "reserves_unavailable")
             return
-        await self._emit(result, "mempool_backrun")
+        await self._emit(result, Source.MEMPOOL_BACKRUN)

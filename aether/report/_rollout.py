@@ -26,6 +26,7 @@ from fractions import Fraction
 
 import attrs
 
+from ..messages import Source
 from ._load import Bundle, Inclusion, RunData
 from ._settlement import load_settlements, stage_b_settlement_criteria
 
@@ -247,7 +248,7 @@ def _stage_b(runs: Sequence[RunData]) -> list[Criterion]:
     per_day: dict[dt.date, int] = {}
     outside = 0
     for r, b in unique_bundles(runs):
-        if b.source == "mempool_backrun" and b.net_wei > 0:
+        if b.source == Source.MEMPOOL_BACKRUN and b.net_wei > 0:
             iv = r.interval()
             if iv is None or not iv[0] - SLACK <= b.built_at <= iv[1] + SLACK:
                 outside += 1  # a dump dated outside the run that holds it is not evidence of that day
