@@ -73,7 +73,12 @@ class NodeSide(trio.abc.Stream):
             raise trio.ClosedResourceError
         await trio.lowlevel.checkpoint()
         self.ws.receive_data(bytes(data))
-        for event in self.ws.events():
+        events = list(self.ws.events())
+        if any(isinstance(e, Ping) for e in events) and self.node.reset_on_ping(self):
+            self.closed = True  # the connection was reset: this write fails, and so does every read
+            self._send.send_nowait(b"")
+            raise trio.BrokenResourceError("connection reset")
+        for event in events:
             self.received.append(event)
             if isinstance(event, Request):
                 answer = self.node.handshake
@@ -130,7 +135,9 @@ class ScriptedNode:
         self,
         on_subscribed: Callable[[NodeSide], None] = lambda side: None,
         handshake: Callable[[NodeSide], list[bytes]] | None = None,
+        reset_on_ping: Callable[[NodeSide], bool] = lambda side: False,
     ) -> None:
+        self.reset_on_ping = reset_on_ping  # the write of a ping fails: the connection was reset
         self.on_subscribed = on_subscribed
         self.handshake = handshake
         self.sides: list[NodeSide] = []
@@ -541,3 +548,23 @@ async def test_the_largest_message_in_four_byte_characters_fits_the_read_budget(
     assert [f.obj for f in got] == [{"pad": body}, {"n": 2}]
     assert sub.statistics().reconnects == 0
     assert READ_BUDGET > node.sides[0].bytes_read > 4 * MAX_MESSAGE_SIZE - 400
+
+
+async def test_the_idle_pings_into_a_reset_connection_are_each_a_counted_drop(
+    autojump_clock: Any, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A quiet connection that was reset: the idle watch's ping fails to send, which ends the
+    pump's read at the same moment. Both failing is one drop (not an ExceptionGroup out of
+    ``run``), however the scheduler orders them: 20 connections in a row, then one that delivers."""
+    n = 20
+
+    def script(side: NodeSide) -> None:
+        if side.index == n:
+            side.push(side.frame(TextMessage(note({"n": side.index}))))
+
+    node = ScriptedNode(script, reset_on_ping=lambda side: side.index < n)
+    got, sub = await frames_of(node, 1, backoff_initial=0.01, backoff_max=0.01, idle_timeout=0.5)
+    assert [f.obj for f in got] == [{"n": n}]
+    assert sub.statistics().reconnects == n
+    assert all(side.closed for side in node.sides[:n])
+    assert caplog.text.count("dropped: websocket to ws://node.test:8546 closed: ABNORMAL_CLOSURE (1006)") == n
