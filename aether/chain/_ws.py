@@ -642,8 +642,12 @@ class Subscriber:
                 # handshake (a client waits for the server's TCP close) or when its reader
                 # is cancelled: closed here, whoever closed first, so no socket outlives
                 # its connection. (Before the nursery is cancelled: a checkpoint after that
-                # would turn the drop being raised into a cancellation.)
-                await trio.aclose_forcefully(stream)
+                # would turn the drop being raised into a cancellation.) Shielded: the nursery
+                # is cancelled already if the reader task failed during the close, and the
+                # Cancelled aclose_forcefully would raise then takes the place of the drop
+                # (or of the end of the line) being raised. It does not wait either way.
+                with trio.CancelScope(shield=True):
+                    await trio.aclose_forcefully(stream)
                 nursery.cancel_scope.cancel()
 
     async def _handshake(self, nursery: trio.Nursery, stream: _ReadBudget) -> WebSocketConnection:
