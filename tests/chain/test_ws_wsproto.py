@@ -619,3 +619,27 @@ async def test_the_idle_pings_into_a_reset_connection_are_each_a_counted_drop(
     assert sub.statistics().reconnects == n
     assert all(side.closed for side in node.sides[:n])
     assert caplog.text.count("dropped: websocket to ws://node.test:8546 closed: ABNORMAL_CLOSURE (1006)") == n
+
+
+async def test_a_connection_reset_before_the_upgrade_request_is_written_is_a_quick_retry(
+    autojump_clock: Any, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Writing the upgrade request fails (a reset as it is written): trio-websocket's reader
+    gives up without closing the stream and leaves its handshake waiting. That is the end of
+    the stream too: the next dial follows within the backoff, not after ``connect_timeout``."""
+    calls = 0
+
+    def handshake(side: NodeSide) -> list[bytes]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            side.closed = True
+            raise trio.BrokenResourceError("connection reset")
+        return [side.ws.send(AcceptConnection())]
+
+    node = ScriptedNode(lambda side: side.push(side.frame(TextMessage(note({"n": 1})))), handshake)
+    got, sub = await frames_of(node, 1, backoff_initial=0.01, connect_timeout=5.0)
+    assert [f.obj for f in got] == [{"n": 1}]
+    assert node.dialled[1] - node.dialled[0] < 0.1
+    assert "websocket handshake with ws://node.test:8546 failed: the connection broke" in caplog.text
+    assert sub.statistics().reconnects == 1
