@@ -247,22 +247,31 @@ def _map_ws_errors(where: str) -> Iterator[None]:
 
     The connection lives in a nursery (trio-websocket's reader task, the pump, the
     idle watch), so what comes out may be an exception group: one failure plus the
-    cancellations it caused. The failure is what counts; a group of cancellations
-    only, or of two real failures, goes on as it is.
+    cancellations it caused, or plus a failure it caused in another task while the
+    connection closed (the reader refusing to pong a ping that came after our Close;
+    the idle watch's ping into the socket the pump found dead). One of them is what
+    counts: the end of the line first, then one of ours, then the first. A group of
+    cancellations only, or with anything that is not a connection failure, goes on
+    as it is.
     """
     try:
         yield
     except BaseExceptionGroup as group:
-        failures = [e for e in _leaves(group) if not isinstance(e, trio.Cancelled)]
-        if len(failures) != 1:
+        failures: list[tuple[BaseException, BaseException]] = []
+        for leaf in _leaves(group):
+            if isinstance(leaf, trio.Cancelled):
+                continue
+            translated = _translate(leaf, where)
+            if translated is None:
+                raise
+            failures.append((leaf, translated))
+        if not failures:
             raise
-        exc = failures[0]
-        ours = _translate(exc, where)
-        if ours is None:
-            raise
-        if ours is exc:
-            raise exc from None  # ours already (or the end of the line): out of its group
-        raise ours from exc
+        cause, chosen = min(failures, key=lambda pair: 0 if isinstance(pair[1], _DownstreamClosed)
+                            else 1 if pair[0] is pair[1] else 2)
+        if chosen is cause:
+            raise cause from None  # ours already (or the end of the line): out of its group
+        raise chosen from cause
     except BaseException as exc:
         ours = _translate(exc, where)
         if ours is None or ours is exc:
@@ -316,7 +325,12 @@ class _ReadBudget(trio.abc.Stream):
         return data
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self._stream.send_all(data)
+        try:
+            await self._stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            # trio-websocket then gives up without closing the stream, its handshake waiting.
+            self._end("the connection broke")
+            raise
 
     async def wait_send_all_might_not_block(self) -> None:
         await self._stream.wait_send_all_might_not_block()
@@ -633,8 +647,12 @@ class Subscriber:
                 # handshake (a client waits for the server's TCP close) or when its reader
                 # is cancelled: closed here, whoever closed first, so no socket outlives
                 # its connection. (Before the nursery is cancelled: a checkpoint after that
-                # would turn the drop being raised into a cancellation.)
-                await trio.aclose_forcefully(stream)
+                # would turn the drop being raised into a cancellation.) Shielded: the nursery
+                # is cancelled already if the reader task failed during the close, and the
+                # Cancelled aclose_forcefully would raise then takes the place of the drop
+                # (or of the end of the line) being raised. It does not wait either way.
+                with trio.CancelScope(shield=True):
+                    await trio.aclose_forcefully(stream)
                 nursery.cancel_scope.cancel()
 
     async def _handshake(self, nursery: trio.Nursery, stream: _ReadBudget) -> WebSocketConnection:

@@ -73,7 +73,12 @@ class NodeSide(trio.abc.Stream):
             raise trio.ClosedResourceError
         await trio.lowlevel.checkpoint()
         self.ws.receive_data(bytes(data))
-        for event in self.ws.events():
+        events = list(self.ws.events())
+        if any(isinstance(e, Ping) for e in events) and self.node.reset_on_ping(self):
+            self.closed = True  # the connection was reset: this write fails, and so does every read
+            self._send.send_nowait(b"")
+            raise trio.BrokenResourceError("connection reset")
+        for event in events:
             self.received.append(event)
             if isinstance(event, Request):
                 answer = self.node.handshake
@@ -84,7 +89,11 @@ class NodeSide(trio.abc.Stream):
                         self.push(chunk)
             elif isinstance(event, TextMessage):
                 req = orjson.loads(event.data)
-                if req.get("method") == "eth_subscribe":
+                if req.get("method") == "eth_subscribe" and self.node.refuse_subscribe(self):
+                    error = {"code": -32601, "message": "no subscriptions here"}
+                    self.push(self.ws.send(TextMessage(orjson.dumps(
+                        {"jsonrpc": "2.0", "id": req["id"], "error": error}).decode())))
+                elif req.get("method") == "eth_subscribe":
                     reply = {"jsonrpc": "2.0", "id": req["id"], "result": "0xsub"}
                     self.push(self.ws.send(TextMessage(orjson.dumps(reply).decode())))
                     self.node.on_subscribed(self)
@@ -92,6 +101,8 @@ class NodeSide(trio.abc.Stream):
                 self.push(self.ws.send(event.response()))
             elif isinstance(event, CloseConnection):
                 self.read_at_close = self.bytes_read
+                for chunk in self.node.on_close(self):
+                    self.push(chunk)
                 if self.ws.state is ConnectionState.REMOTE_CLOSING:
                     self.push(self.ws.send(event.response()))
                 self.push(b"")
@@ -130,9 +141,15 @@ class ScriptedNode:
         self,
         on_subscribed: Callable[[NodeSide], None] = lambda side: None,
         handshake: Callable[[NodeSide], list[bytes]] | None = None,
+        on_close: Callable[[NodeSide], list[bytes]] = lambda side: [],
+        refuse_subscribe: Callable[[NodeSide], bool] = lambda side: False,
+        reset_on_ping: Callable[[NodeSide], bool] = lambda side: False,
     ) -> None:
+        self.reset_on_ping = reset_on_ping
+        self.refuse_subscribe = refuse_subscribe
         self.on_subscribed = on_subscribed
         self.handshake = handshake
+        self.on_close = on_close  # reads queued when the subscriber's Close comes, before the answer
         self.sides: list[NodeSide] = []
         self.dialled: list[float] = []
 
@@ -541,3 +558,88 @@ async def test_the_largest_message_in_four_byte_characters_fits_the_read_budget(
     assert [f.obj for f in got] == [{"pad": body}, {"n": 2}]
     assert sub.statistics().reconnects == 0
     assert READ_BUDGET > node.sides[0].bytes_read > 4 * MAX_MESSAGE_SIZE - 400
+
+
+def ping_before_the_close_answer(side: NodeSide) -> list[bytes]:
+    """A node that sends a ping in answer to our Close, before its own Close (legal: a
+    control frame may come at any time). wsproto refuses to pong once we have sent Close.
+    (Written by hand: the node's own wsproto will not send a ping after a Close either.)"""
+    return [b"\x89\x04late"]  # FIN + ping, unmasked, 4 bytes
+
+
+async def test_a_ping_during_the_close_after_the_downstream_closed_ends_run_cleanly(autojump_clock: Any) -> None:
+    """Every receiver is gone, so the subscriber closes; the node pings before answering the
+    Close. ``run`` returns, as it does without the ping (not an ExceptionGroup of the two)."""
+    node = ScriptedNode(lambda side: side.push(side.frame(TextMessage(note({"n": 1})))),
+                        on_close=ping_before_the_close_answer)
+    sub = Subscriber(URL, PENDING, transport=node.open_stream)
+
+    class Sink:
+        def take_frame(self, frame: Frame) -> None:
+            raise trio.BrokenResourceError
+
+    with trio.fail_after(FAIL_AFTER):
+        await sub.run(Sink())
+    assert sub.statistics().frames == 1
+    assert [e.code for e in node.sides[0].received if isinstance(e, CloseConnection)] == [1000]
+    assert node.sides[0].closed
+
+
+async def test_a_ping_during_the_close_after_a_refused_subscription_is_a_counted_drop(
+    autojump_clock: Any, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The first connection's node refuses eth_subscribe (both forms) and pings while we
+    close: a drop logged with the refusal, and the next connection delivers; ``run`` lives on."""
+    node = ScriptedNode(lambda side: side.push(side.frame(TextMessage(note({"n": side.index})))),
+                        on_close=ping_before_the_close_answer,
+                        refuse_subscribe=lambda side: side.index == 0)
+    got, sub = await frames_of(node, 1, backoff_initial=0.01)
+    assert [f.obj for f in got] == [{"n": 1}]
+    assert "subscription to ws://node.test:8546 dropped" in caplog.text and "-32601" in caplog.text
+    assert [e.code for e in node.sides[0].received if isinstance(e, CloseConnection)] == [1000]
+    assert node.sides[0].closed
+    assert (sub.statistics().reconnects, sub.statistics().subscriptions) == (1, 1)
+
+
+async def test_the_idle_pings_into_a_reset_connection_are_each_a_counted_drop(
+    autojump_clock: Any, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A quiet connection that was reset: the idle watch's ping fails to send, which ends the
+    pump's read at the same moment. Both failing is one drop (not an ExceptionGroup out of
+    ``run``), however the scheduler orders them: 20 connections in a row, then one that delivers."""
+    n = 20
+
+    def script(side: NodeSide) -> None:
+        if side.index == n:
+            side.push(side.frame(TextMessage(note({"n": side.index}))))
+
+    node = ScriptedNode(script, reset_on_ping=lambda side: side.index < n)
+    got, sub = await frames_of(node, 1, backoff_initial=0.01, backoff_max=0.01, idle_timeout=0.5)
+    assert [f.obj for f in got] == [{"n": n}]
+    assert sub.statistics().reconnects == n
+    assert all(side.closed for side in node.sides[:n])
+    assert caplog.text.count("dropped: websocket to ws://node.test:8546 closed: ABNORMAL_CLOSURE (1006)") == n
+
+
+async def test_a_connection_reset_before_the_upgrade_request_is_written_is_a_quick_retry(
+    autojump_clock: Any, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Writing the upgrade request fails (a reset as it is written): trio-websocket's reader
+    gives up without closing the stream and leaves its handshake waiting. That is the end of
+    the stream too: the next dial follows within the backoff, not after ``connect_timeout``."""
+    calls = 0
+
+    def handshake(side: NodeSide) -> list[bytes]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            side.closed = True
+            raise trio.BrokenResourceError("connection reset")
+        return [side.ws.send(AcceptConnection())]
+
+    node = ScriptedNode(lambda side: side.push(side.frame(TextMessage(note({"n": 1})))), handshake)
+    got, sub = await frames_of(node, 1, backoff_initial=0.01, connect_timeout=5.0)
+    assert [f.obj for f in got] == [{"n": 1}]
+    assert node.dialled[1] - node.dialled[0] < 0.1
+    assert "websocket handshake with ws://node.test:8546 failed: the connection broke" in caplog.text
+    assert sub.statistics().reconnects == 1
