@@ -59,6 +59,14 @@ class ScreenHint(enum.StrEnum):
     TOKEN = "token"
 
 
+_CONTRACT_CREATION: tuple[bool, str] = (False, ScreenSkip.CONTRACT_CREATION)
+_PLAIN_TRANSFER: tuple[bool, str] = (False, ScreenSkip.PLAIN_TRANSFER)
+_NO_POOL_HINT: tuple[bool, str] = (False, ScreenSkip.NO_POOL_HINT)
+_ROUTER: tuple[bool, str] = (True, ScreenHint.ROUTER)
+_LEARNED: tuple[bool, str] = (True, ScreenHint.LEARNED)
+_TOKEN: tuple[bool, str] = (True, ScreenHint.TOKEN)
+
+
 class Prefilter:
     """Screens pending transactions on their JSON alone; learns pool-touching contracts.
 
@@ -81,6 +89,11 @@ class Prefilter:
         self._any_frag = frozenset(self._frags)
         self._chunk, self._tail = _unpackers(self._key, self._stride)
         self._chunk_bytes = _CHUNK * self._stride
+        # Texts of up to _CHUNK keys (shorter than _one_read bytes) take one tail reader,
+        # indexed by the text's length; shorter than a key, a reader of no keys.
+        self._one_read = (_CHUNK - 1) * self._stride + self._key + 1
+        self._reader_of_len = [self._tail[(n - self._key) // self._stride + 1 if n >= self._key else 0]
+                               for n in range(self._one_read)]
         self._learned: dict[str, None] = {}
         self._max = learned_max
 
@@ -104,23 +117,27 @@ class Prefilter:
         return len(self._learned)
 
     def screen(self, obj: dict[str, object]) -> tuple[bool, str]:
-        """``(True, hint)`` to simulate, ``(False, ScreenSkip)`` to skip; never raises."""
+        """``(True, hint)`` to simulate, ``(False, ScreenSkip)`` to skip; never raises.
+
+        The verdicts are shared constant tuples (an enum member lookup and a tuple a
+        frame cost as much as the checks of a plain transfer).
+        """
         to = obj.get("to")
         if to.__class__ is not str:
-            return False, ScreenSkip.CONTRACT_CREATION
+            return _CONTRACT_CREATION
         data = obj.get("input")
         if data.__class__ is not str:
             data = obj.get("data")
         if data.__class__ is not str or len(data) <= 2:
-            return False, ScreenSkip.PLAIN_TRANSFER
+            return _PLAIN_TRANSFER
         low = to.lower()
         if low in self._routers:
-            return True, ScreenHint.ROUTER
+            return _ROUTER
         if low in self._learned:
-            return True, ScreenHint.LEARNED
+            return _LEARNED
         if self._names_token(data[:HINT_SCAN_CHARS].lower()):
-            return True, ScreenHint.TOKEN
-        return False, ScreenSkip.NO_POOL_HINT
+            return _TOKEN
+        return _NO_POOL_HINT
 
     def _names_token(self, text: str) -> bool:
         """Whether any tracked token's characters occur in ``text``, at any character offset.
@@ -146,17 +163,17 @@ class Prefilter:
             return True
         raw = text.encode("utf-8", "surrogatepass")
         n = len(raw)
-        key = self._key
-        if n < key:
-            return False
+        if n < self._one_read:  # most calldata: one reader, picked by length (no arithmetic)
+            if self._any_frag.isdisjoint(self._reader_of_len[n](raw, 0)):
+                return False
+            return self._confirm(raw)
         frags = self._any_frag
-        count = (n - key) // self._stride + 1
+        count = (n - self._key) // self._stride + 1
         full = (count - 1) >> _CHUNK_BITS  # whole chunks before the tail (the tail keeps >= 1 key)
         tail_at = full * self._chunk_bytes
-        if full:
-            for chunk in self._chunk(memoryview(raw)[:tail_at]):
-                if not frags.isdisjoint(chunk):
-                    return self._confirm(raw)
+        for chunk in self._chunk(memoryview(raw)[:tail_at]):
+            if not frags.isdisjoint(chunk):
+                return self._confirm(raw)
         if frags.isdisjoint(self._tail[count - (full << _CHUNK_BITS)](raw, tail_at)):
             return False
         return self._confirm(raw)
@@ -214,7 +231,7 @@ def _unpackers(key: int, stride: int) -> tuple[_Chunks, list[_Tail]]:
     """
     one = f"{key}s{stride - key}x"
     chunk = struct.Struct(one * _CHUNK).iter_unpack
-    tails: list[_Tail] = [struct.Struct("").unpack_from]  # index 0: unused
+    tails: list[_Tail] = [struct.Struct("").unpack_from]  # index 0: no key (a text shorter than one)
     tails += [struct.Struct(one * (r - 1) + f"{key}s").unpack_from for r in range(1, _CHUNK + 1)]
     return chunk, tails
 
