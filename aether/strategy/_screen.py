@@ -28,6 +28,7 @@ queued without bound.
 from __future__ import annotations
 
 import enum
+import re
 import struct
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -49,6 +50,8 @@ _KEY_BYTES = 10
 #: Keys the search reads per ``struct`` call (2**6: about 2 KB of hex): most calldata is one call.
 _CHUNK_BITS = 6
 _CHUNK = 1 << _CHUNK_BITS
+#: Runs of one repeated byte (see ``_geometry``).
+_RUNS = re.compile(rb"(.)\1*", re.S)
 
 
 class ScreenHint(enum.StrEnum):
@@ -200,10 +203,15 @@ class Prefilter:
 def _geometry(tokens: tuple[bytes, ...]) -> tuple[int, int]:
     """The key length K and stride S = L - K + 1 for tokens at least L bytes long.
 
-    K <= (L + 1) // 2 keeps K <= S: keys do not overlap, so one ``struct`` format reads them.
+    K is ``_KEY_BYTES``, or one more than the longest run of one repeated byte in a
+    token (a vanity address such as TUSD's ``0x0000000000085d47...``): calldata is full
+    of zero (and ``f``) runs, and a key that is a run of a token would hit on nearly
+    every frame and send it to the slow confirmation. K <= (L + 1) // 2 keeps K <= S:
+    keys do not overlap, so one ``struct`` format reads them.
     """
     shortest = min((len(t) for t in tokens), default=1)
-    key = max(1, min(_KEY_BYTES, (shortest + 1) // 2))
+    run = max((len(m.group()) for t in tokens for m in _RUNS.finditer(t)), default=0)
+    key = max(1, min(max(_KEY_BYTES, run + 1), (shortest + 1) // 2))
     return key, shortest - key + 1
 
 

@@ -68,8 +68,10 @@ def decision(pf: Prefilter, data: str) -> bool:
 
 hex40 = st.text(alphabet="0123456789abcdef", min_size=40, max_size=40)
 # Tokens that share long prefixes and suffixes with each other, so fragments collide.
-token_sets = st.lists(hex40, min_size=1, max_size=8, unique=True).flatmap(
-    lambda base: st.just(base + [b[:30] + "0123456789" for b in base[:2]] + ["0" * 20 + b[:20] for b in base[:1]]))
+# Sometimes with a vanity token (a long run of zeros: the search then takes longer keys).
+token_sets = st.tuples(st.lists(hex40, min_size=1, max_size=8, unique=True), st.sampled_from([0, 9, 11, 20, 36])).map(
+    lambda drawn: drawn[0] + [b[:30] + "0123456789" for b in drawn[0][:2]]
+    + ["0" * drawn[1] + b[drawn[1]:] for b in drawn[0][:1] if drawn[1]])
 
 
 @st.composite
@@ -224,3 +226,27 @@ def test_str_subclasses_are_not_taken_for_str() -> None:
     assert pf.screen({"to": Sly(ROUTER), "input": "0x12"}) == (False, ScreenSkip.CONTRACT_CREATION)
     assert pf.screen({"to": OTHER, "input": Sly("0x" + TOKEN)}) == (False, ScreenSkip.PLAIN_TRANSFER)
     assert pf.screen({"to": OTHER, "input": Sly("0x"), "data": "0x" + TOKEN}) == (True, ScreenHint.TOKEN)
+
+
+def test_a_vanity_token_does_not_send_padded_calldata_to_the_confirmation() -> None:
+    """A configured token with a long run of zeros (TUSD's 0x0000000000085d47...) must not make
+    ABI padding hit: the keys are then longer than the run, and zero-padded calldata that names
+    no token is screened out by the one-pass filter alone, never by the slow confirmation."""
+    tusd = "0000000000085d4780b73119b644ae5ecd22b376"
+    pf = Prefilter(chain_of(["c02aaa39b223fe8d0a0e5c4f27ead9083c756cc2", tusd, "f" * 16 + "1" * 24]))
+    confirmed: list[bytes] = []
+    real = pf._confirm
+
+    def spy(raw: bytes) -> bool:
+        confirmed.append(raw)
+        return real(raw)
+
+    pf._confirm = spy  # type: ignore[method-assign]
+    rnd = random.Random(3)
+    for _ in range(200):
+        words = "".join("0" * 24 + rnd.randbytes(20).hex() if rnd.random() < 0.5 else
+                        rnd.choice(["0" * 64, "f" * 64, "0" * 60 + rnd.randbytes(2).hex()]) for _ in range(8))
+        cd = "0xa9059cbb" + words
+        assert decision(pf, cd) is False is reference(pf._tokens, cd)
+        assert decision(pf, cd + tusd) is True
+    assert len(confirmed) == 200  # only the frames that do name TUSD
