@@ -184,19 +184,15 @@ class Prefilter:
     def _confirm(self, raw: bytes) -> bool:
         """Some key is a token fragment: whether a whole token sits where a hit says (rare, exact)."""
         key, stride, frags = self._key, self._stride, self._frags
-        keys = [raw[p:p + key] for p in range(0, len(raw) - key + 1, stride)]
-        for hit in self._any_frag.intersection(keys):
-            j = -1
-            while True:
-                try:
-                    j = keys.index(hit, j + 1)
-                except ValueError:
-                    break
-                at = j * stride
-                for token, offset in frags[hit]:
-                    start = at - offset
-                    if start >= 0 and raw.startswith(token, start):
-                        return True
+        # One pass, linear in the keys (a text of hits and near misses must not cost more).
+        for at in range(0, len(raw) - key + 1, stride):
+            hits = frags.get(raw[at:at + key])
+            if hits is None:
+                continue
+            for token, offset in hits:
+                start = at - offset
+                if start >= 0 and raw.startswith(token, start):
+                    return True
         return False
 
 
