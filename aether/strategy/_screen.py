@@ -44,8 +44,8 @@ LEARNED_MAX = 4096
 #: tokens sit near the start; a flood of huge transactions must not make screening slow.
 HINT_SCAN_CHARS = 16_384
 #: Bytes of a key of the token search (see ``Prefilter._names_token``): 10 hex digits
-#: leave a key every 31 bytes for 40-digit addresses, and a run of 10 zeros (ABI
-#: padding) matches only a token that holds one.
+#: leave a key every 31 bytes for 40-digit addresses. Keys are longer when a token holds
+#: a longer run of one byte (see ``_geometry``), so ABI padding never matches a key.
 _KEY_BYTES = 10
 #: Keys the search reads per ``struct`` call (2**6: about 2 KB of hex): most calldata is one call.
 _CHUNK_BITS = 6
@@ -122,8 +122,8 @@ class Prefilter:
     def screen(self, obj: dict[str, object]) -> tuple[bool, str]:
         """``(True, hint)`` to simulate, ``(False, ScreenSkip)`` to skip; never raises.
 
-        The verdicts are shared constant tuples (an enum member lookup and a tuple a
-        frame cost as much as the checks of a plain transfer).
+        The verdicts are shared constant tuples: building one per frame (an enum member
+        lookup and a tuple) cost as much as all the checks of a plain transfer.
         """
         to = obj.get("to")
         if to.__class__ is not str:
