@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import trio
@@ -217,10 +217,10 @@ class IntakeActor:
         self._recent = RecentHashes(seen_max)
         self._duplicates = 0
         self._duplicate_count = metrics.screen_skipped.labels(IntakeSkip.DUPLICATE)
-        # Each frame counts one skip or pass: the labelled children are looked up once
-        # per reason, not per frame (prometheus-client's labels() takes a lock).
-        self._skipped: dict[str, _Inc] = {}
-        self._passed: dict[str, _Inc] = {}
+        # Each frame counts one skip or pass: the labelled children's bound inc() are looked
+        # up once per reason, not per frame (prometheus-client's labels() takes a lock).
+        self._seen_count = metrics.pending_seen.inc
+        self._counts: dict[tuple[bool, str], Callable[[], None]] = {}
 
     def statistics(self) -> ActorStatistics:
         return ActorStatistics(processed=self._processed, dropped=self._dropped, rejected=self._rejected)
@@ -244,12 +244,12 @@ class IntakeActor:
         # find the strategy's inbox full are dropped and counted.
         await sub.run(self, task_status=task_status)
 
-    @staticmethod
-    def _count(cache: dict[str, _Inc], family: _Labelled, label: str) -> None:
-        child = cache.get(label)
-        if child is None:
-            child = cache[label] = family.labels(label)
-        child.inc()
+    def _count_of(self, verdict: tuple[bool, str]) -> Callable[[], None]:
+        """The counter of a screen verdict: the pass by hint or the skip by reason (cached)."""
+        passed, label = verdict
+        family: _Labelled = self._metrics.screen_passed if passed else self._metrics.screen_skipped
+        count = self._counts[verdict] = family.labels(label).inc
+        return count
 
     def take_frame(self, frame: Frame) -> None:
         """The :class:`~aether.chain.FrameSink` side: the subscription hands each frame here."""
@@ -258,16 +258,19 @@ class IntakeActor:
     def screen(self, frame: Frame) -> PendingTx | None:
         """Screen one frame; returns the victim forwarded, if any. Never raises on bad input."""
         self._seen += 1
-        self._metrics.pending_seen.inc()
+        self._seen_count()
         obj = frame.obj
         if obj.__class__ is not dict:
             return None
-        if self._prefilter is not None:
-            passed, why = self._prefilter.screen(obj)
-            if not passed:
-                self._count(self._skipped, self._metrics.screen_skipped, why)
+        prefilter = self._prefilter
+        if prefilter is not None:
+            verdict = prefilter.screen(obj)
+            count = self._counts.get(verdict)
+            if count is None:
+                count = self._count_of(verdict)
+            count()
+            if not verdict[0]:
                 return None
-            self._count(self._passed, self._metrics.screen_passed, why)
         else:
             to = obj.get("to")
             # Nine frames in ten stop here: exact-type checks, and lower() only when the
