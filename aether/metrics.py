@@ -11,9 +11,11 @@ increment.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from ._errors import NodeErrorKind
 from .messages import BLOCK_ARB_GATES, GATES, HALT_GATES, RISK_ERROR, SOURCES, HaltReason, RiskState, Source
@@ -22,7 +24,67 @@ from .strategy._backrun import V3Reject
 from .strategy._poststate import ScreenSkip, SimFailure
 from .strategy._screen import ScreenHint
 
-__all__ = ["CANDIDATE_REJECT_REASONS", "INTAKE_REJECT_REASONS", "RISK_HALT_REASONS", "Metrics"]
+__all__ = ["CANDIDATE_REJECT_REASONS", "INTAKE_REJECT_REASONS", "RISK_HALT_REASONS", "HotCounter", "Metrics"]
+
+class _HotSeries:
+    """One series of a :class:`HotCounter`: a plain int."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0
+
+    def inc(self, amount: int = 1) -> None:
+        if amount < 0:
+            raise ValueError(f"a counter only goes up, not by {amount}")
+        self.value += amount
+
+
+class HotCounter(Collector):
+    """A counter for the per-frame path, read by Prometheus when it scrapes.
+
+    prometheus-client's ``Counter`` takes a lock on every ``inc()`` (about 0.3 us);
+    the screen counts two a frame, a tenth of what screening a frame costs. Here a
+    series is a plain int that only the event loop increments; the scrape thread
+    reads whole ints (the GIL sees to that) through :meth:`collect`, the registry's
+    collector interface. Exposed as ``Counter`` exposes its samples (``<name>_total``
+    by label), without the ``_created`` series. Same calls: ``labels(...).inc()``,
+    or ``inc()`` without labels.
+    """
+
+    def __init__(self, name: str, documentation: str, labelnames: Iterable[str] = (), *,
+                 registry: CollectorRegistry | None = None) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._labelnames = tuple(labelnames)
+        self._series: dict[tuple[str, ...], _HotSeries] = {}
+        self._unlabelled = None if self._labelnames else self.labels()
+        if registry is not None:
+            registry.register(self)
+
+    def labels(self, *values: str) -> _HotSeries:
+        if len(values) != len(self._labelnames):
+            raise ValueError(f"{self._name}: {len(self._labelnames)} label values expected, got {len(values)}")
+        key = tuple(str(v) for v in values)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = _HotSeries()
+        return series
+
+    def inc(self, amount: int = 1) -> None:
+        if self._unlabelled is None:
+            raise ValueError(f"{self._name} has labels: use labels(...).inc()")
+        self._unlabelled.inc(amount)
+
+    def describe(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(self._name, self._documentation, labels=self._labelnames)
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(self._name, self._documentation, labels=self._labelnames)
+        for key, series in list(self._series.items()):
+            family.add_metric(list(key), series.value)
+        yield family
+
 
 #: Why a pending transaction was not turned into a candidate.
 INTAKE_REJECT_REASONS: tuple[str, ...] = (
@@ -99,7 +161,8 @@ class Metrics:
         self.bundles_built = Counter("aether_bundles_built", "Signed bundles built", ["source"], registry=r)
         self.dumps_written = Counter("aether_shadow_dumps_written", "Forensic JSON dumps written", ["source"], registry=r)
         self.dump_errors = Counter("aether_shadow_dump_errors", "Forensic dumps that could not be written", registry=r)
-        self.pending_seen = Counter("aether_mempool_pending_seen", "Pending transactions received", registry=r)
+        # The three counts every pending frame makes: HotCounter, no lock per increment.
+        self.pending_seen = HotCounter("aether_mempool_pending_seen", "Pending transactions received", registry=r)
         self.intake_rejected = Counter(
             "aether_mempool_intake_rejected", "Pending transactions that could not be decoded", ["reason"], registry=r
         )
@@ -168,10 +231,10 @@ class Metrics:
             registry=r,
         )
         # Victim detection by simulation (aether.strategy._poststate, _screen).
-        self.screen_skipped = Counter(
+        self.screen_skipped = HotCounter(
             "aether_mempool_screen_skipped", "Pending transactions not simulated, by reason", ["reason"], registry=r
         )
-        self.screen_passed = Counter(
+        self.screen_passed = HotCounter(
             "aether_mempool_screen_passed", "Pending transactions let through to simulation, by hint", ["hint"],
             registry=r,
         )

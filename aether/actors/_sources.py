@@ -31,7 +31,7 @@ SEEN_MAX = 65_536
 
 
 class _Inc(Protocol):
-    def inc(self, amount: float = 1, /) -> None: ...
+    def inc(self, amount: int = 1, /) -> None: ...
 
 
 class _Labelled(Protocol):
