@@ -238,10 +238,10 @@ class IntakeActor:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         sub = Subscriber(self._ws_url, "newPendingTransactions", rpc=self._rpc, metrics=self._metrics)
         # Frames are screened inline as the subscription delivers them: no channel hop of
-        # ours on the hottest path. Bursts wait in the subscription's receive buffer, then
-        # in TCP; it yields after each frame it hands here, so the strategy takes a
-        # forwarded victim before the rest of the burst is screened; victims that still
-        # find the strategy's inbox full are dropped and counted.
+        # ours on the hottest path. Bursts wait in trio-websocket's reader (one read's
+        # worth, no message queued ahead), then in TCP; reading each frame is a checkpoint,
+        # so the strategy takes a forwarded victim before the rest of the burst is
+        # screened; victims that still find the strategy's inbox full are dropped and counted.
         await sub.run(self, task_status=task_status)
 
     def _count_of(self, verdict: tuple[bool, str]) -> Callable[[], None]:
