@@ -537,3 +537,74 @@ def test_node_text_leaves_short_text_alone_and_cuts_long_text_once() -> None:
     assert node_text("y" * 300) == "y" * 300
     assert node_text("y" * 301) == "y" * 300 + "... (301 chars)"
     assert node_text("z" * 10, limit=4) == "zzzz... (10 chars)"
+
+
+# --------------------------------------------------------------------------- the request as httpx builds it
+
+
+@pytest.mark.parametrize("url", ["http://node.test", "http://alice:s3cr%40t@127.0.0.1:8545/v3/KEY?x=1",
+                                 "https://node.test:8443/path", "https://NODE.test/"])
+async def test_the_request_is_the_one_httpx_builds_from_the_body(url: str) -> None:
+    """The client builds its request from a stream and headers made once (the hot path);
+    what it sends is what ``httpx.Request(content=body)`` would: method, URL, headers in
+    order, body, extensions."""
+    sent: list[httpx.Request] = []
+
+    def transport(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        body = orjson.loads(request.content)
+        reply = [ok(r, "0x1") for r in body] if isinstance(body, list) else ok(body, "0x1")
+        return httpx.Response(200, content=orjson.dumps(reply))
+
+    rpc = RpcClient(url, timeout=3.0, transport=httpx.MockTransport(transport))
+    await rpc.call("eth_chainId")
+    await rpc.batch([("eth_blockNumber", []), ("eth_getBalance", ["0x" + "ab" * 20, "latest"])])
+    await rpc.batch([("eth_call", [{"to": "0x" + "cd" * 20, "data": "0x" + "ef" * 3000}, "latest"])])
+    await rpc.aclose()
+    parsed = httpx.URL(url)
+    headers = [(b"Content-Type", b"application/json"), (b"Accept-Encoding", b"identity")]
+    if parsed.username or parsed.password:
+        import base64
+
+        cred = f"{parsed.username}:{parsed.password}".encode()
+        headers.append((b"Authorization", b"Basic " + base64.b64encode(cred)))
+        parsed = parsed.copy_with(username=None, password=None)
+    assert len(sent) == 3
+    for got in sent:
+        want = httpx.Request("POST", parsed, headers=headers, content=got.content,
+                             extensions={"timeout": {"connect": 3.0, "read": 3.0, "write": 3.0, "pool": 3.0}})
+        assert (got.method, got.url, got.headers.raw, got.content, got.extensions) == (
+            want.method, want.url, want.headers.raw, want.content, want.extensions)
+        assert b"".join(got.stream) == got.content  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- the caller's deadline
+
+
+async def test_a_callers_earlier_deadline_is_the_callers_not_a_node_timeout(autojump_clock: trio.abc.Clock) -> None:
+    """``batch(deadline=...)``: the caller's deadline rides in the client's own cancel scope.
+    When it comes first the caller gets ``trio.TooSlowError`` there and the node is not
+    blamed; when the client's comes first it is the node's timeout, counted, as without one."""
+    async def handler(request: httpx.Request) -> httpx.Response:
+        await trio.sleep_forever()
+        raise AssertionError  # pragma: no cover
+
+    kinds: list[NodeErrorKind] = []
+    rpc = RpcClient("http://node.test", timeout=2.0, on_error=kinds.append, transport=httpx.MockTransport(handler))
+    t0 = trio.current_time()
+    with pytest.raises(trio.TooSlowError):
+        await rpc.batch([("eth_blockNumber", [])], deadline=t0 + 0.5)
+    assert trio.current_time() - t0 == pytest.approx(0.5)
+    assert kinds == [] and rpc.statistics().timeouts == 0
+
+    t0 = trio.current_time()
+    with pytest.raises(NodeTimeout, match="did not answer in full within 2s"):
+        await rpc.batch([("eth_blockNumber", [])], deadline=t0 + 5.0)
+    assert trio.current_time() - t0 == pytest.approx(2.0)
+    assert kinds == [NodeErrorKind.TIMEOUT] and rpc.statistics().timeouts == 1
+
+    t0 = trio.current_time()
+    with pytest.raises(trio.TooSlowError):  # already past: given up at the first checkpoint
+        await rpc.batch([("eth_blockNumber", [])], deadline=t0 - 1.0)
+    assert trio.current_time() == t0 and rpc.statistics().timeouts == 1
+    await rpc.aclose()
