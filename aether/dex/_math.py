@@ -282,7 +282,9 @@ class _Search:
     def result(self, exact: bool) -> RoundTrip:
         if self.best.profit <= 0:
             return _NONE
-        return self.best if exact else attrs.evolve(self.best, exact=False)
+        b = self.best
+        # attrs.evolve, written out (it costs ~2.5 us; this is on every deep-pool sizing)
+        return b if exact else RoundTrip(b.amount_in, b.amount_mid, b.amount_out, b.profit, False)
 
 
 def _refine_a(
