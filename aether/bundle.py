@@ -23,7 +23,7 @@ from eth_account.signers.local import LocalAccount
 
 from .chain import keccak256 as keccak
 from .chain import next_base_fee
-from .chain._tx import encode_signed_tx, encode_unsigned_1559
+from .chain._tx import encode_1559_parts, encode_signed_1559
 from .messages import Bundle, Candidate, Head
 
 __all__ = ["BundleBuilder", "Eip1559Signer", "NonceStatistics", "NonceTracker", "arb_id", "target_base_fee"]
@@ -87,9 +87,17 @@ def arb_id(target_block: int, victim_hash: str | None, route: Sequence[object]) 
     return keccak("|".join(parts).encode()).hex()[:16]
 
 
+#: The last whole second formatted by :func:`_iso_utc`, and its text (bundles come many a second).
+_ISO_SECOND: tuple[int, str] = (-1, "")
+
+
 def _iso_utc(now_ns: int) -> str:
+    global _ISO_SECOND
     secs, rem = divmod(now_ns, 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{rem // 1_000_000:03d}Z"
+    last = _ISO_SECOND  # one read: (second, text) always belong together
+    if last[0] != secs:
+        last = _ISO_SECOND = (secs, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)))
+    return last[1] + f".{rem // 1_000_000:03d}Z"
 
 
 class Eip1559Signer:
@@ -140,16 +148,12 @@ class Eip1559Signer:
             raise ValueError("transaction fields must be >= 0")
         if max_fee_per_gas < max_priority_fee_per_gas:
             raise ValueError("maxFeePerGas is below maxPriorityFeePerGas")
-        payload = encode_unsigned_1559(
+        payload, fields = encode_1559_parts(
             chain_id=chain_id, nonce=nonce, max_priority_fee_per_gas=max_priority_fee_per_gas,
             max_fee_per_gas=max_fee_per_gas, gas=gas, to=to, value=value, data=data,
         )
         sig = self._key.sign_recoverable(keccak(payload), hasher=None)
-        raw = encode_signed_tx(
-            2, chain_id=chain_id, nonce=nonce, gas=gas, to=to, value=value, data=data,
-            v=sig[64], r=int.from_bytes(sig[0:32], "big"), s=int.from_bytes(sig[32:64], "big"),
-            max_fee_per_gas=max_fee_per_gas, max_priority_fee_per_gas=max_priority_fee_per_gas,
-        )
+        raw = encode_signed_1559(fields, sig[64], sig[0:32], sig[32:64])
         return raw, keccak(raw)
 
 

@@ -147,3 +147,20 @@ async def test_each_signed_tx_decodes_with_cast() -> None:
 async def test_target_base_fee_uses_head() -> None:
     h = Head(1, "0x", "0x", 0, 875_000_000, 0, 30_000_000)
     assert target_base_fee(h) == 875_000_000 - 875_000_000 // 8
+
+
+def test_built_at_is_the_same_text_whatever_second_came_before() -> None:
+    """``_iso_utc`` keeps the last second's text: equal to formatting each time, also when
+    the wall clock repeats a second, steps back, or jumps across a day."""
+    import random
+    import time
+
+    from aether.bundle import _iso_utc
+
+    rng = random.Random(8601)
+    now = 1_765_000_000 * 10**9
+    for _ in range(5000):
+        now += rng.choice((0, 1, 999_999, 10**9, -(10**9), 86_400 * 10**9, rng.getrandbits(40)))
+        secs, rem = divmod(now, 10**9)
+        want = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{rem // 1_000_000:03d}Z"
+        assert _iso_utc(now) == want

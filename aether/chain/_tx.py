@@ -40,6 +40,8 @@ except ImportError:  # pragma: no cover - the dependency is declared; this keeps
 __all__ = [
     "SUPPORTED_TX_TYPES",
     "decode_pending_tx",
+    "encode_1559_parts",
+    "encode_signed_1559",
     "encode_signed_tx",
     "encode_unsigned_1559",
     "keccak256",
@@ -100,6 +102,25 @@ def _rlp_item(item: bytes | list[Any] | tuple[Any, ...]) -> bytes:
 def rlp_encode(item: bytes | list[Any]) -> bytes:
     """RLP of ``item``: bytes, or a (nested) list/tuple of bytes (pyrlp's ``encode_raw``)."""
     return _rlp_item(item)
+
+
+def _rlp_strings(items: list[bytes]) -> bytes:
+    """The RLP of each byte string in ``items``, concatenated (a list's payload, no list header)."""
+    parts = []
+    for x in items:
+        n = len(x)
+        if n == 1 and x[0] < 0x80:
+            parts.append(x)
+        elif n < 56:
+            parts.append(_SHORT_STR[n] + x)
+        else:
+            parts.append(_rlp_len(n, 0x80) + x)
+    return b"".join(parts)
+
+
+def _rlp_list_header(n: int) -> bytes:
+    """The RLP header of a list whose payload is ``n`` bytes."""
+    return bytes((0xC0 + n,)) if n < 56 else _rlp_len(n, 0xC0)
 
 
 def _rlp_fields(fields: list[Any]) -> bytes:
@@ -267,6 +288,43 @@ def encode_unsigned_1559(
             to, _be(value), data, [],
         ]
     )
+
+
+def encode_1559_parts(
+    *,
+    chain_id: int,
+    nonce: int,
+    max_priority_fee_per_gas: int,
+    max_fee_per_gas: int,
+    gas: int,
+    to: bytes,
+    value: int,
+    data: bytes,
+) -> tuple[bytes, bytes]:
+    """:func:`encode_unsigned_1559`, and the RLP of its nine fields for :func:`encode_signed_1559`.
+
+    A signer encodes the fields once: the same bytes open the signing payload and the
+    signed envelope (each field was encoded twice before, ~3 us a transaction).
+
+    Returns:
+        ``(payload, fields)``: the signing payload, and the encoded fields (its list's payload).
+    """
+    fields = _rlp_strings(
+        [_be(chain_id), _be(nonce), _be(max_priority_fee_per_gas), _be(max_fee_per_gas), _be(gas), to, _be(value), data]
+    ) + b"\xc0"  # the empty access list
+    return b"\x02" + _rlp_list_header(len(fields)) + fields, fields
+
+
+def encode_signed_1559(fields: bytes, y_parity: int, r: bytes, s: bytes) -> bytes:
+    """The signed EIP-1559 envelope from :func:`encode_1559_parts`'s ``fields`` and a signature.
+
+    Args:
+        y_parity: 0 or 1.
+        r, s: the signature's 32-byte big-endian words (leading zero bytes are dropped here,
+            as RLP's integer form requires).
+    """
+    tail = _rlp_strings([_be(y_parity), r.lstrip(b"\x00"), s.lstrip(b"\x00")])
+    return b"\x02" + _rlp_list_header(len(fields) + len(tail)) + fields + tail
 
 
 def decode_pending_tx(
