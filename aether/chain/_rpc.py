@@ -296,11 +296,10 @@ class RpcClient:
         if not calls:
             return []
         self._calls += len(calls)
+        n = len(calls)
         first = next(self._ids)
-        ids = [first + i for i in range(len(calls))]
-        # keep the id counter ahead of the ids used here
-        for _ in range(len(calls) - 1):
-            next(self._ids)
+        ids = range(first, first + n)
+        self._ids = itertools.count(first + n)  # the counter goes on past the ids used here
         payload = [
             {"jsonrpc": "2.0", "id": i, "method": m, "params": list(p)} for i, (m, p) in zip(ids, calls, strict=True)
         ]
@@ -312,6 +311,14 @@ class RpcClient:
                 return [single for _ in calls]
             self._failed(NodeErrorKind.BAD_DATA)
             raise BadNodeData("batch: reply is not a JSON array")
+        if len(reply) == n:
+            # The usual answer: one reply per call, in the order asked. Then reply k is the
+            # one whose id is ids[k] (a match by ==, as the lookup below is), and no other.
+            for item, i in zip(reply, ids):
+                if not isinstance(item, dict) or item.get("id") != i:
+                    break
+            else:
+                return [self._result(m, item) for (m, _), item in zip(calls, reply)]
         by_id: dict[object, Any] = {}
         for item in reply:
             # An array or object id (unhashable) cannot be one of ours: left out, so its call

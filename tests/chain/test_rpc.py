@@ -608,3 +608,78 @@ async def test_a_callers_earlier_deadline_is_the_callers_not_a_node_timeout(auto
         await rpc.batch([("eth_blockNumber", [])], deadline=t0 - 1.0)
     assert trio.current_time() == t0 and rpc.statistics().timeouts == 1
     await rpc.aclose()
+
+
+async def test_batch_replies_are_matched_to_calls_as_by_id_lookup_over_random_answers() -> None:
+    """The in-order fast path of ``batch`` gives what the by-id lookup gives, over seeded
+    random answers: in order, shuffled, duplicated, dropped, extra, ids spelled 1.0 / True /
+    "1", errors among results, and non-object items."""
+    import random
+
+    rng = random.Random(2026)
+
+    def reference(ids: list[int], methods: list[str], reply: list[Any]) -> list[Any]:
+        by_id = {item.get("id"): item for item in reply
+                 if isinstance(item, dict) and not isinstance(item.get("id"), (list, dict))}
+        out = []
+        for i, m in zip(ids, methods):
+            item = by_id.get(i)
+            if item is None:
+                raise BadNodeData(f"batch: no reply for {m} (id {i})")
+            err = item.get("error")
+            if err is not None:
+                out.append(("error", m, err.get("code"), err.get("message")))
+            elif "result" not in item:
+                raise BadNodeData(f"{m}: reply has neither result nor error")
+            else:
+                out.append(item["result"])
+        return out
+
+    def normal(got: list[Any]) -> list[Any]:
+        return [("error", r.method, r.code, r.message) if isinstance(r, RpcError) else r for r in got]
+
+    in_order = 0
+    for _ in range(1500):
+        n = rng.randrange(1, 5)
+        script: list[Any] = []
+
+        def node(body: Any) -> Any:
+            items: list[Any] = []
+            for req in body:
+                kind = rng.random()
+                rid: Any = req["id"]
+                if kind < 0.03:
+                    rid = rng.choice((float(rid), str(rid), [rid], rid + 1000))
+                if kind < 0.08:
+                    items.append({"jsonrpc": "2.0", "id": rid, "error": {"code": 3, "message": "reverted"}})
+                elif kind < 0.1:
+                    items.append({"jsonrpc": "2.0", "id": rid})
+                else:
+                    items.append({"jsonrpc": "2.0", "id": rid, "result": hex(rng.getrandbits(16))})
+            roll = rng.random()
+            if roll < 0.15:
+                rng.shuffle(items)
+            elif roll < 0.2 and items:
+                items.append(dict(rng.choice(items), result="0xdup"))
+            elif roll < 0.25 and items:
+                items.pop(rng.randrange(len(items)))
+            elif roll < 0.28:
+                items.insert(0, rng.choice((7, "x", None, {"id": True, "result": "0xtrue"})))
+            script.append(items)
+            return items
+
+        rpc = mock(node)
+        calls = [(f"m{k}", []) for k in range(n)]
+        try:
+            got: Any = normal(await rpc.batch(calls))
+        except BadNodeData as exc:
+            got = ("raised", str(exc))
+        ids = list(range(1, n + 1))  # a fresh client numbers from 1
+        try:
+            want: Any = reference(ids, [m for m, _ in calls], script[0])
+        except BadNodeData as exc:
+            want = ("raised", str(exc))
+        assert got == want, (script[0], ids)
+        in_order += all(isinstance(r, dict) and r.get("id") == i for r, i in zip(script[0], ids)) and len(script[0]) == n
+        await rpc.aclose()
+    assert in_order > 500  # the fast path's case was met often, and so were the others
