@@ -648,7 +648,8 @@ class BackrunStrategy:
         # either its post-victim state from moved_v3, or nothing.
         # Nor one it changed whose post-victim state the post-state does not hold (liquidity
         # minted or burned; an emitter whose trust could not be established).
-        unusable_v3 = (set(post_v3) | post.v3_unheld) - {p for pools in moved_v3.values() for p in pools}
+        unusable_v3 = ((set(post_v3) | post.v3_unheld) - {p for pools in moved_v3.values() for p in pools}
+                       if self.v3book is not None else set())  # read only where a V3 book is
         if inventory_wei <= 0:
             return Rejection("no_inventory")
         dexes = self._v2_dexes
@@ -662,7 +663,7 @@ class BackrunStrategy:
         found: list[_Sized | _Cycle] = []
         any_counter = False
         out_of_range = False  # a cycle's optimum lay past a leg's fetched ticks (said, not "unprofitable")
-        legs = _Legs()
+        legs: _Legs | None = None  # made at the first token with a V3 venue
         base_fee = next_base_fee(head.base_fee, head.gas_used, head.gas_limit)
 
         def gas_cost(c: _Sized | _Cycle) -> int:
@@ -704,6 +705,8 @@ class BackrunStrategy:
             if v3_venues:  # size_cross sizes only cycles with a V3 leg: none without a V3 venue
                 token0 = min(weth, x)
                 venues = [_Venue(DexKind.V2, d, p, token0, reserves=r) for d, p, r in present] + v3_venues
+                if legs is None:
+                    legs = _Legs()
                 cycle, refusals = size_cross(venues, weth, x, cap=inventory_wei,
                                              moved={*pairs, *moved_v3.get(x, {})}, legs=legs, gas_cost=gas_cost)
                 if CrossRefusal.OUT_OF_RANGE in refusals:
