@@ -104,18 +104,28 @@ def rlp_encode(item: bytes | list[Any]) -> bytes:
     return _rlp_item(item)
 
 
-def _rlp_strings(items: list[bytes]) -> bytes:
-    """The RLP of each byte string in ``items``, concatenated (a list's payload, no list header)."""
-    parts = []
-    for x in items:
-        n = len(x)
-        if n == 1 and x[0] < 0x80:
-            parts.append(x)
-        elif n < 56:
-            parts.append(_SHORT_STR[n] + x)
-        else:
-            parts.append(_rlp_len(n, 0x80) + x)
-    return b"".join(parts)
+#: RLP of the integers 0..127: 0 is the empty string (0x80), the others are their own byte.
+_RLP_SMALL = [b"\x80"] + [bytes((n,)) for n in range(1, 0x80)]
+
+
+def _rlp_uint(n: int) -> bytes:
+    """RLP of a non-negative integer: its minimal big-endian bytes as a string, in one step
+    (``_be`` then the string's RLP; a negative one raises OverflowError as ``_be`` does)."""
+    if 0 <= n < 0x80:
+        return _RLP_SMALL[n]
+    b = n.to_bytes((n.bit_length() + 7) >> 3, "big")
+    k = len(b)
+    return (_SHORT_STR[k] if k < 56 else _rlp_len(k, 0x80)) + b
+
+
+def _rlp_bytes(x: bytes) -> bytes:
+    """RLP of a byte string (what ``_rlp_fields`` does with a bytes item)."""
+    if x.__class__ is not bytes:
+        return _rlp_item(x)
+    n = len(x)
+    if n == 1 and x[0] < 0x80:
+        return x
+    return (_SHORT_STR[n] if n < 56 else _rlp_len(n, 0x80)) + x
 
 
 def _rlp_list_header(n: int) -> bytes:
@@ -248,22 +258,25 @@ def encode_signed_tx(
             envelopes, the y parity (0/1).
         access_list: ``[[address_bytes, [key_bytes, ...]], ...]``.
     """
+    # Each field's RLP in one step (_rlp_uint, _rlp_bytes), not _be then _rlp_fields: ~1 us
+    # of the ~3 us a transaction. Byte-equal to pyrlp (tests/chain/test_hotpath_equality.py).
+    u, b = _rlp_uint, _rlp_bytes
     if tx_type == 2:
-        return b"\x02" + _rlp_fields(
-            [
-                _be(chain_id or 0), _be(nonce), _be(max_priority_fee_per_gas), _be(max_fee_per_gas), _be(gas),
-                to, _be(value), data, access_list or [], _be(v), _be(r), _be(s),
-            ]
-        )
+        al = _rlp_item(access_list) if access_list else b"\xc0"
+        payload = b"".join([
+            u(chain_id or 0), u(nonce), u(max_priority_fee_per_gas), u(max_fee_per_gas), u(gas),
+            b(to), u(value), b(data), al, u(v), u(r), u(s),
+        ])
+        return b"\x02" + _rlp_list_header(len(payload)) + payload
     if tx_type == 1:
-        return b"\x01" + _rlp_fields(
-            [
-                _be(chain_id or 0), _be(nonce), _be(gas_price), _be(gas),
-                to, _be(value), data, access_list or [], _be(v), _be(r), _be(s),
-            ]
-        )
+        al = _rlp_item(access_list) if access_list else b"\xc0"
+        payload = b"".join([
+            u(chain_id or 0), u(nonce), u(gas_price), u(gas), b(to), u(value), b(data), al, u(v), u(r), u(s),
+        ])
+        return b"\x01" + _rlp_list_header(len(payload)) + payload
     if tx_type == 0:
-        return _rlp_fields([_be(nonce), _be(gas_price), _be(gas), to, _be(value), data, _be(v), _be(r), _be(s)])
+        payload = b"".join([u(nonce), u(gas_price), u(gas), b(to), u(value), b(data), u(v), u(r), u(s)])
+        return _rlp_list_header(len(payload)) + payload
     raise ValueError(f"tx_type {tx_type} is not supported")
 
 
@@ -309,9 +322,11 @@ def encode_1559_parts(
     Returns:
         ``(payload, fields)``: the signing payload, and the encoded fields (its list's payload).
     """
-    fields = _rlp_strings(
-        [_be(chain_id), _be(nonce), _be(max_priority_fee_per_gas), _be(max_fee_per_gas), _be(gas), to, _be(value), data]
-    ) + b"\xc0"  # the empty access list
+    u, b = _rlp_uint, _rlp_bytes
+    fields = b"".join([
+        u(chain_id), u(nonce), u(max_priority_fee_per_gas), u(max_fee_per_gas), u(gas), b(to), u(value), b(data),
+        b"\xc0",  # the empty access list
+    ])
     return b"\x02" + _rlp_list_header(len(fields)) + fields, fields
 
 
@@ -323,7 +338,7 @@ def encode_signed_1559(fields: bytes, y_parity: int, r: bytes, s: bytes) -> byte
         r, s: the signature's 32-byte big-endian words (leading zero bytes are dropped here,
             as RLP's integer form requires).
     """
-    tail = _rlp_strings([_be(y_parity), r.lstrip(b"\x00"), s.lstrip(b"\x00")])
+    tail = _rlp_uint(y_parity) + _rlp_bytes(r.lstrip(b"\x00")) + _rlp_bytes(s.lstrip(b"\x00"))
     return b"\x02" + _rlp_list_header(len(fields) + len(tail)) + fields + tail
 
 
