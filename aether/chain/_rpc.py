@@ -120,6 +120,7 @@ class RpcClient:
         self._request_headers = httpx.Headers(
             ([(b"Host", self._url.netloc)] if self._url.host else []) + headers
         )
+        self._headers_by_length: dict[int, httpx.Headers] = {}
         self._timeout_ext = {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
         self._ids = itertools.count(1)
         self._requests = 0
@@ -204,8 +205,15 @@ class RpcClient:
         abandoned (connection closed) the moment it passes the cap, whether the
         node declared its length or not.
         """
-        headers = httpx.Headers(self._request_headers)
-        headers["Content-Length"] = str(len(body))
+        # The headers of a body of this length, made once (httpx.Request copies them, so the
+        # cached object is never changed by a request or a transport).
+        headers = self._headers_by_length.get(len(body))
+        if headers is None:
+            headers = httpx.Headers(self._request_headers)
+            headers["Content-Length"] = str(len(body))
+            if len(self._headers_by_length) >= 1024:
+                self._headers_by_length.clear()
+            self._headers_by_length[len(body)] = headers
         request = httpx.Request("POST", self._url, headers=headers, stream=httpx.ByteStream(body),
                                 extensions={"timeout": self._timeout_ext})
         request.read()  # as httpx.Request(content=...) does: the body is in memory already

@@ -556,10 +556,15 @@ async def test_the_request_is_the_one_httpx_builds_from_the_body(url: str) -> No
         reply = [ok(r, "0x1") for r in body] if isinstance(body, list) else ok(body, "0x1")
         return httpx.Response(200, content=orjson.dumps(reply))
 
-    rpc = RpcClient(url, timeout=3.0, transport=httpx.MockTransport(transport))
+    def meddling(request: httpx.Request) -> httpx.Response:
+        request.headers["X-Meddled"] = "1"  # a transport that changes the request: the next one is unaffected
+        return transport(request)
+
+    rpc = RpcClient(url, timeout=3.0, transport=httpx.MockTransport(meddling))
     await rpc.call("eth_chainId")
     await rpc.batch([("eth_blockNumber", []), ("eth_getBalance", ["0x" + "ab" * 20, "latest"])])
     await rpc.batch([("eth_call", [{"to": "0x" + "cd" * 20, "data": "0x" + "ef" * 3000}, "latest"])])
+    await rpc.call("eth_chainId")  # a body of a length seen before: its headers were kept
     await rpc.aclose()
     parsed = httpx.URL(url)
     headers = [(b"Content-Type", b"application/json"), (b"Accept-Encoding", b"identity")]
@@ -569,8 +574,10 @@ async def test_the_request_is_the_one_httpx_builds_from_the_body(url: str) -> No
         cred = f"{parsed.username}:{parsed.password}".encode()
         headers.append((b"Authorization", b"Basic " + base64.b64encode(cred)))
         parsed = parsed.copy_with(username=None, password=None)
-    assert len(sent) == 3
+    assert len(sent) == 4 and len(sent[0].content) == len(sent[3].content)
     for got in sent:
+        assert [k for k, _ in got.headers.raw].count(b"X-Meddled") == 1  # its own, none carried over
+        del got.headers["X-Meddled"]
         want = httpx.Request("POST", parsed, headers=headers, content=got.content,
                              extensions={"timeout": {"connect": 3.0, "read": 3.0, "write": 3.0, "pool": 3.0}})
         assert (got.method, got.url, got.headers.raw, got.content, got.extensions) == (
