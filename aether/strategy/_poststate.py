@@ -413,16 +413,16 @@ def victim_call(tx: PendingTx) -> dict[str, Any]:
     call: dict[str, Any] = {
         "from": tx.sender,
         "to": tx.to,
-        "value": _q(tx.value),
+        "value": hex(tx.value),
         "input": "0x" + tx.input.hex(),
-        "gas": _q(tx.gas),
-        "nonce": _q(tx.nonce),
+        "gas": hex(tx.gas),
+        "nonce": hex(tx.nonce),
     }
     if tx.max_fee_per_gas is not None:
-        call["maxFeePerGas"] = _q(tx.max_fee_per_gas)
-        call["maxPriorityFeePerGas"] = _q(tx.max_priority_fee_per_gas or 0)
+        call["maxFeePerGas"] = hex(tx.max_fee_per_gas)
+        call["maxPriorityFeePerGas"] = hex(tx.max_priority_fee_per_gas or 0)
     elif tx.gas_price is not None:
-        call["gasPrice"] = _q(tx.gas_price)
+        call["gasPrice"] = hex(tx.gas_price)
     return call
 
 
