@@ -174,6 +174,8 @@ class BundleBuilder:
     nonces: NonceTracker = attrs.field(kw_only=True)
     _to_bytes: dict[str, bytes] = attrs.field(factory=dict, init=False, repr=False)
     _signer: Eip1559Signer = attrs.field(init=False, repr=False)
+    _fee_head: Head | None = attrs.field(default=None, init=False, repr=False)  # the head _fee belongs to
+    _fee: int = attrs.field(default=0, init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         if not 0 <= self.tip_share_bps <= 10000:
@@ -213,11 +215,15 @@ class BundleBuilder:
             share, extra = divmod(candidate.gas_estimate, len(calls))
             gas_each = [share + (1 if i < extra else 0) for i in range(len(calls))]
         gas_used = sum(gas_each)
-        if gas_used <= 0 or any(g <= 0 for g in gas_each):
+        if gas_used <= 0 or min(gas_each) <= 0:
             raise ValueError("gas figures must be positive")
 
         gross = candidate.expected_gross_profit_wei
-        base_fee = target_base_fee(head)
+        if head is self._fee_head:  # the same (immutable) head as the last bundle: its next base fee
+            base_fee = self._fee
+        else:
+            base_fee = target_base_fee(head)
+            self._fee_head, self._fee = head, base_fee
         priority = (gross * self.tip_share_bps // 10000) // gas_used if gross > 0 else 0
         max_fee = 2 * base_fee + priority
         tip = priority * gas_used

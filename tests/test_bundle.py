@@ -164,3 +164,22 @@ def test_built_at_is_the_same_text_whatever_second_came_before() -> None:
         secs, rem = divmod(now, 10**9)
         want = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{rem // 1_000_000:03d}Z"
         assert _iso_utc(now) == want
+
+
+def test_the_base_fee_is_each_heads_own_when_heads_alternate() -> None:
+    """The builder keeps the last head's next base fee; bundles for heads in turn (A, B, A, and
+    an equal but distinct copy of B) each carry their own head's figure."""
+    from aether.chain import next_base_fee as nbf
+
+    account = Account.from_key(SIGNER_KEY)
+    builder = BundleBuilder(account, 31337, tip_share_bps=5000, nonces=NonceTracker())
+    a = Head(number=10, hash="0x" + "11" * 32, parent_hash="0x" + "22" * 32, timestamp=1, base_fee=10**9,
+             gas_used=29_000_000, gas_limit=30_000_000)
+    b = attrs.evolve(a, base_fee=7 * 10**9, gas_used=1_000_000)
+    call = Call(ROUTER_A, swap_data(10**18, [WETH, TKN], account.address))
+    for head in (a, b, a, attrs.evolve(b), a):
+        cand = Candidate(source="mempool_backrun", target_block=head.number + 1, head_number=head.number,  # type: ignore[arg-type]
+                         victim=None, route=(), amount_in=1, amount_out=2, expected_gross_profit_wei=10**16,
+                         gas_estimate=200_000, seen_at=0.0, found_at=0.0, calls=(call,))
+        bundle = builder.build(cand, head, now_ns=0)
+        assert bundle.base_fee_wei == nbf(head.base_fee, head.gas_used, head.gas_limit) == target_base_fee(head)

@@ -458,6 +458,8 @@ class BackrunStrategy:
         # Once per process, not per victim: the chain's configuration does not change.
         self._v2_dexes = v2_dexes(chain)
         self._v3_keys: dict[str, list[V3PoolKey]] = {}  # token -> its WETH pools by CREATE2 (bounded)
+        self._fee_head: Head | None = None  # the head _fee (its next block's base fee) belongs to
+        self._fee = 0
 
     def statistics(self) -> StrategyStatistics:
         return self._counts.snapshot()
@@ -664,7 +666,11 @@ class BackrunStrategy:
         any_counter = False
         out_of_range = False  # a cycle's optimum lay past a leg's fetched ticks (said, not "unprofitable")
         legs: _Legs | None = None  # made at the first token with a V3 venue
-        base_fee = next_base_fee(head.base_fee, head.gas_used, head.gas_limit)
+        if head is self._fee_head:  # the same (immutable) head as the last victim: its next base fee
+            base_fee = self._fee
+        else:
+            base_fee = next_base_fee(head.base_fee, head.gas_used, head.gas_limit)
+            self._fee_head, self._fee = head, base_fee
 
         def gas_cost(c: _Sized | _Cycle) -> int:
             """Wei of gas the bundle of ``c`` budgets at the target block's base fee."""
