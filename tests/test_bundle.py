@@ -77,6 +77,9 @@ async def test_fees_tip_and_net_are_exact_integers() -> None:
     assert 7999 <= b.tip_share_bps <= 8000
     assert b.built_at == "2026-05-15T17:20:00.123Z"
     assert b.nonces == (5, 6) and b.target_block == 101 and b.flashloan_provider == "none"
+    assert b.expected_gross_profit_wei == 10**16 and b.flashloan_amount == 0
+    assert b.source == "mempool_backrun" and b.candidate.victim is not None and b.candidate.gas_estimate == 230_000
+    assert b.signer == Account.from_key(SIGNER_KEY).address and len(b.arb_id) == 16 and len(b.our_tx_hashes) == 2
     for v in (b.expected_gross_profit_wei, b.expected_net_profit_wei, b.base_fee_wei, b.priority_fee_wei):
         assert type(v) is int
 

@@ -434,20 +434,8 @@ def decode_pending_tx(
     )
     if keccak256(raw) != tx_hash:
         raise DecodeError("re-encoded transaction does not hash to its hash", "hash_mismatch")
+    # Positional, in PendingTx's field order (keywords cost ~0.5 us more for fifteen fields).
     return PendingTx(
-        hash=tx_hash,
-        raw=raw,
-        type=tx_type,
-        chain_id=tx_chain,
-        nonce=nonce,
-        sender=sender,
-        to=to,
-        value=value,
-        input=data,
-        gas=gas,
-        gas_price=gas_price,
-        max_fee_per_gas=max_fee,
-        max_priority_fee_per_gas=max_prio,
-        seen_at=seen_at,
-        first_seen_ns=first_seen_ns,
+        tx_hash, raw, tx_type, tx_chain, nonce, sender, to, value, data, gas,
+        gas_price, max_fee, max_prio, seen_at, first_seen_ns,
     )

@@ -179,20 +179,21 @@ class RiskEngine:
     def _snapshot(self, now: float) -> RiskSnapshot:
         halts = self._halts
         reasons = tuple([g for g in GATES if g in halts]) if halts else ()
+        # Positional, in RiskSnapshot's field order (keywords cost ~0.4 us more, every evaluate).
         return RiskSnapshot(
-            status=self._status(now),
-            paused_until=self._paused_until,
-            halt_reasons=reasons,
-            halt_values=tuple([(g, halts[g]) for g in reasons]),
-            daily_pnl_wei=self._pnl,
-            utc_day=self._day.isoformat(),
-            revert_times=tuple(self._revert_times),
-            inflight=tuple(sorted(self._inflight.items())),
-            dedup_keys=frozenset([(b, k) for b, keys in self._dedup.items() for k in keys]),
-            eth_balance_wei=self._balance,
-            next_base_fee_wei=self._next_base_fee,
-            last_head=self._last_head,
-            store_failed=self._store_failed,
+            self._status(now),
+            self._paused_until,
+            reasons,
+            tuple([(g, halts[g]) for g in reasons]),
+            self._pnl,
+            self._day.isoformat(),
+            tuple(self._revert_times),
+            tuple(sorted(self._inflight.items())),
+            frozenset([(b, k) for b, keys in self._dedup.items() for k in keys]),
+            self._balance,
+            self._next_base_fee,
+            self._last_head,
+            self._store_failed,
         )
 
     def statistics(self) -> RiskStatistics:

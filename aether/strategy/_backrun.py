@@ -221,19 +221,12 @@ def build_round_trip(
             data=encode_swap_exact_tokens_for_tokens(rt.amount_mid, rt.amount_out, [x, weth], searcher, deadline),
         ),
     )
+    # Positional up to calls, in Candidate's field order (keywords cost ~0.4 us more): source,
+    # target block, head number, victim, route, amounts in/out, gross, gas, seen_at, found_at, calls.
     return Candidate(
-        source=source,
-        target_block=head.number + 1,
-        head_number=head.number,
-        victim=victim,
-        route=route,
-        amount_in=rt.amount_in,
-        amount_out=rt.amount_out,
-        expected_gross_profit_wei=rt.amount_out - rt.amount_in,
-        gas_estimate=gas_per_swap * len(calls),
-        seen_at=victim.seen_at if victim is not None else head.seen_at,
-        found_at=trio.current_time(),
-        calls=calls,
+        source, head.number + 1, head.number, victim, route, rt.amount_in, rt.amount_out,
+        rt.amount_out - rt.amount_in, gas_per_swap * len(calls),
+        victim.seen_at if victim is not None else head.seen_at, trio.current_time(), calls,
         head_timestamp=head.timestamp,
     )
 

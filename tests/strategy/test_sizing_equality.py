@@ -109,3 +109,35 @@ async def test_on_post_state_equals_the_pre_optimisation_sizing_over_random_post
     # the comparison saw real candidates through V2 pairs and V3 pools, and rejections
     assert compared == 120 and candidates > 30 and kinds["v2"] and kinds["v3"] > 30, kinds
     assert {"unprofitable", "no_inventory"} <= kinds.keys(), kinds
+
+
+async def test_build_round_trip_fills_every_candidate_field() -> None:
+    """The candidate of a sized trip, field by field against one written out by keyword."""
+    from aether.dex import RoundTrip, encode_swap_exact_tokens_for_tokens
+    from aether.messages import Call, Candidate, Hop, Source
+    from aether.strategy._backrun import DEADLINE_S, _Sized, build_round_trip
+
+    rt = RoundTrip(3 * ETHER, 6_000 * ETHER, 3 * ETHER + 12345, 12345)
+    sized = _Sized(UNI, SUSHI, pairs_of(UNI), pairs_of(SUSHI), TKN, rt)
+    head = attrs.evolve(HEAD, seen_at=9.5)
+    tx = _tx()
+    got = build_round_trip(sized, CHAIN3, source=Source.MEMPOOL_BACKRUN, head=head, victim=tx, searcher=SEARCHER,
+                           gas_per_swap=150_000)
+    deadline = head.timestamp + DEADLINE_S
+    want = Candidate(
+        source=Source.MEMPOOL_BACKRUN, target_block=head.number + 1, head_number=head.number, victim=tx,
+        route=(Hop(UNI.name, UNI.router, pairs_of(UNI), WETH, TKN, rt.amount_in, rt.amount_mid),
+               Hop(SUSHI.name, SUSHI.router, pairs_of(SUSHI), TKN, WETH, rt.amount_mid, rt.amount_out)),
+        amount_in=rt.amount_in, amount_out=rt.amount_out, expected_gross_profit_wei=12345, gas_estimate=300_000,
+        seen_at=tx.seen_at, found_at=got.found_at,
+        calls=(Call(UNI.router, encode_swap_exact_tokens_for_tokens(rt.amount_in, rt.amount_mid, [WETH, TKN], SEARCHER,
+                                                                     deadline)),
+               Call(SUSHI.router, encode_swap_exact_tokens_for_tokens(rt.amount_mid, rt.amount_out, [TKN, WETH],
+                                                                      SEARCHER, deadline))),
+        validated=False, simulated_gas=(), head_timestamp=head.timestamp,
+    )
+    assert got == want
+
+
+def pairs_of(dex: Any) -> str:
+    return pair_address(dex.factory, dex.init_code_hash, WETH, TKN)
