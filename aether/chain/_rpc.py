@@ -226,7 +226,8 @@ class RpcClient:
                     raise ResponseTooLarge(
                         f"node at {self._where} announced {int(declared)} bytes (cap {self._max_bytes}); not read"
                     )
-                buf = bytearray()
+                chunks: list[bytes] = []
+                size = 0
                 # The raw bytes, never decoded: we asked for identity, so a node that compresses
                 # anyway sends what is not JSON (BadNodeData). Decoding would inflate a small
                 # gzip into a huge chunk before the cap is checked, and a garbled one would
@@ -234,12 +235,14 @@ class RpcClient:
                 # (The stream itself, as ``aiter_raw`` reads it, but also when a test's transport
                 # has already buffered the body.)
                 async for chunk in cast(httpx.AsyncByteStream, resp.stream):
-                    buf += chunk
-                    if len(buf) > self._max_bytes:
+                    chunks.append(chunk)
+                    size += len(chunk)
+                    if size > self._max_bytes:
                         raise ResponseTooLarge(
                             f"node at {self._where} answered more than {self._max_bytes} bytes; stopped reading"
                         )
-                return resp.status_code, bytes(buf)
+                # One copy at the end (none for an answer in one chunk), not one per chunk.
+                return resp.status_code, b"".join(chunks)
             finally:
                 # Back to the pool when read to the end; a connection abandoned mid-answer is closed.
                 await resp.aclose()

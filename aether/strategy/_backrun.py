@@ -605,7 +605,7 @@ class BackrunStrategy:
         weth = self.chain.weth
         known_tokens = self._known_tokens if self.chain.tokens else None
         book = self.book
-        moved_state = post.v2()
+        moved_state, post_v3 = post.split()
         moved: dict[str, list[str]] = {}  # X -> the moved WETH/X pairs
         for pair in moved_state:
             info = book.info(pair)
@@ -618,7 +618,6 @@ class BackrunStrategy:
         # The V3 pools moved: the head's book state moved to the victim's last Swap.
         moved_v3: dict[str, dict[str, V3PoolState]] = {}  # X -> pool -> post-victim state
         v3_refused: list[V3Reject] = []
-        post_v3 = post.v3()
         for pool, slot in post_v3.items():
             key = self.v3book.key(pool) if self.v3book is not None else None
             if key is None or weth not in (key.token0, key.token1) or pool in post.v3_unheld:
@@ -651,7 +650,12 @@ class BackrunStrategy:
         tokens = list(dict.fromkeys([*moved, *moved_v3])) if moved_v3 else list(moved)
         pair_for = book.pair_for
         counters = {x: [(d, pair_for(d, weth, x)) for d in dexes] for x in tokens}
-        await book.ensure([*moved_state, *(p for lst in counters.values() for _, p in lst)])
+        wanted = [*moved_state]
+        for lst in counters.values():
+            wanted += [p for _, p in lst]
+        missing = book.touch(wanted)
+        if missing:  # only a pair never read before costs a trip to the node (ensure, in two steps)
+            await book.fetch(missing)
         view = book.view()
         for pair, (r0, r1) in moved_state.items():
             view.set_reserves(pair, r0, r1)

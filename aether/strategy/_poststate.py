@@ -176,6 +176,17 @@ class PostState:
         """The V3 pools moved, ``pool -> V3Slot``."""
         return {p.pool: p for p in self.pools if isinstance(p, V3Slot)}
 
+    def split(self) -> tuple[dict[str, tuple[int, int]], dict[str, V3Slot]]:
+        """:meth:`v2` and :meth:`v3` in one pass over the pools."""
+        v2: dict[str, tuple[int, int]] = {}
+        v3: dict[str, V3Slot] = {}
+        for p in self.pools:
+            if isinstance(p, V2Reserves):
+                v2[p.pair] = (p.reserve0, p.reserve1)
+            elif isinstance(p, V3Slot):
+                v3[p.pool] = p
+        return v2, v3
+
 
 def v2_dexes(chain: ChainConfig) -> tuple[DexConfig, ...]:
     """The configured DEXes with V2 pairs (a ``kind`` other than ``v2`` is skipped)."""
