@@ -142,6 +142,12 @@ class Eip1559Signer:
             ValueError: a field out of range (negative, ``to`` not 20 bytes, a
                 max fee below the priority fee).
         """
+        return self._sign(chain_id, nonce, max_priority_fee_per_gas, max_fee_per_gas, gas, to, value, data)
+
+    def _sign(self, chain_id: int, nonce: int, max_priority_fee_per_gas: int, max_fee_per_gas: int, gas: int,
+              to: bytes, value: int, data: bytes) -> tuple[bytes, bytes]:
+        """:meth:`sign`, its fields by position in the transaction's own order (the builder's hot
+        path: eight keywords matched by name cost ~0.25 us a call, twice a transaction)."""
         if len(to) != 20:
             raise ValueError("to must be 20 bytes")
         if min(chain_id, nonce, max_priority_fee_per_gas, max_fee_per_gas, gas, value) < 0:
@@ -149,8 +155,7 @@ class Eip1559Signer:
         if max_fee_per_gas < max_priority_fee_per_gas:
             raise ValueError("maxFeePerGas is below maxPriorityFeePerGas")
         payload, fields = encode_1559_parts(
-            chain_id=chain_id, nonce=nonce, max_priority_fee_per_gas=max_priority_fee_per_gas,
-            max_fee_per_gas=max_fee_per_gas, gas=gas, to=to, value=value, data=data,
+            chain_id, nonce, max_priority_fee_per_gas, max_fee_per_gas, gas, to, value, data
         )
         sig = self._key.sign_recoverable(keccak(payload), hasher=None)
         raw = encode_signed_1559(fields, sig[64], sig[0:32], sig[32:64])
@@ -235,15 +240,10 @@ class BundleBuilder:
         hashes: list[bytes] = []
         try:
             for call, gas, nonce in zip(calls, gas_each, nonces, strict=True):
-                raw, tx_hash = self._signer.sign(
-                    chain_id=self.chain_id,
-                    nonce=nonce,
-                    to=self._to(call.to),
-                    value=call.value,
-                    data=bytes(call.data),
-                    gas=gas * _GAS_LIMIT_NUM // _GAS_LIMIT_DEN,
-                    max_fee_per_gas=max_fee,
-                    max_priority_fee_per_gas=priority,
+                # chain id, nonce, priority fee, max fee, gas limit, to, value, data
+                raw, tx_hash = self._signer._sign(
+                    self.chain_id, nonce, priority, max_fee, gas * _GAS_LIMIT_NUM // _GAS_LIMIT_DEN,
+                    self._to(call.to), call.value, bytes(call.data),
                 )
                 raws.append(raw)
                 hashes.append(tx_hash)

@@ -304,7 +304,6 @@ def encode_unsigned_1559(
 
 
 def encode_1559_parts(
-    *,
     chain_id: int,
     nonce: int,
     max_priority_fee_per_gas: int,
