@@ -171,17 +171,26 @@ def size_best_round_trip(
         must_touch: if set, only trips with a leg through this pair.
     """
     weth = chain.weth
+    return _best_trip([(d, p, view.oriented(p, weth), view.oriented(p, token)) for d, p in dexes], token, cap,
+                      must_touch)
+
+
+#: One venue of :func:`_best_trip`: the DEX, its pair, and the pair's reserves oriented for
+#: WETH in (``(weth, token)``) and for the token in (``(token, weth)``); None where unknown.
+_TripLeg = tuple[DexConfig, str, "tuple[int, int] | None", "tuple[int, int] | None"]
+
+
+def _best_trip(legs: Sequence[_TripLeg], token: str, cap: int, must_touch: str | None) -> _Sized | None:
+    """:func:`size_best_round_trip` on reserves already oriented (each pair's looked up once)."""
     best: _Sized | None = None
-    for buy, buy_pair in dexes:
-        ra = view.oriented(buy_pair, weth)
+    for buy, buy_pair, ra, _ in legs:
         if ra is None or min(ra) == 0:
             continue
-        for sell, sell_pair in dexes:
+        for sell, sell_pair, _, rb in legs:
             if sell_pair == buy_pair:
                 continue
             if must_touch is not None and must_touch not in (buy_pair, sell_pair):
                 continue
-            rb = view.oriented(sell_pair, token)
             if rb is None or min(rb) == 0:
                 continue
             rt = best_round_trip(ra[0], ra[1], rb[0], rb[1], buy.fee_bps, sell.fee_bps, cap)
@@ -700,9 +709,18 @@ class BackrunStrategy:
             any_counter = True
             best: _Sized | _Cycle | None = None
             if len(present) >= 2:
-                v2 = [(d, p) for d, p, _ in present]
+                # size_best_round_trip on the reserves in hand: each pair oriented once (as
+                # BookView.oriented does: by the pair's token0), not looked up again per leg.
+                trip_legs: list[_TripLeg] = []
+                for d, p, r in present:
+                    info = book.info(p)
+                    if info is None:
+                        trip_legs.append((d, p, None, None))
+                    else:
+                        flip = (r[1], r[0])
+                        trip_legs.append((d, p, r if weth == info.token0 else flip, r if x == info.token0 else flip))
                 for pair in pairs:
-                    sized = size_best_round_trip(view, self.chain, x, v2, cap=inventory_wei, must_touch=pair)
+                    sized = _best_trip(trip_legs, x, inventory_wei, pair)
                     if sized is not None and (best is None or sized.rt.profit > _profit(best)):
                         best = sized
             if v3_venues:  # size_cross sizes only cycles with a V3 leg: none without a V3 venue
