@@ -235,7 +235,7 @@ class RiskEngine:
         try:
             now = self._clock()
             self._roll_day()
-            self._publish()
+            self._publish(now)  # the status at the same instant the snapshot and the gates use
             snap = self._snapshot(now)
         except Exception as exc:
             decisions = tuple(RiskDecision(g, False, f"error: {type(exc).__name__}") for g, _ in table)
@@ -271,7 +271,7 @@ class RiskEngine:
     def _verdict(self, bundle: Bundle, decisions: tuple[RiskDecision, ...], reason: str | None) -> Verdict:
         if reason is None:
             self._passed += 1
-            return Verdict(bundle=bundle, decisions=decisions, passed=True, reason=None)
+            return Verdict(bundle, decisions, True, None)
         self._rejected[reason] = self._rejected.get(reason, 0) + 1
         if self._metrics is not None:
             # The labelled series, looked up once per (source, reason): labels() costs ~0.7 us a
@@ -281,7 +281,7 @@ class RiskEngine:
                 series = self._rejected_series[(bundle.source, reason)] = (
                     self._metrics.rejected_counter(bundle.source).labels(reason))
             series.inc()
-        return Verdict(bundle=bundle, decisions=decisions, passed=False, reason=reason)
+        return Verdict(bundle, decisions, False, reason)
 
     def commit(self, verdict: Verdict) -> bool:
         """Record a published bundle: its dedup key and one more in flight for its block.
@@ -435,6 +435,8 @@ class RiskEngine:
         the process is halted during this run.
         """
         assert self._metrics is not None
+        if not self._halts and not self._store_failed and not self._halts_counted:
+            return  # no latch on, none counted as on: nothing starts or ends (the usual evaluate)
         on = set(self._halts)
         if self._store_failed:
             on.add(RISK_ERROR)
@@ -444,14 +446,15 @@ class RiskEngine:
             self._metrics.risk_halts.labels(gate).inc()
         self._halts_counted = on
 
-    def _publish(self) -> None:
+    def _publish(self, now: float | None = None) -> None:
+        """Publish the state to the latch and the metrics; ``now``: the caller's clock reading, if it has one."""
         if self.latch is not None:
             self.latch.publish(halts=(*sorted(self._halts), *((RISK_ERROR,) if self._store_failed else ())),
                                paused_until=self._paused_until, clock=self._clock)
         if self._metrics is None:
             return
         self._count_halts()
-        status = self._status(self._clock())
+        status = self._status(self._clock() if now is None else now)
         current = (status, tuple(sorted(self._halts)), self._store_failed)
         if current == self._published:
             return
