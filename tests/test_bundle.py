@@ -77,6 +77,9 @@ async def test_fees_tip_and_net_are_exact_integers() -> None:
     assert 7999 <= b.tip_share_bps <= 8000
     assert b.built_at == "2026-05-15T17:20:00.123Z"
     assert b.nonces == (5, 6) and b.target_block == 101 and b.flashloan_provider == "none"
+    assert b.expected_gross_profit_wei == 10**16 and b.flashloan_amount == 0
+    assert b.source == "mempool_backrun" and b.candidate.victim is not None and b.candidate.gas_estimate == 230_000
+    assert b.signer == Account.from_key(SIGNER_KEY).address and len(b.arb_id) == 16 and len(b.our_tx_hashes) == 2
     for v in (b.expected_gross_profit_wei, b.expected_net_profit_wei, b.base_fee_wei, b.priority_fee_wei):
         assert type(v) is int
 
@@ -147,3 +150,39 @@ async def test_each_signed_tx_decodes_with_cast() -> None:
 async def test_target_base_fee_uses_head() -> None:
     h = Head(1, "0x", "0x", 0, 875_000_000, 0, 30_000_000)
     assert target_base_fee(h) == 875_000_000 - 875_000_000 // 8
+
+
+def test_built_at_is_the_same_text_whatever_second_came_before() -> None:
+    """``_iso_utc`` keeps the last second's text: equal to formatting each time, also when
+    the wall clock repeats a second, steps back, or jumps across a day."""
+    import random
+    import time
+
+    from aether.bundle import _iso_utc
+
+    rng = random.Random(8601)
+    now = 1_765_000_000 * 10**9
+    for _ in range(5000):
+        now += rng.choice((0, 1, 999_999, 10**9, -(10**9), 86_400 * 10**9, rng.getrandbits(40)))
+        secs, rem = divmod(now, 10**9)
+        want = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{rem // 1_000_000:03d}Z"
+        assert _iso_utc(now) == want
+
+
+def test_the_base_fee_is_each_heads_own_when_heads_alternate() -> None:
+    """The builder keeps the last head's next base fee; bundles for heads in turn (A, B, A, and
+    an equal but distinct copy of B) each carry their own head's figure."""
+    from aether.chain import next_base_fee as nbf
+
+    account = Account.from_key(SIGNER_KEY)
+    builder = BundleBuilder(account, 31337, tip_share_bps=5000, nonces=NonceTracker())
+    a = Head(number=10, hash="0x" + "11" * 32, parent_hash="0x" + "22" * 32, timestamp=1, base_fee=10**9,
+             gas_used=29_000_000, gas_limit=30_000_000)
+    b = attrs.evolve(a, base_fee=7 * 10**9, gas_used=1_000_000)
+    call = Call(ROUTER_A, swap_data(10**18, [WETH, TKN], account.address))
+    for head in (a, b, a, attrs.evolve(b), a):
+        cand = Candidate(source="mempool_backrun", target_block=head.number + 1, head_number=head.number,  # type: ignore[arg-type]
+                         victim=None, route=(), amount_in=1, amount_out=2, expected_gross_profit_wei=10**16,
+                         gas_estimate=200_000, seen_at=0.0, found_at=0.0, calls=(call,))
+        bundle = builder.build(cand, head, now_ns=0)
+        assert bundle.base_fee_wei == nbf(head.base_fee, head.gas_used, head.gas_limit) == target_base_fee(head)

@@ -40,6 +40,8 @@ except ImportError:  # pragma: no cover - the dependency is declared; this keeps
 __all__ = [
     "SUPPORTED_TX_TYPES",
     "decode_pending_tx",
+    "encode_1559_parts",
+    "encode_signed_1559",
     "encode_signed_tx",
     "encode_unsigned_1559",
     "keccak256",
@@ -100,6 +102,35 @@ def _rlp_item(item: bytes | list[Any] | tuple[Any, ...]) -> bytes:
 def rlp_encode(item: bytes | list[Any]) -> bytes:
     """RLP of ``item``: bytes, or a (nested) list/tuple of bytes (pyrlp's ``encode_raw``)."""
     return _rlp_item(item)
+
+
+#: RLP of the integers 0..127: 0 is the empty string (0x80), the others are their own byte.
+_RLP_SMALL = [b"\x80"] + [bytes((n,)) for n in range(1, 0x80)]
+
+
+def _rlp_uint(n: int) -> bytes:
+    """RLP of a non-negative integer: its minimal big-endian bytes as a string, in one step
+    (``_be`` then the string's RLP; a negative one raises OverflowError as ``_be`` does)."""
+    if 0 <= n < 0x80:
+        return _RLP_SMALL[n]
+    b = n.to_bytes((n.bit_length() + 7) >> 3, "big")
+    k = len(b)
+    return (_SHORT_STR[k] if k < 56 else _rlp_len(k, 0x80)) + b
+
+
+def _rlp_bytes(x: bytes) -> bytes:
+    """RLP of a byte string (what ``_rlp_fields`` does with a bytes item)."""
+    if x.__class__ is not bytes:
+        return _rlp_item(x)
+    n = len(x)
+    if n == 1 and x[0] < 0x80:
+        return x
+    return (_SHORT_STR[n] if n < 56 else _rlp_len(n, 0x80)) + x
+
+
+def _rlp_list_header(n: int) -> bytes:
+    """The RLP header of a list whose payload is ``n`` bytes."""
+    return bytes((0xC0 + n,)) if n < 56 else _rlp_len(n, 0xC0)
 
 
 def _rlp_fields(fields: list[Any]) -> bytes:
@@ -227,22 +258,25 @@ def encode_signed_tx(
             envelopes, the y parity (0/1).
         access_list: ``[[address_bytes, [key_bytes, ...]], ...]``.
     """
+    # Each field's RLP in one step (_rlp_uint, _rlp_bytes), not _be then _rlp_fields: ~1 us
+    # of the ~3 us a transaction. Byte-equal to pyrlp (tests/chain/test_hotpath_equality.py).
+    u, b = _rlp_uint, _rlp_bytes
     if tx_type == 2:
-        return b"\x02" + _rlp_fields(
-            [
-                _be(chain_id or 0), _be(nonce), _be(max_priority_fee_per_gas), _be(max_fee_per_gas), _be(gas),
-                to, _be(value), data, access_list or [], _be(v), _be(r), _be(s),
-            ]
-        )
+        al = _rlp_item(access_list) if access_list else b"\xc0"
+        payload = b"".join([
+            u(chain_id or 0), u(nonce), u(max_priority_fee_per_gas), u(max_fee_per_gas), u(gas),
+            b(to), u(value), b(data), al, u(v), u(r), u(s),
+        ])
+        return b"\x02" + _rlp_list_header(len(payload)) + payload
     if tx_type == 1:
-        return b"\x01" + _rlp_fields(
-            [
-                _be(chain_id or 0), _be(nonce), _be(gas_price), _be(gas),
-                to, _be(value), data, access_list or [], _be(v), _be(r), _be(s),
-            ]
-        )
+        al = _rlp_item(access_list) if access_list else b"\xc0"
+        payload = b"".join([
+            u(chain_id or 0), u(nonce), u(gas_price), u(gas), b(to), u(value), b(data), al, u(v), u(r), u(s),
+        ])
+        return b"\x01" + _rlp_list_header(len(payload)) + payload
     if tx_type == 0:
-        return _rlp_fields([_be(nonce), _be(gas_price), _be(gas), to, _be(value), data, _be(v), _be(r), _be(s)])
+        payload = b"".join([u(nonce), u(gas_price), u(gas), b(to), u(value), b(data), u(v), u(r), u(s)])
+        return _rlp_list_header(len(payload)) + payload
     raise ValueError(f"tx_type {tx_type} is not supported")
 
 
@@ -267,6 +301,44 @@ def encode_unsigned_1559(
             to, _be(value), data, [],
         ]
     )
+
+
+def encode_1559_parts(
+    chain_id: int,
+    nonce: int,
+    max_priority_fee_per_gas: int,
+    max_fee_per_gas: int,
+    gas: int,
+    to: bytes,
+    value: int,
+    data: bytes,
+) -> tuple[bytes, bytes]:
+    """:func:`encode_unsigned_1559`, and the RLP of its nine fields for :func:`encode_signed_1559`.
+
+    A signer encodes the fields once: the same bytes open the signing payload and the
+    signed envelope (each field was encoded twice before, ~3 us a transaction).
+
+    Returns:
+        ``(payload, fields)``: the signing payload, and the encoded fields (its list's payload).
+    """
+    u, b = _rlp_uint, _rlp_bytes
+    fields = b"".join([
+        u(chain_id), u(nonce), u(max_priority_fee_per_gas), u(max_fee_per_gas), u(gas), b(to), u(value), b(data),
+        b"\xc0",  # the empty access list
+    ])
+    return b"\x02" + _rlp_list_header(len(fields)) + fields, fields
+
+
+def encode_signed_1559(fields: bytes, y_parity: int, r: bytes, s: bytes) -> bytes:
+    """The signed EIP-1559 envelope from :func:`encode_1559_parts`'s ``fields`` and a signature.
+
+    Args:
+        y_parity: 0 or 1.
+        r, s: the signature's 32-byte big-endian words (leading zero bytes are dropped here,
+            as RLP's integer form requires).
+    """
+    tail = _rlp_uint(y_parity) + _rlp_bytes(r.lstrip(b"\x00")) + _rlp_bytes(s.lstrip(b"\x00"))
+    return b"\x02" + _rlp_list_header(len(fields) + len(tail)) + fields + tail
 
 
 def decode_pending_tx(
@@ -361,20 +433,8 @@ def decode_pending_tx(
     )
     if keccak256(raw) != tx_hash:
         raise DecodeError("re-encoded transaction does not hash to its hash", "hash_mismatch")
+    # Positional, in PendingTx's field order (keywords cost ~0.5 us more for fifteen fields).
     return PendingTx(
-        hash=tx_hash,
-        raw=raw,
-        type=tx_type,
-        chain_id=tx_chain,
-        nonce=nonce,
-        sender=sender,
-        to=to,
-        value=value,
-        input=data,
-        gas=gas,
-        gas_price=gas_price,
-        max_fee_per_gas=max_fee,
-        max_priority_fee_per_gas=max_prio,
-        seen_at=seen_at,
-        first_seen_ns=first_seen_ns,
+        tx_hash, raw, tx_type, tx_chain, nonce, sender, to, value, data, gas,
+        gas_price, max_fee, max_prio, seen_at, first_seen_ns,
     )

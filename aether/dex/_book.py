@@ -215,17 +215,29 @@ class PoolBook:
             NodeError: the whole request failed (callers count it as
                 ``reserves_unavailable``).
         """
-        wanted = list(dict.fromkeys(pairs))
+        missing = self.touch(pairs)
+        if missing:
+            await self.fetch(missing)
+
+    def touch(self, pairs: Iterable[str]) -> list[str]:
+        """The first half of :meth:`ensure`, no I/O: mark the known pairs used now, and return
+        the pairs to fetch (not known, not absent, with metadata), each once."""
         missing = []
         reserves = self._reserves
-        for p in wanted:
+        for p in dict.fromkeys(pairs):
             if p in reserves:
                 if self.max_pairs is not None:
                     reserves[p] = reserves.pop(p)  # used now: the newest
             elif p not in self._absent and p in self._info:  # metadata comes from pair_for
                 missing.append(p)
-        if not missing:
-            return
+        return missing
+
+    async def fetch(self, missing: list[str]) -> None:
+        """The second half of :meth:`ensure`: read ``missing`` (from :meth:`touch`) in one request.
+
+        Raises:
+            NodeError: the whole request failed.
+        """
         tag = "latest" if self._block is None else hex(self._block)
         self._fetches += 1
         results = await self._rpc.batch([self._reserves_call(p, tag) for p in missing])

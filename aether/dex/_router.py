@@ -226,10 +226,21 @@ _OFFSET_A0 = (0xA0).to_bytes(32, "big")
 _U256 = 2**256
 
 
+#: Address words already made (a backrun's calldata names the same few addresses over and over).
+_ADDR_WORDS: dict[str, bytes] = {}
+
+
 def _word_addr(address: str) -> bytes:
+    word = _ADDR_WORDS.get(address)
+    if word is not None:
+        return word
     if len(address) != 42 or address[:2] not in ("0x", "0X"):
         raise ValueError(f"not a 20-byte 0x address: {address!r}")
-    return _ZERO12 + bytes.fromhex(address[2:])
+    word = _ZERO12 + bytes.fromhex(address[2:])
+    if len(_ADDR_WORDS) >= 4096:
+        _ADDR_WORDS.clear()
+    _ADDR_WORDS[address] = word
+    return word
 
 
 def _word_uint(n: int) -> bytes:

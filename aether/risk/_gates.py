@@ -127,6 +127,8 @@ class RiskSnapshot:
         from the keys: block-driven bundles (``block_arb:`` keys) do not use up
         the mempool's per-block budget.
         """
+        if not self.dedup_keys:
+            return 0
         return sum(1 for b, k in self.dedup_keys if b == target_block and not k.startswith(BLOCK_ARB_KEY_PREFIX))
 
     def halted_by(self, gate: str) -> bool:
@@ -138,6 +140,8 @@ class RiskSnapshot:
 
     def reverts_within(self, now: float, window_s: float) -> int:
         """Reverts of the streak at most ``window_s`` old (the window is inclusive)."""
+        if not self.revert_times:
+            return 0
         return sum(1 for t in self.revert_times if now - t <= window_s)
 
 

@@ -142,6 +142,7 @@ class RiskEngine:
         self._saved_fingerprint: object = None
         self._published: object = None
         self._halts_counted: set[str] = set()  # latches already counted in aether_risk_halts_total
+        self._rejected_series: dict[tuple[str, str], Any] = {}  # (source, reason) -> its labelled counter
 
         if store is not None:
             doc = store.load()
@@ -176,20 +177,23 @@ class RiskEngine:
         return ACTIVE
 
     def _snapshot(self, now: float) -> RiskSnapshot:
+        halts = self._halts
+        reasons = tuple([g for g in GATES if g in halts]) if halts else ()
+        # Positional, in RiskSnapshot's field order (keywords cost ~0.4 us more, every evaluate).
         return RiskSnapshot(
-            status=self._status(now),
-            paused_until=self._paused_until,
-            halt_reasons=tuple(g for g in GATES if g in self._halts),
-            halt_values=tuple((g, self._halts[g]) for g in GATES if g in self._halts),
-            daily_pnl_wei=self._pnl,
-            utc_day=self._day.isoformat(),
-            revert_times=tuple(self._revert_times),
-            inflight=tuple(sorted(self._inflight.items())),
-            dedup_keys=frozenset((b, k) for b, keys in self._dedup.items() for k in keys),
-            eth_balance_wei=self._balance,
-            next_base_fee_wei=self._next_base_fee,
-            last_head=self._last_head,
-            store_failed=self._store_failed,
+            self._status(now),
+            self._paused_until,
+            reasons,
+            tuple([(g, halts[g]) for g in reasons]),
+            self._pnl,
+            self._day.isoformat(),
+            tuple(self._revert_times),
+            tuple(sorted(self._inflight.items())),
+            frozenset([(b, k) for b, keys in self._dedup.items() for k in keys]),
+            self._balance,
+            self._next_base_fee,
+            self._last_head,
+            self._store_failed,
         )
 
     def statistics(self) -> RiskStatistics:
@@ -231,7 +235,7 @@ class RiskEngine:
         try:
             now = self._clock()
             self._roll_day()
-            self._publish()
+            self._publish(now)  # the status at the same instant the snapshot and the gates use
             snap = self._snapshot(now)
         except Exception as exc:
             decisions = tuple(RiskDecision(g, False, f"error: {type(exc).__name__}") for g, _ in table)
@@ -239,21 +243,25 @@ class RiskEngine:
 
         decisions_list: list[RiskDecision] = []
         errored = False
+        failed: str | None = None  # the first gate that failed
+        limits = self.limits
         for name, gate in table:
             try:
-                decision = gate(bundle, snap, self.limits, now)
+                decision = gate(bundle, snap, limits, now)
                 if decision.gate != name or decision.passed is not True and decision.passed is not False:
                     raise TypeError(f"gate {name} answered {decision!r}")
             except Exception as exc:
                 decision = RiskDecision(name, False, f"error: {type(exc).__name__}")
                 errored = True
+            if failed is None and not decision.passed:
+                failed = name
             decisions_list.append(decision)
         decisions = tuple(decisions_list)
         reason: str | None
         if errored:
             reason = RISK_ERROR
         else:
-            reason = next((d.gate for d in decisions if not d.passed), None)
+            reason = failed
             if reason is None and snap.status != ACTIVE:
                 # Not reachable through the gates (each state has its gate), except
                 # a failed save: still nothing passes.
@@ -263,11 +271,17 @@ class RiskEngine:
     def _verdict(self, bundle: Bundle, decisions: tuple[RiskDecision, ...], reason: str | None) -> Verdict:
         if reason is None:
             self._passed += 1
-            return Verdict(bundle=bundle, decisions=decisions, passed=True, reason=None)
+            return Verdict(bundle, decisions, True, None)
         self._rejected[reason] = self._rejected.get(reason, 0) + 1
         if self._metrics is not None:
-            self._metrics.rejected_counter(bundle.source).labels(reason).inc()
-        return Verdict(bundle=bundle, decisions=decisions, passed=False, reason=reason)
+            # The labelled series, looked up once per (source, reason): labels() costs ~0.7 us a
+            # bundle, and nothing removes a series, so the child is the same object every time.
+            series = self._rejected_series.get((bundle.source, reason))
+            if series is None:
+                series = self._rejected_series[(bundle.source, reason)] = (
+                    self._metrics.rejected_counter(bundle.source).labels(reason))
+            series.inc()
+        return Verdict(bundle, decisions, False, reason)
 
     def commit(self, verdict: Verdict) -> bool:
         """Record a published bundle: its dedup key and one more in flight for its block.
@@ -421,6 +435,8 @@ class RiskEngine:
         the process is halted during this run.
         """
         assert self._metrics is not None
+        if not self._halts and not self._store_failed and not self._halts_counted:
+            return  # no latch on, none counted as on: nothing starts or ends (the usual evaluate)
         on = set(self._halts)
         if self._store_failed:
             on.add(RISK_ERROR)
@@ -430,14 +446,15 @@ class RiskEngine:
             self._metrics.risk_halts.labels(gate).inc()
         self._halts_counted = on
 
-    def _publish(self) -> None:
+    def _publish(self, now: float | None = None) -> None:
+        """Publish the state to the latch and the metrics; ``now``: the caller's clock reading, if it has one."""
         if self.latch is not None:
             self.latch.publish(halts=(*sorted(self._halts), *((RISK_ERROR,) if self._store_failed else ())),
                                paused_until=self._paused_until, clock=self._clock)
         if self._metrics is None:
             return
         self._count_halts()
-        status = self._status(self._clock())
+        status = self._status(self._clock() if now is None else now)
         current = (status, tuple(sorted(self._halts)), self._store_failed)
         if current == self._published:
             return

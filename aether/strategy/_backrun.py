@@ -40,7 +40,7 @@ from ..dex import (
     get_amount_in,
     get_amount_out,
 )
-from ..dex._v3pool import V3PoolBook, V3PoolState, V3Refusal
+from ..dex._v3pool import V3PoolBook, V3PoolKey, V3PoolState, V3Refusal
 from ..fees import next_base_fee
 from ..messages import Call, Candidate, Head, Hop, PendingTx, Source
 from ._cross import CrossRefusal, CycleSizing, Leg, V2Leg, V3Leg, size_cycle
@@ -80,7 +80,10 @@ GAS_PER_SWAP = 150_000
 #: tick crossed adds roughly 25,000-50,000; 300,000 covers several crossings.
 GAS_PER_V3_SWAP = 300_000
 
-_EXACT_INPUT_SINGLE = bytes.fromhex("414bf389")  # exactInputSingle((address,address,uint24,address,uint256,uint256,uint256,uint160))
+_EXACT_INPUT_SINGLE = bytes.fromhex("414bf389")
+
+#: Tokens whose V3 pool keys a strategy keeps (forgotten all at once past it; recomputed on use).
+_V3_KEYS_CACHED = 4096  # exactInputSingle((address,address,uint24,address,uint256,uint256,uint256,uint160))
 
 
 class V3Reject(enum.StrEnum):
@@ -168,17 +171,26 @@ def size_best_round_trip(
         must_touch: if set, only trips with a leg through this pair.
     """
     weth = chain.weth
+    return _best_trip([(d, p, view.oriented(p, weth), view.oriented(p, token)) for d, p in dexes], token, cap,
+                      must_touch)
+
+
+#: One venue of :func:`_best_trip`: the DEX, its pair, and the pair's reserves oriented for
+#: WETH in (``(weth, token)``) and for the token in (``(token, weth)``); None where unknown.
+_TripLeg = tuple[DexConfig, str, "tuple[int, int] | None", "tuple[int, int] | None"]
+
+
+def _best_trip(legs: Sequence[_TripLeg], token: str, cap: int, must_touch: str | None) -> _Sized | None:
+    """:func:`size_best_round_trip` on reserves already oriented (each pair's looked up once)."""
     best: _Sized | None = None
-    for buy, buy_pair in dexes:
-        ra = view.oriented(buy_pair, weth)
+    for buy, buy_pair, ra, _ in legs:
         if ra is None or min(ra) == 0:
             continue
-        for sell, sell_pair in dexes:
+        for sell, sell_pair, _, rb in legs:
             if sell_pair == buy_pair:
                 continue
             if must_touch is not None and must_touch not in (buy_pair, sell_pair):
                 continue
-            rb = view.oriented(sell_pair, token)
             if rb is None or min(rb) == 0:
                 continue
             rt = best_round_trip(ra[0], ra[1], rb[0], rb[1], buy.fee_bps, sell.fee_bps, cap)
@@ -218,19 +230,12 @@ def build_round_trip(
             data=encode_swap_exact_tokens_for_tokens(rt.amount_mid, rt.amount_out, [x, weth], searcher, deadline),
         ),
     )
+    # Positional up to calls, in Candidate's field order (keywords cost ~0.4 us more): source,
+    # target block, head number, victim, route, amounts in/out, gross, gas, seen_at, found_at, calls.
     return Candidate(
-        source=source,
-        target_block=head.number + 1,
-        head_number=head.number,
-        victim=victim,
-        route=route,
-        amount_in=rt.amount_in,
-        amount_out=rt.amount_out,
-        expected_gross_profit_wei=rt.amount_out - rt.amount_in,
-        gas_estimate=gas_per_swap * len(calls),
-        seen_at=victim.seen_at if victim is not None else head.seen_at,
-        found_at=trio.current_time(),
-        calls=calls,
+        source, head.number + 1, head.number, victim, route, rt.amount_in, rt.amount_out,
+        rt.amount_out - rt.amount_in, gas_per_swap * len(calls),
+        victim.seen_at if victim is not None else head.seen_at, trio.current_time(), calls,
         head_timestamp=head.timestamp,
     )
 
@@ -450,6 +455,13 @@ class BackrunStrategy:
         self._routers = {d.router.lower(): d for d in chain.dexes}
         self._known_tokens = {t.address.lower() for t in chain.tokens} | {chain.weth}
         self._counts = _Counts()
+        from ._poststate import v2_dexes  # (a cycle: _poststate imports Rejection from here)
+
+        # Once per process, not per victim: the chain's configuration does not change.
+        self._v2_dexes = v2_dexes(chain)
+        self._v3_keys: dict[str, list[V3PoolKey]] = {}  # token -> its WETH pools by CREATE2 (bounded)
+        self._fee_head: Head | None = None  # the head _fee (its next block's base fee) belongs to
+        self._fee = 0
 
     def statistics(self) -> StrategyStatistics:
         return self._counts.snapshot()
@@ -469,8 +481,6 @@ class BackrunStrategy:
         return self._counts.note(result)
 
     async def _on_victim(self, tx: PendingTx, head: Head, inventory_wei: int) -> Candidate | Rejection:
-        from ._poststate import v2_dexes
-
         dex = self._routers.get((tx.to or "").lower())
         if dex is None or dex.kind != DexKind.V2:
             return Rejection("not_router")
@@ -502,7 +512,7 @@ class BackrunStrategy:
         counters: dict[str, list[tuple[DexConfig, str]]] = {}
         for _, x in moved:
             if x not in counters:
-                counters[x] = [(d, self.book.pair_for(d, weth, x)) for d in v2_dexes(self.chain)]
+                counters[x] = [(d, self.book.pair_for(d, weth, x)) for d in self._v2_dexes]
         await self.book.ensure([*victim_pairs, *(p for lst in counters.values() for _, p in lst)])
         view = self.book.view()
         rejected = _apply_victim(view, swap, victim_pairs, dex.fee_bps)
@@ -587,31 +597,42 @@ class BackrunStrategy:
                 self._counts.note(c)
         return result
 
+    def _v3_keys_of(self, token: str) -> list[V3PoolKey]:
+        """:func:`~aether.strategy._poststate.v3_keys` of ``token``, computed once per token (CREATE2 x fee tiers)."""
+        keys = self._v3_keys.get(token)
+        if keys is None:
+            from ._poststate import v3_keys
+
+            if len(self._v3_keys) >= _V3_KEYS_CACHED:
+                self._v3_keys.clear()
+            keys = self._v3_keys[token] = v3_keys(self.chain, token)
+        return keys
+
     async def _on_post_state(
         self, tx: PendingTx, head: Head, post: PostState, inventory_wei: int
     ) -> list[Candidate] | Rejection:
-        from ._poststate import v2_dexes, v3_keys
-
         weth = self.chain.weth
-        moved_state = post.v2()
+        known_tokens = self._known_tokens if self.chain.tokens else None
+        book = self.book
+        moved_state, post_v3 = post.split()
         moved: dict[str, list[str]] = {}  # X -> the moved WETH/X pairs
         for pair in moved_state:
-            info = self.book.info(pair)
+            info = book.info(pair)
             if info is None or weth not in (info.token0, info.token1):
                 continue
             x = info.other(weth)
-            if self.chain.tokens and x not in self._known_tokens:
+            if known_tokens is not None and x not in known_tokens:
                 continue
             moved.setdefault(x, []).append(pair)
         # The V3 pools moved: the head's book state moved to the victim's last Swap.
         moved_v3: dict[str, dict[str, V3PoolState]] = {}  # X -> pool -> post-victim state
         v3_refused: list[V3Reject] = []
-        for pool, slot in post.v3().items():
+        for pool, slot in post_v3.items():
             key = self.v3book.key(pool) if self.v3book is not None else None
             if key is None or weth not in (key.token0, key.token1) or pool in post.v3_unheld:
                 continue
             x = key.token1 if key.token0 == weth else key.token0
-            if self.chain.tokens and x not in self._known_tokens:
+            if known_tokens is not None and x not in known_tokens:
                 continue
             assert self.v3book is not None
             state = self.v3book.get(pool)
@@ -630,21 +651,32 @@ class BackrunStrategy:
         # either its post-victim state from moved_v3, or nothing.
         # Nor one it changed whose post-victim state the post-state does not hold (liquidity
         # minted or burned; an emitter whose trust could not be established).
-        unusable_v3 = (set(post.v3()) | post.v3_unheld) - {p for pools in moved_v3.values() for p in pools}
+        unusable_v3 = ((set(post_v3) | post.v3_unheld) - {p for pools in moved_v3.values() for p in pools}
+                       if self.v3book is not None else set())  # read only where a V3 book is
         if inventory_wei <= 0:
             return Rejection("no_inventory")
-        dexes = v2_dexes(self.chain)
-        tokens = list(dict.fromkeys([*moved, *moved_v3]))
-        counters = {x: [(d, self.book.pair_for(d, weth, x)) for d in dexes] for x in tokens}
-        await self.book.ensure([*moved_state, *(p for lst in counters.values() for _, p in lst)])
-        view = self.book.view()
+        dexes = self._v2_dexes
+        tokens = list(dict.fromkeys([*moved, *moved_v3])) if moved_v3 else list(moved)
+        pair_for = book.pair_for
+        counters = {x: [(d, pair_for(d, weth, x)) for d in dexes] for x in tokens}
+        wanted = [*moved_state]
+        for lst in counters.values():
+            wanted += [p for _, p in lst]
+        missing = book.touch(wanted)
+        if missing:  # only a pair never read before costs a trip to the node (ensure, in two steps)
+            await book.fetch(missing)
+        view = book.view()
         for pair, (r0, r1) in moved_state.items():
             view.set_reserves(pair, r0, r1)
         found: list[_Sized | _Cycle] = []
         any_counter = False
         out_of_range = False  # a cycle's optimum lay past a leg's fetched ticks (said, not "unprofitable")
-        legs = _Legs()
-        base_fee = next_base_fee(head.base_fee, head.gas_used, head.gas_limit)
+        legs: _Legs | None = None  # made at the first token with a V3 venue
+        if head is self._fee_head:  # the same (immutable) head as the last victim: its next base fee
+            base_fee = self._fee
+        else:
+            base_fee = next_base_fee(head.base_fee, head.gas_used, head.gas_limit)
+            self._fee_head, self._fee = head, base_fee
 
         def gas_cost(c: _Sized | _Cycle) -> int:
             """Wei of gas the bundle of ``c`` budgets at the target block's base fee."""
@@ -652,12 +684,17 @@ class BackrunStrategy:
                 return 2 * self.gas_per_swap * base_fee
             return cycle_gas(c, gas_per_swap=self.gas_per_swap, gas_per_v3_swap=self.gas_per_v3_swap) * base_fee
 
+        reserves = view.reserves
         for x in tokens:
             pairs = moved.get(x, [])
-            present = [(d, p) for d, p in counters[x] if min(view.reserves(p) or (0,)) > 0]
-            venues = [_Venue(DexKind.V2, d, p, min(weth, x), reserves=view.reserves(p)) for d, p in present]
+            present = []
+            for d, p in counters[x]:
+                r = reserves(p)
+                if r is not None and min(r) > 0:
+                    present.append((d, p, r))
+            v3_venues: list[_Venue] = []
             if self.v3book is not None:
-                for key in v3_keys(self.chain, x):
+                for key in self._v3_keys_of(x):
                     st = moved_v3.get(x, {}).get(key.address)
                     if st is None and key.address in unusable_v3:
                         continue  # the victim changed it and we hold no post-victim state: none is right
@@ -665,32 +702,48 @@ class BackrunStrategy:
                         got = self.v3book.get(key.address)
                         st = got if got is not None and got.block == post.block else None
                     if st is not None and st.refusal() is None:
-                        venues.append(_Venue(DexKind.V3, self.book.dex(key.dex), key.address, key.token0,
-                                             fee=key.fee, state=st))
-            if len(venues) < 2:
+                        v3_venues.append(_Venue(DexKind.V3, book.dex(key.dex), key.address, key.token0,
+                                                fee=key.fee, state=st))
+            if len(present) + len(v3_venues) < 2:
                 continue
             any_counter = True
             best: _Sized | _Cycle | None = None
             if len(present) >= 2:
+                # size_best_round_trip on the reserves in hand: each pair oriented once (as
+                # BookView.oriented does: by the pair's token0), not looked up again per leg.
+                trip_legs: list[_TripLeg] = []
+                for d, p, r in present:
+                    info = book.info(p)
+                    if info is None:
+                        trip_legs.append((d, p, None, None))
+                    else:
+                        flip = (r[1], r[0])
+                        trip_legs.append((d, p, r if weth == info.token0 else flip, r if x == info.token0 else flip))
                 for pair in pairs:
-                    sized = size_best_round_trip(view, self.chain, x, present, cap=inventory_wei, must_touch=pair)
+                    sized = _best_trip(trip_legs, x, inventory_wei, pair)
                     if sized is not None and (best is None or sized.rt.profit > _profit(best)):
                         best = sized
-            cycle, refusals = size_cross(venues, weth, x, cap=inventory_wei,
-                                         moved={*pairs, *moved_v3.get(x, {})}, legs=legs, gas_cost=gas_cost)
-            if CrossRefusal.OUT_OF_RANGE in refusals:
-                out_of_range = True
-            # V2/V2 against a cycle with a V3 leg: by what is left after gas at the target
-            # base fee (a V3 leg budgets twice a V2 leg's gas), never by gross alone.
-            if cycle is not None and (best is None or _profit(cycle) - gas_cost(cycle) > _profit(best) - gas_cost(best)):
-                best = cycle
+            if v3_venues:  # size_cross sizes only cycles with a V3 leg: none without a V3 venue
+                token0 = min(weth, x)
+                venues = [_Venue(DexKind.V2, d, p, token0, reserves=r) for d, p, r in present] + v3_venues
+                if legs is None:
+                    legs = _Legs()
+                cycle, refusals = size_cross(venues, weth, x, cap=inventory_wei,
+                                             moved={*pairs, *moved_v3.get(x, {})}, legs=legs, gas_cost=gas_cost)
+                if CrossRefusal.OUT_OF_RANGE in refusals:
+                    out_of_range = True
+                # V2/V2 against a cycle with a V3 leg: by what is left after gas at the target
+                # base fee (a V3 leg budgets twice a V2 leg's gas), never by gross alone.
+                if cycle is not None and (best is None or _profit(cycle) - gas_cost(cycle) > _profit(best) - gas_cost(best)):
+                    best = cycle
             if best is not None:
                 found.append(best)
         if not any_counter:
             return Rejection(v3_refused[0].value) if v3_refused else Rejection("no_counter_pool")
         if not found:
             return Rejection(V3Reject.OUT_OF_RANGE.value if out_of_range else "unprofitable")
-        found.sort(key=_profit, reverse=True)
+        if len(found) > 1:
+            found.sort(key=_profit, reverse=True)
         out: list[Candidate] = []
         for s in found:
             if isinstance(s, _Cycle):

@@ -36,6 +36,7 @@ state either. The ``MAX_SYNC_EMITTERS`` cap and the one deadline cover V2 and V3
 from __future__ import annotations
 
 import enum
+import inspect
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -175,6 +176,17 @@ class PostState:
         """The V3 pools moved, ``pool -> V3Slot``."""
         return {p.pool: p for p in self.pools if isinstance(p, V3Slot)}
 
+    def split(self) -> tuple[dict[str, tuple[int, int]], dict[str, V3Slot]]:
+        """:meth:`v2` and :meth:`v3` in one pass over the pools."""
+        v2: dict[str, tuple[int, int]] = {}
+        v3: dict[str, V3Slot] = {}
+        for p in self.pools:
+            if isinstance(p, V2Reserves):
+                v2[p.pair] = (p.reserve0, p.reserve1)
+            elif isinstance(p, V3Slot):
+                v3[p.pool] = p
+        return v2, v3
+
 
 def v2_dexes(chain: ChainConfig) -> tuple[DexConfig, ...]:
     """The configured DEXes with V2 pairs (a ``kind`` other than ``v2`` is skipped)."""
@@ -235,12 +247,8 @@ class PoolTrust:
                 return self._book.info(address)
         return None
 
-    async def check(self, addresses: Iterable[str]) -> dict[str, PairInfo | None]:
-        """``address -> PairInfo`` for tracked pairs, ``None`` for anything else.
-
-        Raises:
-            NodeError: the ``token0``/``token1`` request as a whole failed.
-        """
+    def known(self, addresses: Iterable[str]) -> tuple[dict[str, PairInfo | None], list[str]]:
+        """The verdicts held without asking the node, and the addresses still to ask (no I/O)."""
         out: dict[str, PairInfo | None] = {}
         unknown: list[str] = []
         for a in dict.fromkeys(addresses):
@@ -253,8 +261,25 @@ class PoolTrust:
                     self._book.pair_for(self._book.dex(v.dex), v.token0, v.token1)
             else:
                 unknown.append(a)
+        return out, unknown
+
+    async def check(self, addresses: Iterable[str]) -> dict[str, PairInfo | None]:
+        """``address -> PairInfo`` for tracked pairs, ``None`` for anything else.
+
+        Raises:
+            NodeError: the ``token0``/``token1`` request as a whole failed.
+        """
+        out, unknown = self.known(addresses)
         if not unknown:
             return out
+        return await self.ask(out, unknown)
+
+    async def ask(self, out: dict[str, PairInfo | None], unknown: list[str]) -> dict[str, PairInfo | None]:
+        """:meth:`check` for the ``unknown`` of :meth:`known`: their verdicts added to ``out``.
+
+        Raises:
+            NodeError: the ``token0``/``token1`` request as a whole failed.
+        """
         self.lookups += len(unknown)
         calls = []
         for a in unknown:
@@ -274,7 +299,6 @@ class PoolTrust:
                 del self._verdict[k]
         return out
 
-
     def _derive_v3(self, address: str, t0: str, t1: str, fee: int) -> V3PoolKey | None:
         if t0 >= t1:  # a pool's token0 sorts strictly below its token1
             return None
@@ -282,6 +306,25 @@ class PoolTrust:
             if fee in fee_tiers(d) and v3_pool_address(d.factory, t0, t1, fee, d.init_code_hash) == address:
                 return V3PoolKey(address, d.name, t0, t1, fee)
         return None
+
+    def known_v3(self, addresses: Iterable[str]) -> tuple[dict[str, V3PoolKey | None], list[str]]:
+        """:meth:`known` for V3 emitters: the verdicts held, and the addresses still to ask (no I/O).
+
+        Without a configured V3 DEX there is nothing to ask: every unknown emitter is ``None``.
+        """
+        out: dict[str, V3PoolKey | None] = {}
+        unknown: list[str] = []
+        for a in dict.fromkeys(addresses):
+            key = self._v3book.key(a) if self._v3book is not None else None
+            if key is not None:
+                out[a] = key
+            elif a in self._v3_verdict:
+                out[a] = self._v3_verdict[a]
+            else:
+                unknown.append(a)
+        if unknown and not self._v3_dexes:
+            return out | {a: None for a in unknown}, []
+        return out, unknown
 
     async def check_v3(self, addresses: Iterable[str]) -> dict[str, V3PoolKey | None]:
         """``address -> V3PoolKey`` for pools of a configured V3 DEX, ``None`` for anything else.
@@ -295,18 +338,17 @@ class PoolTrust:
         Raises:
             NodeError: the request as a whole failed.
         """
-        out: dict[str, V3PoolKey | None] = {}
-        unknown: list[str] = []
-        for a in dict.fromkeys(addresses):
-            key = self._v3book.key(a) if self._v3book is not None else None
-            if key is not None:
-                out[a] = key
-            elif a in self._v3_verdict:
-                out[a] = self._v3_verdict[a]
-            else:
-                unknown.append(a)
-        if not unknown or not self._v3_dexes:
-            return out | {a: None for a in unknown}
+        out, unknown = self.known_v3(addresses)
+        if not unknown:
+            return out
+        return await self.ask_v3(out, unknown)
+
+    async def ask_v3(self, out: dict[str, V3PoolKey | None], unknown: list[str]) -> dict[str, V3PoolKey | None]:
+        """:meth:`check_v3` for the ``unknown`` of :meth:`known_v3`: their verdicts added to ``out``.
+
+        Raises:
+            NodeError: the request as a whole failed.
+        """
         self.lookups += len(unknown)
         calls = []
         for a in unknown:
@@ -341,6 +383,7 @@ def _uint24_word(reply: object) -> int | None:
 
 
 _LIQUIDITY_TOPICS = frozenset({MINT_EVENT_TOPIC, BURN_EVENT_TOPIC})
+_NOTHING: frozenset[str] = frozenset()
 
 
 def _v3_slot(e: LogEntry) -> V3Slot | None:
@@ -381,16 +424,16 @@ def victim_call(tx: PendingTx) -> dict[str, Any]:
     call: dict[str, Any] = {
         "from": tx.sender,
         "to": tx.to,
-        "value": _q(tx.value),
+        "value": hex(tx.value),
         "input": "0x" + tx.input.hex(),
-        "gas": _q(tx.gas),
-        "nonce": _q(tx.nonce),
+        "gas": hex(tx.gas),
+        "nonce": hex(tx.nonce),
     }
     if tx.max_fee_per_gas is not None:
-        call["maxFeePerGas"] = _q(tx.max_fee_per_gas)
-        call["maxPriorityFeePerGas"] = _q(tx.max_priority_fee_per_gas or 0)
+        call["maxFeePerGas"] = hex(tx.max_fee_per_gas)
+        call["maxPriorityFeePerGas"] = hex(tx.max_priority_fee_per_gas or 0)
     elif tx.gas_price is not None:
-        call["gasPrice"] = _q(tx.gas_price)
+        call["gasPrice"] = hex(tx.gas_price)
     return call
 
 
@@ -432,6 +475,12 @@ class VictimSimulator:
         v3book: V3PoolBook | None = None,
     ) -> None:
         self._rpc = rpc
+        # An RpcClient takes the victim's deadline into its own cancel scope; anything else
+        # with a plain ``batch`` gets ours around the call.
+        try:
+            self._rpc_takes_deadline = "deadline" in inspect.signature(rpc.batch).parameters
+        except (TypeError, ValueError):
+            self._rpc_takes_deadline = False
         self.trust = PoolTrust(rpc, book, v3book=v3book)
         self.timeout_s = timeout_s
         self._on_untrusted = on_untrusted
@@ -498,8 +547,15 @@ class VictimSimulator:
         # One deadline for the whole victim: the simulation and the trust look-up after it.
         deadline = trio.current_time() + self.timeout_s
         try:
-            with trio.move_on_after(self.timeout_s):
-                replies = await self._rpc.batch(calls)
+            if self._rpc_takes_deadline:
+                # The client's own cancel scope carries our deadline too (one scope, not two).
+                try:
+                    replies = await self._rpc.batch(calls, deadline=deadline)
+                except trio.TooSlowError:
+                    pass
+            else:
+                with trio.move_on_at(deadline):
+                    replies = await self._rpc.batch(calls)
         except NodeTimeout as exc:
             return Rejection(SimFailure.SIM_TIMEOUT.value, str(exc)[:200])
         except NodeError as exc:
@@ -544,25 +600,46 @@ class VictimSimulator:
             return Rejection(SimFailure.SIM_MALFORMED.value, str(exc)[:200])
         except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
             return Rejection(SimFailure.SIM_MALFORMED.value, f"{type(exc).__name__}")
-        swaps = [e for e in entries if e.topics and e.topics[0] == SWAP_EVENT_TOPIC]
+        # One pass over the logs: V3 swaps, V3 liquidity changes, and where each emitter first logged.
+        swaps: list[LogEntry] = []
+        minted_list: list[str] = []
+        first: dict[str, int] = {}
+        for i, e in enumerate(entries):
+            if e.address not in first:
+                first[e.address] = i
+            if e.topics:
+                t = e.topics[0]
+                if t == SWAP_EVENT_TOPIC:
+                    swaps.append(e)
+                elif t in _LIQUIDITY_TOPICS:
+                    minted_list.append(e.address)
         if not syncs and not swaps:
             return Rejection(SimFailure.NO_POOL_MOVED.value)
-        emitters = {ev.address for ev in syncs} | {e.address for e in swaps}
+        emitters = {ev.address for ev in syncs}
+        if swaps:
+            emitters.update(e.address for e in swaps)
         if len(emitters) > MAX_SYNC_EMITTERS:
             return Rejection(SimFailure.TOO_MANY_POOLS.value,
                              f"pool events from {len(emitters)} contracts (more than {MAX_SYNC_EMITTERS})")
-        trusted: dict[str, PairInfo | None] | None = None
-        trusted_v3: dict[str, V3PoolKey | None] | None = None
-        try:
-            with trio.move_on_at(deadline):
-                trusted = await self.trust.check(ev.address for ev in syncs)
-                trusted_v3 = await self.trust.check_v3(e.address for e in swaps) if swaps else {}
-        except NodeTimeout as exc:
-            return Rejection(SimFailure.SIM_TIMEOUT.value, f"pool trust: {str(exc)[:200]}")
-        except NodeError as exc:
-            return Rejection(SimFailure.SIM_ERROR.value, f"pool trust: {type(exc).__name__}")
-        if trusted is None or trusted_v3 is None:
-            return Rejection(SimFailure.SIM_TIMEOUT.value, f"pool trust: no answer within {self.timeout_s} s")
+        # The verdicts held already need no I/O, and no cancel scope (~5 us): only an
+        # emitter never seen before makes a trip to the node, under the victim's deadline.
+        trusted, unknown = self.trust.known(ev.address for ev in syncs)
+        trusted_v3, unknown_v3 = self.trust.known_v3(e.address for e in swaps) if swaps else ({}, [])
+        if unknown or unknown_v3:
+            done = False
+            try:
+                with trio.move_on_at(deadline):
+                    if unknown:
+                        trusted = await self.trust.ask(trusted, unknown)
+                    if unknown_v3:
+                        trusted_v3 = await self.trust.ask_v3(trusted_v3, unknown_v3)
+                    done = True
+            except NodeTimeout as exc:
+                return Rejection(SimFailure.SIM_TIMEOUT.value, f"pool trust: {str(exc)[:200]}")
+            except NodeError as exc:
+                return Rejection(SimFailure.SIM_ERROR.value, f"pool trust: {type(exc).__name__}")
+            if not done:
+                return Rejection(SimFailure.SIM_TIMEOUT.value, f"pool trust: no answer within {self.timeout_s} s")
         last: dict[str, PoolPostState] = {}
         untrusted = 0
         for ev in syncs:
@@ -586,7 +663,7 @@ class VictimSimulator:
                 self._on_untrusted(untrusted)
         # A V3 pool whose liquidity the victim also minted or burned has ticks the
         # head's book does not hold: its Swap alone would predict wrongly. Dropped.
-        minted = frozenset(e.address for e in entries if e.topics and e.topics[0] in _LIQUIDITY_TOPICS)
+        minted = frozenset(minted_list)
         changed = minted & trusted_v3.keys()
         for a in changed:
             if last.pop(a, None) is not None:
@@ -595,9 +672,6 @@ class VictimSimulator:
             if changed:
                 return Rejection(SimFailure.POOL_LIQUIDITY_CHANGED.value, f"{len(changed)} V3 pools")
             return Rejection(SimFailure.NO_POOL_MOVED.value, f"{untrusted} untrusted pool logs")
-        first: dict[str, int] = {}
-        for i, e in enumerate(entries):
-            first.setdefault(e.address, i)
-        order = sorted(last, key=lambda a: first[a])
-        unheld = (minted | {e.address for e in swaps}) - last.keys()
-        return PostState(tx.hash, head.number, tuple(last[a] for a in order), unheld)
+        order = sorted(last, key=first.__getitem__) if len(last) > 1 else last
+        unheld = (minted | {e.address for e in swaps}) - last.keys() if minted or swaps else _NOTHING
+        return PostState(tx.hash, head.number, tuple([last[a] for a in order]), unheld)

@@ -100,6 +100,7 @@ def test_reencoding_equals_eth_account_raw_bytes(tx: dict[str, Any], key: Any, y
     assert decoded.chain_id == tx.get("chainId")
     assert decoded.nonce == tx["nonce"]
     assert decoded.value == tx["value"]
+    assert decoded.gas == tx["gas"]
     assert decoded.input == tx["data"]
     assert decoded.to == (tx["to"].lower() if "to" in tx else None)
     assert decoded.sender == key.address.lower()

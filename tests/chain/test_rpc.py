@@ -537,3 +537,156 @@ def test_node_text_leaves_short_text_alone_and_cuts_long_text_once() -> None:
     assert node_text("y" * 300) == "y" * 300
     assert node_text("y" * 301) == "y" * 300 + "... (301 chars)"
     assert node_text("z" * 10, limit=4) == "zzzz... (10 chars)"
+
+
+# --------------------------------------------------------------------------- the request as httpx builds it
+
+
+@pytest.mark.parametrize("url", ["http://node.test", "http://alice:s3cr%40t@127.0.0.1:8545/v3/KEY?x=1",
+                                 "https://node.test:8443/path", "https://NODE.test/"])
+async def test_the_request_is_the_one_httpx_builds_from_the_body(url: str) -> None:
+    """The client builds its request from a stream and headers made once (the hot path);
+    what it sends is what ``httpx.Request(content=body)`` would: method, URL, headers in
+    order, body, extensions."""
+    sent: list[httpx.Request] = []
+
+    def transport(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        body = orjson.loads(request.content)
+        reply = [ok(r, "0x1") for r in body] if isinstance(body, list) else ok(body, "0x1")
+        return httpx.Response(200, content=orjson.dumps(reply))
+
+    def meddling(request: httpx.Request) -> httpx.Response:
+        request.headers["X-Meddled"] = "1"  # a transport that changes the request: the next one is unaffected
+        return transport(request)
+
+    rpc = RpcClient(url, timeout=3.0, transport=httpx.MockTransport(meddling))
+    await rpc.call("eth_chainId")
+    await rpc.batch([("eth_blockNumber", []), ("eth_getBalance", ["0x" + "ab" * 20, "latest"])])
+    await rpc.batch([("eth_call", [{"to": "0x" + "cd" * 20, "data": "0x" + "ef" * 3000}, "latest"])])
+    await rpc.call("eth_chainId")  # a body of a length seen before: its headers were kept
+    await rpc.aclose()
+    parsed = httpx.URL(url)
+    headers = [(b"Content-Type", b"application/json"), (b"Accept-Encoding", b"identity")]
+    if parsed.username or parsed.password:
+        import base64
+
+        cred = f"{parsed.username}:{parsed.password}".encode()
+        headers.append((b"Authorization", b"Basic " + base64.b64encode(cred)))
+        parsed = parsed.copy_with(username=None, password=None)
+    assert len(sent) == 4 and len(sent[0].content) == len(sent[3].content)
+    for got in sent:
+        assert [k for k, _ in got.headers.raw].count(b"X-Meddled") == 1  # its own, none carried over
+        del got.headers["X-Meddled"]
+        want = httpx.Request("POST", parsed, headers=headers, content=got.content,
+                             extensions={"timeout": {"connect": 3.0, "read": 3.0, "write": 3.0, "pool": 3.0}})
+        assert (got.method, got.url, got.headers.raw, got.content, got.extensions) == (
+            want.method, want.url, want.headers.raw, want.content, want.extensions)
+        assert b"".join(got.stream) == got.content  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- the caller's deadline
+
+
+async def test_a_callers_earlier_deadline_is_the_callers_not_a_node_timeout(autojump_clock: trio.abc.Clock) -> None:
+    """``batch(deadline=...)``: the caller's deadline rides in the client's own cancel scope.
+    When it comes first the caller gets ``trio.TooSlowError`` there and the node is not
+    blamed; when the client's comes first it is the node's timeout, counted, as without one."""
+    async def handler(request: httpx.Request) -> httpx.Response:
+        await trio.sleep_forever()
+        raise AssertionError  # pragma: no cover
+
+    kinds: list[NodeErrorKind] = []
+    rpc = RpcClient("http://node.test", timeout=2.0, on_error=kinds.append, transport=httpx.MockTransport(handler))
+    t0 = trio.current_time()
+    with pytest.raises(trio.TooSlowError):
+        await rpc.batch([("eth_blockNumber", [])], deadline=t0 + 0.5)
+    assert trio.current_time() - t0 == pytest.approx(0.5)
+    assert kinds == [] and rpc.statistics().timeouts == 0
+
+    t0 = trio.current_time()
+    with pytest.raises(NodeTimeout, match="did not answer in full within 2s"):
+        await rpc.batch([("eth_blockNumber", [])], deadline=t0 + 5.0)
+    assert trio.current_time() - t0 == pytest.approx(2.0)
+    assert kinds == [NodeErrorKind.TIMEOUT] and rpc.statistics().timeouts == 1
+
+    t0 = trio.current_time()
+    with pytest.raises(trio.TooSlowError):  # already past: given up at the first checkpoint
+        await rpc.batch([("eth_blockNumber", [])], deadline=t0 - 1.0)
+    assert trio.current_time() == t0 and rpc.statistics().timeouts == 1
+    await rpc.aclose()
+
+
+async def test_batch_replies_are_matched_to_calls_as_by_id_lookup_over_random_answers() -> None:
+    """The in-order fast path of ``batch`` gives what the by-id lookup gives, over seeded
+    random answers: in order, shuffled, duplicated, dropped, extra, ids spelled 1.0 / True /
+    "1", errors among results, and non-object items."""
+    import random
+
+    rng = random.Random(2026)
+
+    def reference(ids: list[int], methods: list[str], reply: list[Any]) -> list[Any]:
+        by_id = {item.get("id"): item for item in reply
+                 if isinstance(item, dict) and not isinstance(item.get("id"), (list, dict))}
+        out = []
+        for i, m in zip(ids, methods):
+            item = by_id.get(i)
+            if item is None:
+                raise BadNodeData(f"batch: no reply for {m} (id {i})")
+            err = item.get("error")
+            if err is not None:
+                out.append(("error", m, err.get("code"), err.get("message")))
+            elif "result" not in item:
+                raise BadNodeData(f"{m}: reply has neither result nor error")
+            else:
+                out.append(item["result"])
+        return out
+
+    def normal(got: list[Any]) -> list[Any]:
+        return [("error", r.method, r.code, r.message) if isinstance(r, RpcError) else r for r in got]
+
+    in_order = 0
+    for _ in range(1500):
+        n = rng.randrange(1, 5)
+        script: list[Any] = []
+
+        def node(body: Any) -> Any:
+            items: list[Any] = []
+            for req in body:
+                kind = rng.random()
+                rid: Any = req["id"]
+                if kind < 0.03:
+                    rid = rng.choice((float(rid), str(rid), [rid], rid + 1000))
+                if kind < 0.08:
+                    items.append({"jsonrpc": "2.0", "id": rid, "error": {"code": 3, "message": "reverted"}})
+                elif kind < 0.1:
+                    items.append({"jsonrpc": "2.0", "id": rid})
+                else:
+                    items.append({"jsonrpc": "2.0", "id": rid, "result": hex(rng.getrandbits(16))})
+            roll = rng.random()
+            if roll < 0.15:
+                rng.shuffle(items)
+            elif roll < 0.2 and items:
+                items.append(dict(rng.choice(items), result="0xdup"))
+            elif roll < 0.25 and items:
+                items.pop(rng.randrange(len(items)))
+            elif roll < 0.28:
+                items.insert(0, rng.choice((7, "x", None, {"id": True, "result": "0xtrue"})))
+            script.append(items)
+            return items
+
+        rpc = mock(node)
+        calls = [(f"m{k}", []) for k in range(n)]
+        try:
+            got: Any = normal(await rpc.batch(calls))
+        except BadNodeData as exc:
+            got = ("raised", str(exc))
+        ids = list(range(1, n + 1))  # a fresh client numbers from 1
+        try:
+            want: Any = reference(ids, [m for m, _ in calls], script[0])
+        except BadNodeData as exc:
+            want = ("raised", str(exc))
+        assert got == want, (script[0], ids)
+        in_order += all(isinstance(r, dict) and r.get("id") == i for r, i in zip(script[0], ids)) and len(script[0]) == n
+        await rpc.aclose()
+    assert in_order > 500  # the fast path's case was met often, and so were the others

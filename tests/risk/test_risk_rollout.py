@@ -305,3 +305,21 @@ def test_a_twin_delayed_past_its_target_block_is_refused(with_victim: bool, gate
     assert twin.reason == gate and twin.decisions[-1].value == "stale"
     # One block ahead is fresh again.
     assert e.evaluate(build(10**18, with_victim=with_victim, h=head(101))).passed
+
+
+def test_every_rejection_counts_once_on_its_sources_series_also_the_second_time() -> None:
+    """The engine keeps each (source, reason) series once looked up: repeated rejections of
+    both sources and several reasons still count one each, on the right counter only."""
+    e, m = engine()
+    for _ in range(3):
+        assert e.evaluate(build(5 * 10**16)).reason == "min_profit"  # mempool, below Stage B
+        assert e.evaluate(build(1, with_victim=False)).reason == "block_arb_min_profit"
+    first = e.evaluate(build(10**17, with_victim=False))
+    assert first.passed and e.commit(first)
+    for _ in range(2):
+        assert e.evaluate(build(10**17, with_victim=False)).reason == "block_arb_dedup"
+    assert m.value("aether_mempool_risk_rejected_total", reason="min_profit") == 3
+    assert m.value("aether_block_arb_risk_rejected_total", reason="block_arb_min_profit") == 3
+    assert m.value("aether_block_arb_risk_rejected_total", reason="block_arb_dedup") == 2
+    assert m.value("aether_mempool_risk_rejected_total", reason="dedup") == 0
+    assert m.value("aether_block_arb_risk_rejected_total", reason="min_profit") == 0

@@ -310,3 +310,24 @@ async def test_outcome_rejects_non_integer_money() -> None:
     with pytest.raises(TypeError, match="int wei"):
         e.on_outcome("mempool_backrun", True, False, 1.5)  # type: ignore[arg-type]
     assert e.state.daily_pnl_wei == 0
+
+
+async def test_the_snapshot_carries_each_field_of_the_engine(autojump_clock: trio.testing.MockClock) -> None:
+    """Every field of the snapshot, from an engine whose fields all differ: a wrong order in the
+    snapshot's construction would put one in another's place."""
+    e, _ = engine()
+    e.on_head(make_head(100, base_fee=31 * GWEI), 2 * ETHER, next_base_fee_wei=32 * GWEI)
+    v = e.evaluate(make_bundle(target_block=101))
+    assert v.passed and e.commit(v)
+    e.on_outcome("mempool_backrun", included=True, reverted=True, realised_pnl_wei=-7)
+    snap = e.state
+    assert snap.status == "active" and snap.paused_until is None
+    assert snap.halt_reasons == () and snap.halt_values == ()
+    assert snap.daily_pnl_wei == -7 and snap.utc_day == Wall()().date().isoformat()
+    assert snap.revert_times == (trio.current_time(),)
+    assert snap.inflight == ((101, 1),) and snap.dedup_keys == frozenset({(101, "0x" + "11" * 32)})
+    assert (snap.eth_balance_wei, snap.next_base_fee_wei, snap.last_head, snap.store_failed) == (
+        2 * ETHER, 32 * GWEI, 100, False)
+    e.on_head(make_head(101), None)  # the balance unknown: a halt latch, with its value
+    assert e.state.halt_reasons == ("eth_balance",) and e.state.halt_values == (("eth_balance", "unknown"),)
+    assert e.state.status == "halted" and e.state.eth_balance_wei is None

@@ -425,3 +425,51 @@ async def test_the_trust_lookup_runs_under_the_simulation_deadline(autojump_cloc
     result, _, _ = await _simulate(node, timeout_s=1.0)
     assert trio.current_time() - t0 <= 1.0 + 1e-6
     assert isinstance(result, Rejection) and result.reason == SimFailure.SIM_TIMEOUT
+
+
+class _PlainBatch:
+    """An rpc with a plain ``batch(calls)``: the simulator puts its own deadline around the call."""
+
+    def __init__(self, rpc: RpcClient) -> None:
+        self.rpc = rpc
+
+    async def batch(self, calls: Any) -> list[Any]:
+        return await self.rpc.batch(calls)
+
+
+@pytest.mark.parametrize("scenario", ["tracked", "mimic", "hang", "slow_trust", "client_timeout_first"])
+async def test_the_deadline_in_the_clients_scope_decides_as_the_simulators_own_scope(
+    scenario: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    """With an RpcClient the victim's deadline rides in the client's cancel scope (one scope,
+    not two); with any other rpc the simulator's own scope is around the call. Both give the
+    same results, statistics, node calls and timing, twice in a row (the second victim's
+    trust from the cache), and a deadline of ours is never counted as the node's timeout."""
+    outcomes = []
+    for plain in (False, True):
+        node = _SlowTrustNode() if scenario == "slow_trust" else SimNode()
+        node.ok_sim([sync_log(MIMIC if scenario == "mimic" else PAIR, 1, 2),
+                     sync_log("0x" + "77" * 20, 3, 4) if scenario == "slow_trust" else sync_log(SUSHI_PAIR, 5, 6)])
+        if scenario in ("hang", "client_timeout_first"):
+            node.delay = 30.0
+        client_timeout = 0.5 if scenario == "client_timeout_first" else 60
+        rpc = RpcClient("http://node.test", transport=httpx.MockTransport(node.handler), timeout=client_timeout)
+        sim = VictimSimulator(_PlainBatch(rpc) if plain else rpc, PoolBook(rpc, CHAIN), timeout_s=1.0)
+        assert sim._rpc_takes_deadline is (not plain)
+        seen = []
+        for h in (1, 2):
+            t0 = trio.current_time()
+            result = await sim.simulate(_tx(h=h), HEAD)
+            seen.append((result, trio.current_time() - t0))
+        outcomes.append((seen, sim.statistics(), rpc.statistics(), node.calls))
+        await rpc.aclose()
+    assert outcomes[0] == outcomes[1]
+    (first, _), _ = outcomes[0][0]
+    if scenario == "tracked":
+        assert isinstance(first, PostState)
+    elif scenario == "hang":
+        assert first == Rejection(SimFailure.SIM_TIMEOUT.value, "no answer in 1.0 s")
+        assert outcomes[0][2].timeouts == 0  # ours, not the node's
+    elif scenario == "client_timeout_first":
+        assert isinstance(first, Rejection) and "within 0.5s" in first.detail
+        assert outcomes[0][2].timeouts == 2
