@@ -1,6 +1,6 @@
 """JSON-RPC over HTTP (httpx on trio), with batching and typed errors.
 
-httpx's exceptions are mapped at one point (:meth:`RpcClient._exchange`, as :func:`_map_errors` does) into
+httpx's exceptions are mapped at one point (:meth:`RpcClient._exchange`) into
 :mod:`aether._errors`; callers never see an httpx type.
 
 Every request is bounded twice, because a node (or whatever answers at its URL)
@@ -48,16 +48,6 @@ class RpcStatistics:
     timeouts: int
     bad_data: int
     too_large: int = 0
-
-
-@contextlib.contextmanager
-def _map_errors(url: str) -> Iterator[None]:
-    try:
-        yield
-    except httpx.TimeoutException as exc:
-        raise NodeTimeout(f"node at {url} did not answer in time") from exc
-    except httpx.TransportError as exc:
-        raise NodeUnreachable(f"node at {url} is unreachable: {type(exc).__name__}") from exc
 
 
 class RpcClient:
@@ -217,7 +207,7 @@ class RpcClient:
         request = httpx.Request("POST", self._url, headers=headers, stream=httpx.ByteStream(body),
                                 extensions={"timeout": self._timeout_ext})
         request.read()  # as httpx.Request(content=...) does: the body is in memory already
-        # _map_errors, inline (a generator-based context manager costs ~1.5 us a request).
+        # httpx's errors become ours here, inline (a generator-based context manager costs ~1.5 us a request).
         try:
             resp = await self._transport.handle_async_request(request)
             try:
