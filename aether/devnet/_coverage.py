@@ -19,7 +19,7 @@ bundle, split into the node's time (the victim simulation, the counter pools'
 reserves fetch, the validation round trip) and aether's own share (the rest).
 
 The pipeline is instrumented by wrapping ``VictimSimulator.simulate``,
-``PoolBook.ensure`` and ``Validator.validate`` in this process only, to record what
+``PoolBook.fetch`` (the node half of ``ensure``) and ``Validator.validate`` in this process only, to record what
 they return and how long the node took; nothing in the pipeline changes.
 """
 
