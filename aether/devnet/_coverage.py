@@ -19,7 +19,7 @@ bundle, split into the node's time (the victim simulation, the counter pools'
 reserves fetch, the validation round trip) and aether's own share (the rest).
 
 The pipeline is instrumented by wrapping ``VictimSimulator.simulate``,
-``PoolBook.ensure`` and ``Validator.validate`` in this process only, to record what
+``PoolBook.fetch`` (the node half of ``ensure``) and ``Validator.validate`` in this process only, to record what
 they return and how long the node took; nothing in the pipeline changes.
 """
 
@@ -95,7 +95,8 @@ def _instrument(rec: _Record, on_post: Callable[[PendingTx, Any], None]) -> Any:
     """Wrap the three node-facing calls of the pipeline to record results and node time."""
     from ..dex import PoolBook
 
-    sim0, ens0, val0 = VictimSimulator.simulate, PoolBook.ensure, Validator.validate
+    # The book's node half (fetch): ensure calls it, and so does on_post_state (touch, then fetch).
+    sim0, fetch0, val0 = VictimSimulator.simulate, PoolBook.fetch, Validator.validate
     current: dict[str, str] = {}
 
     async def simulate(self: VictimSimulator, tx: PendingTx, head: Any) -> PostState | Rejection:
@@ -116,10 +117,10 @@ def _instrument(rec: _Record, on_post: Callable[[PendingTx, Any], None]) -> Any:
             rec.rejected[h] = result.reason
         return result
 
-    async def ensure(self: PoolBook, pairs: Any) -> None:
+    async def fetch(self: PoolBook, missing: list[str]) -> None:
         t0 = time.perf_counter()
         try:
-            await ens0(self, pairs)
+            await fetch0(self, missing)
         finally:
             h = current.get("victim")
             if h is not None:
@@ -144,14 +145,14 @@ def _instrument(rec: _Record, on_post: Callable[[PendingTx, Any], None]) -> Any:
             current.pop("victim", None)
 
     VictimSimulator.simulate = simulate  # type: ignore[method-assign]
-    PoolBook.ensure = ensure  # type: ignore[method-assign]
+    PoolBook.fetch = fetch  # type: ignore[method-assign]
     Validator.validate = validate  # type: ignore[method-assign, assignment]
     _backrun.BackrunStrategy.on_post_state = on_post_state  # type: ignore[method-assign]
     try:
         yield
     finally:
         VictimSimulator.simulate = sim0  # type: ignore[method-assign]
-        PoolBook.ensure = ens0  # type: ignore[method-assign]
+        PoolBook.fetch = fetch0  # type: ignore[method-assign]
         Validator.validate = val0  # type: ignore[method-assign]
         _backrun.BackrunStrategy.on_post_state = post0  # type: ignore[method-assign]
 
