@@ -296,20 +296,18 @@ def _refine_a(
     less than one each), so the inputs ``a0 - 1 .. a0 + 2`` are tried outright
     and the walks start outside them, where ``F`` is monotone.
     """
-    # The neighbourhood a0 - 1 .. a0 + 2, as _Search.consider_input would try it, written out
-    # (the search object, four method calls, eight _out calls and a RoundTrip per improvement
-    # cost ~3 us, on every sizing). Held equal to the _Search version by tests/dex/test_dex_math.py.
+    # The neighbourhood a0 - 1 .. a0 + 2, as _Search.consider_input would try it, without the
+    # search object (it, four method calls and a RoundTrip per improvement cost ~2 us, on every
+    # sizing); each input through the one _eval. Held equal to the _Search version by
+    # tests/dex/test_dex_math.py.
     bi = bx = bw = bp = 0  # the best input, its mid amount, output and profit (none yet: 0)
     for a in range(a0 - 1, a0 + 3):
         if a < 1 or a > cap:
             continue
-        x = (a * g1 * xa) // (wa * _BPS + a * g1)  # _out(a, wa, xa, g1)
-        if x <= 0:
+        r = _eval(a, wa, xa, xb, wb, g1, g2)
+        if r is None:
             continue
-        w = (x * g2 * wb) // (xb * _BPS + x * g2)  # _out(x, xb, wb, g2)
-        if w <= 0 or xb + x > UINT112_MAX:
-            continue
-        p = w - a
+        x, w, p = r
         if p > bp or (p == bp and bi and a < bi):
             bi, bx, bw, bp = a, x, w, p
 
