@@ -43,7 +43,6 @@ __all__ = [
     "encode_1559_parts",
     "encode_signed_1559",
     "encode_signed_tx",
-    "encode_unsigned_1559",
     "keccak256",
     "rlp_encode",
 ]
@@ -280,29 +279,6 @@ def encode_signed_tx(
     raise ValueError(f"tx_type {tx_type} is not supported")
 
 
-def encode_unsigned_1559(
-    *,
-    chain_id: int,
-    nonce: int,
-    max_priority_fee_per_gas: int,
-    max_fee_per_gas: int,
-    gas: int,
-    to: bytes,
-    value: int,
-    data: bytes,
-) -> bytes:
-    """The EIP-1559 signing payload (``0x02 || rlp([...])`` without ``v, r, s``) with an empty access list.
-
-    ``keccak256`` of it is the hash an EIP-1559 signature signs.
-    """
-    return b"\x02" + _rlp_fields(
-        [
-            _be(chain_id), _be(nonce), _be(max_priority_fee_per_gas), _be(max_fee_per_gas), _be(gas),
-            to, _be(value), data, [],
-        ]
-    )
-
-
 def encode_1559_parts(
     chain_id: int,
     nonce: int,
@@ -313,7 +289,9 @@ def encode_1559_parts(
     value: int,
     data: bytes,
 ) -> tuple[bytes, bytes]:
-    """:func:`encode_unsigned_1559`, and the RLP of its nine fields for :func:`encode_signed_1559`.
+    """The EIP-1559 signing payload (``0x02 || rlp([...])`` without ``v, r, s``, an empty access
+    list; ``keccak256`` of it is what the signature signs), and the RLP of its nine fields for
+    :func:`encode_signed_1559`.
 
     A signer encodes the fields once: the same bytes open the signing payload and the
     signed envelope (each field was encoded twice before, ~3 us a transaction).
