@@ -22,7 +22,6 @@ import coincurve
 from eth_account.signers.local import LocalAccount
 
 from .chain import keccak256 as keccak
-from .chain import next_base_fee
 from .chain._tx import encode_1559_parts, encode_signed_1559
 from .messages import Bundle, Candidate, Head
 
@@ -34,8 +33,8 @@ _GAS_LIMIT_NUM, _GAS_LIMIT_DEN = 12, 10
 
 
 def target_base_fee(head: Head) -> int:
-    """The base fee of block ``head.number + 1`` (EIP-1559, :func:`aether.chain.next_base_fee`)."""
-    return next_base_fee(head.base_fee, head.gas_used, head.gas_limit)
+    """The base fee of block ``head.number + 1`` (EIP-1559, :attr:`Head.next_base_fee`)."""
+    return head.next_base_fee
 
 
 @attrs.frozen
@@ -179,8 +178,6 @@ class BundleBuilder:
     nonces: NonceTracker = attrs.field(kw_only=True)
     _to_bytes: dict[str, bytes] = attrs.field(factory=dict, init=False, repr=False)
     _signer: Eip1559Signer = attrs.field(init=False, repr=False)
-    _fee_head: Head | None = attrs.field(default=None, init=False, repr=False)  # the head _fee belongs to
-    _fee: int = attrs.field(default=0, init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         if not 0 <= self.tip_share_bps <= 10000:
@@ -224,11 +221,7 @@ class BundleBuilder:
             raise ValueError("gas figures must be positive")
 
         gross = candidate.expected_gross_profit_wei
-        if head is self._fee_head:  # the same (immutable) head as the last bundle: its next base fee
-            base_fee = self._fee
-        else:
-            base_fee = target_base_fee(head)
-            self._fee_head, self._fee = head, base_fee
+        base_fee = head.next_base_fee  # derived once per head (Head.next_base_fee)
         priority = (gross * self.tip_share_bps // 10000) // gas_used if gross > 0 else 0
         max_fee = 2 * base_fee + priority
         tip = priority * gas_used

@@ -10,10 +10,12 @@ wall-clock nanoseconds since the epoch (``*_ns``).
 from __future__ import annotations
 
 import enum
+import functools
 
 import attrs
 
 from .config import DexKind
+from .fees import next_base_fee as _next_base_fee
 
 __all__ = [
     "ALL_GATES",
@@ -146,6 +148,16 @@ class Head:
     gas_used: int
     gas_limit: int
     seen_at: float = 0.0
+
+    @functools.cached_property
+    def next_base_fee(self) -> int:
+        """The base fee of block ``number + 1`` (EIP-1559), derived once per head: the heads
+        actor, the strategy and the builder all ask it for every victim and bundle.
+
+        Raises:
+            ValueError: the header's gas figures are out of range (as :func:`aether.fees.next_base_fee`).
+        """
+        return _next_base_fee(self.base_fee, self.gas_used, self.gas_limit)
 
 
 @attrs.frozen

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import trio
 
 from .._errors import DecodeError, NodeError, NodeErrorKind, RpcError
-from ..chain import Frame, RpcClient, Subscriber, decode_pending_tx, head_from_rpc, next_base_fee
+from ..chain import Frame, RpcClient, Subscriber, decode_pending_tx, head_from_rpc
 from ..messages import ActorStatistics, Head, PendingTx, Tick
 from ..metrics import Metrics
 from ..quantity import hex_quantity
@@ -162,7 +162,7 @@ class HeadsActor:
             nursery.cancel_scope.cancel()
 
     async def _tick(self, head: Head) -> Tick:
-        nbf = next_base_fee(head.base_fee, head.gas_used, head.gas_limit)
+        nbf = head.next_base_fee
         try:
             eth, weth, nonce = await self._rpc.batch(balance_calls(self._searcher, self._weth, hex(head.number)))
         except NodeError as exc:

@@ -43,7 +43,6 @@ import trio
 
 from .._errors import ConfigError, RiskError
 from ..config import RiskLimits
-from ..fees import next_base_fee
 from ..messages import GATES, HALT_GATES, RISK_ERROR, Bundle, Head, RiskDecision, Tick, Verdict
 from ..metrics import Metrics
 from ._gates import ACTIVE, GATE_FUNCTIONS_BY_SOURCE, HALTED, PAUSED, RiskSnapshot, dedup_key
@@ -337,7 +336,7 @@ class RiskEngine:
         nbf = next_base_fee_wei
         if nbf is None:
             try:
-                nbf = next_base_fee(head.base_fee, head.gas_used, head.gas_limit)
+                nbf = head.next_base_fee
             except ValueError:
                 nbf = None
         self._next_base_fee = nbf

@@ -41,7 +41,6 @@ from ..dex import (
     get_amount_out,
 )
 from ..dex._v3pool import V3PoolBook, V3PoolKey, V3PoolState, V3Refusal
-from ..fees import next_base_fee
 from ..messages import Call, Candidate, Head, Hop, PendingTx, Source
 from ._cross import CrossRefusal, CycleSizing, Leg, V2Leg, V3Leg, size_cycle
 
@@ -80,10 +79,10 @@ GAS_PER_SWAP = 150_000
 #: tick crossed adds roughly 25,000-50,000; 300,000 covers several crossings.
 GAS_PER_V3_SWAP = 300_000
 
-_EXACT_INPUT_SINGLE = bytes.fromhex("414bf389")
+_EXACT_INPUT_SINGLE = bytes.fromhex("414bf389")  # exactInputSingle((address,address,uint24,address,uint256,uint256,uint256,uint160))
 
 #: Tokens whose V3 pool keys a strategy keeps (forgotten all at once past it; recomputed on use).
-_V3_KEYS_CACHED = 4096  # exactInputSingle((address,address,uint24,address,uint256,uint256,uint256,uint160))
+_V3_KEYS_CACHED = 4096
 
 
 class V3Reject(enum.StrEnum):
@@ -460,8 +459,6 @@ class BackrunStrategy:
         # Once per process, not per victim: the chain's configuration does not change.
         self._v2_dexes = v2_dexes(chain)
         self._v3_keys: dict[str, list[V3PoolKey]] = {}  # token -> its WETH pools by CREATE2 (bounded)
-        self._fee_head: Head | None = None  # the head _fee (its next block's base fee) belongs to
-        self._fee = 0
 
     def statistics(self) -> StrategyStatistics:
         return self._counts.snapshot()
@@ -672,11 +669,7 @@ class BackrunStrategy:
         any_counter = False
         out_of_range = False  # a cycle's optimum lay past a leg's fetched ticks (said, not "unprofitable")
         legs: _Legs | None = None  # made at the first token with a V3 venue
-        if head is self._fee_head:  # the same (immutable) head as the last victim: its next base fee
-            base_fee = self._fee
-        else:
-            base_fee = next_base_fee(head.base_fee, head.gas_used, head.gas_limit)
-            self._fee_head, self._fee = head, base_fee
+        base_fee = head.next_base_fee  # derived once per head (Head.next_base_fee)
 
         def gas_cost(c: _Sized | _Cycle) -> int:
             """Wei of gas the bundle of ``c`` budgets at the target block's base fee."""
