@@ -108,7 +108,7 @@ def run_all(args: argparse.Namespace) -> tuple[list[Row], dict[str, Any]]:
         rows.append((f"Latency frame -> gated bundle via eth_simulateV1 (production path), aether's own share, p50 "
                      f"({vs_sim['bundles_per_pass']} gated bundles a pass, median of {vs_sim['passes']} passes after "
                      f"a warm-up; the node answers from an in-memory table over httpx, its time subtracted)",
-                     f"{vs_sim['own_p50_us']:.0f} us", "<= 200 us", _met(vs_sim["own_p50_us"] <= 200)))
+                     f"{vs_sim['own_p50_us']:.0f} us", "<= 300 us (issue 14)", _met(vs_sim["own_p50_us"] <= 300)))
         rows.append(("Latency via eth_simulateV1 (production path), aether's own share, p99",
                      f"{vs_sim['own_p99_us']:.0f} us", "<= 1,000 us", _met(vs_sim["own_p99_us"] <= 1000)))
         rows.append(("  the table node's own time per victim (subtracted above), p50",
@@ -125,7 +125,7 @@ def run_all(args: argparse.Namespace) -> tuple[list[Row], dict[str, Any]]:
         rows.append((f"Latency frame -> bundle signed + gated, Router02 calldata path (before issue 14; no longer "
                      f"what `aether run` does), p50 ({lat['gated']} gated bundles a pass, "
                      f"median of {lat['passes']} passes after a warm-up)",
-                     f"{lat['p50_us']:.0f} us", "<= 200 us", _met(lat["p50_us"] <= 200)))
+                     f"{lat['p50_us']:.0f} us", "<= 200 us (issue 13)", _met(lat["p50_us"] <= 200)))
         rows.append(("Latency frame -> bundle signed + gated, calldata path, p99", f"{lat['p99_us']:.0f} us",
                      "<= 1,000 us", _met(lat["p99_us"] <= 1000)))
         rows.append(("Floor: parse + the two signatures alone, p50 / p99",
@@ -233,13 +233,23 @@ def soak_rows(market: Any, stream: Any, minutes: float, say: Any, extra: dict[st
                                                warmup_s=min(30.0, minutes * 60 / 4), progress=progress, sims=sims))
     extra["soak"] = {k: v for k, v in s.items() if k != "samples"}
     full = minutes >= 30
-    growth = s["rss_growth_mb"] if full else s["rss_growth_30min_mb"]
-    label = "measured over 30 min" if full else f"slope {s['rss_slope_mb_per_min']:+.2f} MB/min over {minutes:g} min, x 30 min"
     pruned = s["risk_inflight_blocks"] <= 2 and s["risk_dedup_blocks"] <= 2
+    if full:
+        growth_row = ("Soak 30 min at 1,000 frames/s: RSS growth (measured over 30 min)",
+                      f"{s['rss_growth_mb']:+.1f} MB (RSS {s['rss_start_mb']:.0f} -> {s['rss_end_mb']:.0f} MB)",
+                      "<= 20 MB", _met(s["rss_growth_mb"] <= 20))
+    else:
+        # A few minutes cannot judge a 30-minute growth: the bounded structures (intake's last
+        # 65,536 forwarded hashes fill at ~100 victims a second, about 11 minutes) are still
+        # filling, and a slope of a megabyte or two in a 2 GB process is mostly the allocator.
+        # The figure is shown for what it is; the target is judged by the 30-minute soak's own
+        # run (`python -m bench --soak`), whose rows soak_section() copies under this table.
+        growth_row = (f"Soak {minutes:g} min at 1,000 frames/s: RSS growth over {minutes:g} min (slope "
+                      f"{s['rss_slope_mb_per_min']:+.2f} MB/min; x 30 min would be {s['rss_growth_30min_mb']:+.1f} MB)",
+                      f"{s['rss_growth_mb']:+.1f} MB (RSS {s['rss_start_mb']:.0f} -> {s['rss_end_mb']:.0f} MB)",
+                      "(reference; <= 20 MB over 30 min is judged by the 30-minute soak below)", "n/a")
     return [
-        (f"Soak {minutes:g} min at 1,000 frames/s: RSS growth ({label})",
-         f"{growth:+.1f} MB (RSS {s['rss_start_mb']:.0f} -> {s['rss_end_mb']:.0f} MB)", "<= 20 MB",
-         _met(growth <= 20)),
+        growth_row,
         ("Soak: frames, dropped", f"{s['frames']:,} frames ({s['rate']:,.0f}/s), {s['dropped']} dropped", "0 dropped",
          _met(s["dropped"] == 0 and s["rate"] >= 950)),
         ("Soak: per-block state pruned (risk in-flight/dedup blocks held, max)",
@@ -270,11 +280,32 @@ def render(m: dict[str, str], rows: list[Row], extra: dict[str, Any]) -> str:
     if "soak" in extra:
         out += ["", "Soak details: " + ", ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}"
                                                  for k, v in extra["soak"].items()) + "."]
+    if not extra.get("soak_only"):  # the soak's own document does not copy its previous self
+        out += soak_section()
     out += v3_section()
     notes = ROOT / "bench" / "NOTES.md"
     if notes.exists():
         out += ["", notes.read_text().rstrip()]
     return "\n".join(out) + "\n"
+
+
+def soak_section() -> list[str]:
+    """The 30-minute soak's rows, from its own run (``python -m bench --soak``, docs/performance-soak.md).
+
+    Thirty minutes is too long for ``make bench``; its 3-minute soak shows the frames and the
+    pruning, and this section the growth over the whole half hour, copied as that run wrote it
+    (its commit and date with it), not re-measured here.
+    """
+    soak = DOC.with_name("performance-soak.md")
+    if not soak.exists():
+        return []
+    lines = soak.read_text().splitlines()
+    when = next((ln.removeprefix("- ") for ln in lines if ln.startswith("- Commit:")), "")
+    table = [ln for ln in lines if ln.startswith("|")]
+    end = next((i for i, ln in enumerate(table) if i > 1 and not ln.startswith("| Soak")), len(table))
+    return ["", "## The 30-minute soak", "",
+            f"From `docs/performance-soak.md` (`python -m bench --soak`, its own run; {when}).", "",
+            *table[:end]]
 
 
 def v3_section() -> list[str]:
@@ -323,7 +354,7 @@ def main() -> None:
     if args.soak:
         market = make_market(seed=1)
         stream = make_stream(market, args.frames, seed=2)
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = {"soak_only": True}
         rows = soak_rows(market, stream, args.soak_minutes, lambda s: print(s, flush=True), extra)
         extra["load_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     else:
