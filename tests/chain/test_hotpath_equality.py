@@ -9,6 +9,7 @@ the EIP-1559 signer against eth-account, the RLP encoder against pyrlp, the
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 from Crypto.Hash import keccak as _pycryptodome_keccak
@@ -113,6 +114,10 @@ def test_rlp_matches_pyrlp_on_random_transactions() -> None:
         item = [rng.randbytes(rng.randrange(0, 70)), [rng.randbytes(rng.randrange(0, 3)) for _ in range(30)],
                 [], [[rng.randbytes(60)]]]
         assert rlp_encode(item) == encode_raw(item)
+    # The other shapes the generic encoder takes: bytearrays and tuples, short and long.
+    others: list[Any] = [[bytearray(b"\x01" * 60), (b"a", bytearray(b"\x7f"), ())], (bytearray(),), bytearray(b"\x80")]
+    for other in others:
+        assert rlp_encode(other) == encode_raw(other)
     assert encode_1559_parts(1, 0, 0, 0, 0, b"\x00" * 20, 0, b"")[0][:1] == b"\x02"
 
 
