@@ -25,16 +25,11 @@ from .chain import keccak256 as keccak
 from .chain._tx import encode_1559_parts, encode_signed_1559
 from .messages import Bundle, Candidate, Head
 
-__all__ = ["BundleBuilder", "Eip1559Signer", "NonceStatistics", "NonceTracker", "arb_id", "target_base_fee"]
+__all__ = ["BundleBuilder", "Eip1559Signer", "NonceStatistics", "NonceTracker", "arb_id"]
 
 #: Signed gas limit = simulated gas * 12 // 10 (+20 %): the simulation already
 #: ran on the post-victim state, the margin covers small state drift.
 _GAS_LIMIT_NUM, _GAS_LIMIT_DEN = 12, 10
-
-
-def target_base_fee(head: Head) -> int:
-    """The base fee of block ``head.number + 1`` (EIP-1559, :attr:`Head.next_base_fee`)."""
-    return head.next_base_fee
 
 
 @attrs.frozen

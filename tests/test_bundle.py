@@ -11,7 +11,7 @@ import pytest
 from eth_abi import encode
 from eth_account import Account
 
-from aether.bundle import BundleBuilder, NonceStatistics, NonceTracker, target_base_fee
+from aether.bundle import BundleBuilder, NonceStatistics, NonceTracker
 from aether.chain import next_base_fee
 from aether.messages import Call, Candidate, Head, Hop, PendingTx
 
@@ -147,9 +147,9 @@ async def test_each_signed_tx_decodes_with_cast() -> None:
         assert bytes.fromhex(d["hash"][2:]) == b.our_tx_hashes[i]
 
 
-async def test_target_base_fee_uses_head() -> None:
+async def test_the_target_base_fee_is_the_heads_next() -> None:
     h = Head(1, "0x", "0x", 0, 875_000_000, 0, 30_000_000)
-    assert target_base_fee(h) == 875_000_000 - 875_000_000 // 8
+    assert h.next_base_fee == 875_000_000 - 875_000_000 // 8
 
 
 def test_built_at_is_the_same_text_whatever_second_came_before() -> None:
@@ -185,4 +185,4 @@ def test_the_base_fee_is_each_heads_own_when_heads_alternate() -> None:
                          victim=None, route=(), amount_in=1, amount_out=2, expected_gross_profit_wei=10**16,
                          gas_estimate=200_000, seen_at=0.0, found_at=0.0, calls=(call,))
         bundle = builder.build(cand, head, now_ns=0)
-        assert bundle.base_fee_wei == nbf(head.base_fee, head.gas_used, head.gas_limit) == target_base_fee(head)
+        assert bundle.base_fee_wei == nbf(head.base_fee, head.gas_used, head.gas_limit) == head.next_base_fee
