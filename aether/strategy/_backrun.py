@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import enum
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
 import attrs
@@ -169,14 +169,17 @@ def size_best_round_trip(
         cap: the most WETH to put in (the searcher's inventory).
         must_touch: if set, only trips with a leg through this pair.
     """
-    weth = chain.weth
-    return _best_trip([(d, p, view.oriented(p, weth), view.oriented(p, token)) for d, p in dexes], token, cap,
-                      must_touch)
+    return _best_trip(_trip_legs(view, chain.weth, token, dexes), token, cap, must_touch)
 
 
 #: One venue of :func:`_best_trip`: the DEX, its pair, and the pair's reserves oriented for
 #: WETH in (``(weth, token)``) and for the token in (``(token, weth)``); None where unknown.
 _TripLeg = tuple[DexConfig, str, "tuple[int, int] | None", "tuple[int, int] | None"]
+
+
+def _trip_legs(view: BookView, weth: str, token: str, dexes: Iterable[tuple[DexConfig, str]]) -> list[_TripLeg]:
+    """The venues of :func:`_best_trip`: each pair's reserves oriented both ways, once."""
+    return [(d, p, view.oriented(p, weth), view.oriented(p, token)) for d, p in dexes]
 
 
 def _best_trip(legs: Sequence[_TripLeg], token: str, cap: int, must_touch: str | None) -> _Sized | None:
@@ -702,16 +705,8 @@ class BackrunStrategy:
             any_counter = True
             best: _Sized | _Cycle | None = None
             if len(present) >= 2:
-                # size_best_round_trip on the reserves in hand: each pair oriented once (as
-                # BookView.oriented does: by the pair's token0), not looked up again per leg.
-                trip_legs: list[_TripLeg] = []
-                for d, p, r in present:
-                    info = book.info(p)
-                    if info is None:
-                        trip_legs.append((d, p, None, None))
-                    else:
-                        flip = (r[1], r[0])
-                        trip_legs.append((d, p, r if weth == info.token0 else flip, r if x == info.token0 else flip))
+                # size_best_round_trip for each moved pair, the venues oriented once for all of them.
+                trip_legs = _trip_legs(view, weth, x, [(d, p) for d, p, _ in present])
                 for pair in pairs:
                     sized = _best_trip(trip_legs, x, inventory_wei, pair)
                     if sized is not None and (best is None or sized.rt.profit > _profit(best)):
