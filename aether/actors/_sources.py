@@ -217,8 +217,8 @@ class IntakeActor:
         self._recent = RecentHashes(seen_max)
         self._duplicates = 0
         self._duplicate_count = metrics.screen_skipped.labels(IntakeSkip.DUPLICATE)
-        # Each frame counts one skip or pass: the labelled children's bound inc() are looked
-        # up once per reason, not per frame (prometheus-client's labels() takes a lock).
+        # Each frame counts one skip or pass: the labelled series' bound inc() are looked up
+        # once per verdict, not per frame (labels() makes and hashes its key tuple each call).
         self._seen_count = metrics.pending_seen.inc
         self._counts: dict[tuple[bool, str], Callable[[], None]] = {}
 
