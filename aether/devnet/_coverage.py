@@ -95,7 +95,7 @@ def _instrument(rec: _Record, on_post: Callable[[PendingTx, Any], None]) -> Any:
     """Wrap the three node-facing calls of the pipeline to record results and node time."""
     from ..dex import PoolBook
 
-    # The book's node half (fetch): ensure calls it, and so does on_post_state (touch, then fetch).
+    # The book's node half (fetch, which ensure calls): its time is the node's, the bookkeeping aether's.
     sim0, fetch0, val0 = VictimSimulator.simulate, PoolBook.fetch, Validator.validate
     current: dict[str, str] = {}
 

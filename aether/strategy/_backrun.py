@@ -662,9 +662,7 @@ class BackrunStrategy:
         wanted = [*moved_state]
         for lst in counters.values():
             wanted += [p for _, p in lst]
-        missing = book.touch(wanted)
-        if missing:  # only a pair never read before costs a trip to the node (ensure, in two steps)
-            await book.fetch(missing)
+        await book.ensure(wanted)  # only a pair never read before costs a trip to the node
         view = book.view()
         for pair, (r0, r1) in moved_state.items():
             view.set_reserves(pair, r0, r1)
